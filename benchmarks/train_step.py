@@ -1,0 +1,116 @@
+"""Train-step throughput: images/s (and FLOP/s from XLA's cost analysis) per method, batch size and device count.
+
+    python benchmarks/train_step.py --methods simsiam,simsiam_gsg --batch-sizes 128,512 \
+        --devices 1 --backbone resnet18 --width 16 --steps 10 --out benchmarks/results/cpu.json
+
+One image = one source image (GSG augments and forwards four views of it,
+SimSiam two), augmentation included, as in training. Device counts other
+than the machine's own are simulated on the CPU by re-running this script
+with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+# Dense peak FLOP/s by device kind and dtype, for the fraction-of-peak column (vendor figures, no sparsity).
+PEAK_FLOPS = {
+    ('NVIDIA H100 80GB HBM3', 'bfloat16'): 989e12, ('NVIDIA H100 80GB HBM3', 'float32'): 67e12,
+    ('NVIDIA H200', 'bfloat16'): 989e12, ('NVIDIA H200', 'float32'): 67e12,
+}
+
+
+def measure(method: str, batch_size: int, args) -> dict:
+  import jax
+  import numpy as np
+  from gsg_jax import config_lib, parallel
+  from gsg_jax.training import build_trainer
+
+  name, _, variant = method.partition('_')
+  config = config_lib.make_config(name, guided=variant == 'gsg', preset='cifar10')
+  config.model.backbone, config.model.width, config.model.dtype = args.backbone, args.width, args.dtype
+  config.batch_size = batch_size
+  mesh = parallel.create_mesh()
+  parallel.check_batch_size(batch_size, mesh)
+  replicated, batch = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  trainer = build_trainer(config, steps_per_epoch=1000)
+  state = jax.jit(trainer.init, static_argnums=1, out_shardings=replicated)(jax.random.key(0), (32, 32, 3))
+  step = jax.jit(trainer.train_step, in_shardings=(replicated, batch, replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+  images = jax.device_put(np.random.default_rng(0).integers(0, 256, (batch_size, 32, 32, 3), np.uint8), batch)
+  rng = jax.random.key(1)
+
+  t0 = time.perf_counter()
+  compiled = step.lower(state, images, rng).compile()
+  compile_s = time.perf_counter() - t0
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
+  for _ in range(args.warmup):
+    state, metrics = compiled(state, images, rng)
+  jax.block_until_ready(metrics)
+  t0 = time.perf_counter()
+  for _ in range(args.steps):
+    state, metrics = compiled(state, images, rng)
+  jax.block_until_ready(metrics)
+  seconds = (time.perf_counter() - t0) / args.steps
+  device = jax.devices()[0].device_kind
+  # XLA's count is per device program; the step does this much work on every device.
+  flops_per_s = flops * jax.device_count() / seconds
+  peak = PEAK_FLOPS.get((device, args.dtype))
+  return {'method': method, 'batch_size': batch_size, 'devices': jax.device_count(), 'device_kind': device,
+          'platform': jax.default_backend(), 'backbone': args.backbone, 'width': args.width, 'dtype': args.dtype,
+          'views_per_image': trainer.method.num_views, 'step_seconds': seconds,
+          'images_per_second': batch_size / seconds, 'compile_seconds': compile_s,
+          'flops_per_step': flops * jax.device_count(), 'flops_per_second': flops_per_s,
+          'fraction_of_peak': flops_per_s / peak if peak else None, 'final_loss': float(metrics['loss'])}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--methods', default='simsiam,simsiam_gsg')
+  parser.add_argument('--batch-sizes', default='128,256')
+  parser.add_argument('--devices', default='', help='comma-separated simulated CPU device counts (CPU only)')
+  parser.add_argument('--backbone', default='resnet18')
+  parser.add_argument('--width', type=int, default=16)
+  parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
+  parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--warmup', type=int, default=2)
+  parser.add_argument('--out', default='benchmarks/results/train_step.json')
+  parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
+  args = parser.parse_args()
+
+  if args.devices and not args.child:  # One child process per simulated device count.
+    rows = []
+    for n in args.devices.split(','):
+      env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}', JAX_PLATFORMS='cpu')
+      argv = [a for a in sys.argv[1:] if not a.startswith('--devices')]
+      out = subprocess.run([sys.executable, __file__, *argv, '--child', '--out', '-'], env=env, check=True,
+                           capture_output=True, text=True).stdout
+      rows += json.loads(out.strip().splitlines()[-1])
+  else:
+    rows = []
+    for method in args.methods.split(','):
+      for b in (int(s) for s in args.batch_sizes.split(',')):
+        row = measure(method, b, args)
+        print(f"{row['method']:>14}  batch {b:>5}  {row['devices']} {row['device_kind']}: "
+              f"{row['images_per_second']:9.1f} img/s  {row['flops_per_second'] / 1e9:9.1f} GFLOP/s", file=sys.stderr)
+        rows.append(row)
+  if args.out == '-':
+    print(json.dumps(rows))
+    return
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  with open(args.out, 'w') as f:
+    json.dump({'date': datetime.date.today().isoformat(), 'command': ' '.join(sys.argv), 'results': rows}, f, indent=2)
+  print(f'wrote {args.out}', file=sys.stderr)
+
+
+if __name__ == '__main__':
+  main()

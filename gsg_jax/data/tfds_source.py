@@ -1,0 +1,194 @@
+"""TensorFlow Datasets: small datasets in memory, large ones streamed.
+
+TensorFlow and TFDS are imported inside functions only. ``load_tfds`` first
+checks that the dataset is prepared in ``data_dir`` and fails at once with
+instructions if not (TFDS would otherwise try the network for minutes).
+Training splits up to ``in_memory_max_examples`` are decoded into numpy
+(``InMemoryTrainData``); larger ones are streamed (``StreamingTrainData``)
+and their memory / held-out splits capped at ``eval_max_examples``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import jax
+import numpy as np
+
+from gsg_jax.data.pipeline import Dataset, InMemoryTrainData, Split, check_batch_args
+
+
+def _tf_and_tfds():
+  """Imports TF and TFDS, keeping TF off the accelerators (JAX owns them)."""
+  import tensorflow as tf
+  import tensorflow_datasets as tfds
+  try:
+    tf.config.set_visible_devices([], 'GPU')
+  except RuntimeError:  # TF already initialised its devices.
+    pass
+  return tf, tfds
+
+
+def decode_and_crop(encoded, size: int, seed=None):
+  """Encoded image bytes → uint8 [size, size, 3]: shorter side resized to ``size``, then cropped.
+
+  The crop is central, or a stateless random crop when ``seed`` (a [2] int
+  tensor) is given. Images already ``size`` × ``size`` pass unchanged.
+  """
+  tf, _ = _tf_and_tfds()
+  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  shape = tf.shape(image)
+  h, w = shape[0], shape[1]
+
+  def resize():
+    scale = size / tf.cast(tf.minimum(h, w), tf.float32)
+    new_h = tf.maximum(size, tf.cast(tf.round(tf.cast(h, tf.float32) * scale), tf.int32))
+    new_w = tf.maximum(size, tf.cast(tf.round(tf.cast(w, tf.float32) * scale), tf.int32))
+    resized = tf.image.resize(image, [new_h, new_w], method='bicubic', antialias=True)
+    return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+  image = tf.cond(tf.logical_and(h == size, w == size), lambda: image, resize)
+  if seed is not None:
+    return tf.image.stateless_random_crop(image, [size, size, 3], seed)
+  shape = tf.shape(image)
+  top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
+  return tf.ensure_shape(image[top:top + size, left:left + size], [size, size, 3])
+
+
+def _split_names(split: str) -> list[str]:
+  """Base split names of a TFDS split expression: 'train[:10%]+test' → ['train', 'test']."""
+  return [part.split('[', 1)[0].strip() for part in split.split('+')]
+
+
+def open_builder(name: str, data_dir: str, splits: list[str]):
+  """``tfds.builder(name)`` after checking that it is prepared and has ``splits``; raises ValueError otherwise."""
+  _, tfds = _tf_and_tfds()
+  from tensorflow_datasets.core.registered import DatasetNotFoundError
+  try:
+    builder = tfds.builder(name, data_dir=data_dir or None)
+  except DatasetNotFoundError as e:
+    raise ValueError(f'config.data.tfds_name={name!r}: no such TFDS dataset.') from e
+  if not builder.is_prepared():
+    where = f'--data_dir={data_dir}' if data_dir else '(default data_dir ~/tensorflow_datasets)'
+    how = f'run `tfds build {name} {where}` on a machine with internet access'
+    if getattr(builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None):
+      how = (f'download its files by hand (see the TFDS catalog page for {name}) into a manual dir, then run '
+             f'`tfds build {name} {where} --manual_dir=<that dir>`')
+    raise ValueError(f'TFDS dataset {name!r} is not prepared in {builder.data_dir!r} '
+                     f'(config.data.data_dir={data_dir!r}): {how}.')
+  known = set(builder.info.splits.keys())
+  for split in splits:
+    missing = [s for s in _split_names(split) if s not in known]
+    if missing:
+      raise ValueError(f'TFDS dataset {name!r} has no split {missing[0]!r} (from {split!r}); '
+                       f'splits: {sorted(known)}.')
+  return builder
+
+
+def load_split(builder, split: str, image_size: int, batch_size: int = 1024) -> Split:
+  """A TFDS split decoded whole into numpy, images resized and centre-cropped to ``image_size``."""
+  tf, tfds = _tf_and_tfds()
+  ds = builder.as_dataset(split=split, shuffle_files=False, decoders={'image': tfds.decode.SkipDecoding()})
+  ds = ds.map(lambda ex: (decode_and_crop(ex['image'], image_size), tf.cast(ex['label'], tf.int32)),
+              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  images, labels = [], []
+  for x, y in ds.batch(batch_size).prefetch(2).as_numpy_iterator():
+    images.append(x)
+    labels.append(y)
+  if not images:
+    raise ValueError(f'TFDS split {split!r} of {builder.name!r} is empty.')
+  return Split(np.concatenate(images), np.concatenate(labels))
+
+
+class StreamingTrainData:
+  """Training batches decoded on the host by tf.data from a TFDS split.
+
+  Each process reads its own ``1 / process_count`` of the split and yields
+  its share of every global batch, assembled with
+  ``jax.make_array_from_process_local_data``. Epoch ``e`` reads the files in
+  an order seeded by ``(seed, e)``, shuffles examples in a buffer with the
+  same seed, and crops each image (shorter side resized to ``image_size``)
+  with a stateless random crop keyed by ``(seed, e, position in epoch)``.
+  ``start_step`` skips examples before decoding them. TF's ordering is
+  deterministic for a fixed file layout, so batch ``k`` depends only on
+  ``(seed, k)``; the examples of a batch differ from ``InMemoryTrainData``'s.
+  """
+
+  def __init__(self, builder, split: str, num_examples: int, image_size: int,
+               shuffle_buffer: int = 10_000, random_crop: bool = True, prefetch: int = 2):
+    self.builder, self.split = builder, split
+    self.num_examples = num_examples
+    self.image_shape = (image_size, image_size, 3)
+    self.shuffle_buffer, self.random_crop, self.prefetch = shuffle_buffer, random_crop, prefetch
+
+  def steps_per_epoch(self, batch_size: int) -> int:
+    """Batches per epoch: every process yields the same number of local batches."""
+    processes = jax.process_count()
+    return (self.num_examples // processes) // max(1, batch_size // processes)
+
+  def _epoch(self, shard: str, local_batch: int, seed: int, epoch: int, skip: int, steps: int):
+    tf, tfds = _tf_and_tfds()
+    epoch_seed = int(np.random.default_rng([seed, epoch]).integers(2**31 - 1))
+    read_config = tfds.ReadConfig(shuffle_seed=epoch_seed)
+    ds = self.builder.as_dataset(split=shard, shuffle_files=True, read_config=read_config,
+                                 decoders={'image': tfds.decode.SkipDecoding()})
+    ds = ds.shuffle(self.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
+    ds = ds.enumerate().skip(skip * local_batch)
+    size = self.image_shape[0]
+
+    def decode(position, example):
+      seed_pair = tf.stack([tf.constant(epoch_seed, tf.int64), position]) if self.random_crop else None
+      return decode_and_crop(example['image'], size, seed_pair)
+
+    ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(local_batch, drop_remainder=True).take(steps - skip).prefetch(tf.data.AUTOTUNE)
+
+  def batches(self, batch_size: int, seed: int = 0, start_step: int = 0,
+              sharding: jax.sharding.Sharding | None = None) -> Iterator[jax.Array]:
+    """Endless global uint8 [batch_size, H, W, 3] batches from ``start_step`` on."""
+    _, tfds = _tf_and_tfds()
+    processes = jax.process_count()
+    if batch_size % processes:
+      raise ValueError(f'batch_size={batch_size} is not divisible by the {processes} processes.')
+    check_batch_args(self.num_examples // processes * processes, batch_size, seed, start_step)
+    steps, local_batch = self.steps_per_epoch(batch_size), batch_size // processes
+    shard = tfds.even_splits(self.split, n=processes, drop_remainder=True)[jax.process_index()]
+    global_shape = (batch_size,) + self.image_shape
+    epoch, skip = divmod(start_step, steps)
+    while True:
+      for local in self._epoch(shard, local_batch, seed, epoch, skip, steps).as_numpy_iterator():
+        if sharding is None:
+          yield jax.device_put(local)
+        else:
+          yield jax.make_array_from_process_local_data(sharding, local, global_shape)
+      epoch, skip = epoch + 1, 0
+
+
+def _capped(info, split: str, cap: int) -> str:
+  """``split`` limited to its first ``cap`` examples (plain split names only; TFDS shuffled them when preparing)."""
+  if split in set(info.splits.keys()) and info.splits[split].num_examples > cap:
+    return f'{split}[:{cap}]'
+  return split
+
+
+def load_tfds(config) -> Dataset:
+  """The TFDS dataset ``config.tfds_name`` from ``config.data_dir``; see the module docstring."""
+  heldout_split = config.heldout_split or 'test'
+  for key in ('in_memory_max_examples', 'image_size', 'stream_image_size', 'shuffle_buffer'):
+    if config[key] <= 0:
+      raise ValueError(f'config.data.{key}={config[key]!r} is invalid: expected a positive integer.')
+  builder = open_builder(config.tfds_name, config.data_dir, [config.train_split, heldout_split])
+  info = builder.info
+  if 'image' not in info.features or 'label' not in info.features:
+    raise ValueError(f'TFDS dataset {config.tfds_name!r} lacks an image/label feature: {info.features}.')
+  num_classes = info.features['label'].num_classes
+  num_train = info.splits[config.train_split].num_examples
+  cap = config.eval_max_examples
+  heldout = load_split(builder, _capped(info, heldout_split, cap), config.image_size)
+  if num_train <= config.in_memory_max_examples:
+    train_split = load_split(builder, config.train_split, config.image_size)
+    train, memory = InMemoryTrainData(train_split), train_split
+  else:
+    train = StreamingTrainData(builder, config.train_split, num_train, config.stream_image_size, config.shuffle_buffer)
+    memory = load_split(builder, _capped(info, config.train_split, cap), config.image_size)
+  return Dataset(config.tfds_name, num_classes, train, memory=memory, heldout=heldout)

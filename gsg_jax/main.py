@@ -1,0 +1,36 @@
+"""Command line: ``python -m gsg_jax.main --config=configs/byol_gsg.py[:preset] --workdir=DIR``.
+
+Any config key can be overridden, e.g. ``--config.batch_size=256
+--config.method.predictor=False``; a misspelt key or a value of the wrong type
+stops at once with a message naming it, and ``config_lib.validate`` rejects
+invalid values before any data is read.
+"""
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from gsg_jax import train
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/byol_gsg.py:quick.',
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and metrics (resumes if it has them).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (ValueError, FileNotFoundError, PermissionError, train.NonFiniteLoss) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  except train.Preempted as e:
+    print(str(e), file=sys.stderr)
+    sys.exit(143)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,71 @@
+"""Networks: backbones, heads, and the Siamese network that combines them.
+
+``build_network(model_config, use_predictor)`` returns a ``SiameseNetwork``:
+
+    features   = backbone(x)            # the representation that is evaluated
+    projection = projector(features)    # z
+    prediction = predictor(projection)  # p (p = z when there is no predictor)
+
+Called as ``network.apply(variables, x, train=..., num_views=V)`` on image-major
+rows (row ``b·V + v`` is view ``v`` of image ``b``), it returns a dict of the
+three arrays. ``with_predictor=False`` runs backbone and projector only: the
+BYOL target network is that part of the online network, with its own
+(EMA) parameters ``{'backbone', 'projector'}``.
+"""
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from gsg_jax.models.convnet import ConvNet
+from gsg_jax.models.heads import Predictor, Projector
+from gsg_jax.models.resnet import resnet18, resnet50
+
+BACKBONES = ('resnet18', 'resnet50', 'convnet')
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+class SiameseNetwork(nn.Module):
+  backbone: nn.Module
+  projector: nn.Module
+  predictor: Optional[nn.Module] = None
+
+  def __call__(self, x, *, train: bool, num_views: int = 1, with_predictor: bool = True):
+    features = self.backbone(x, train=train, num_views=num_views)
+    projection = self.projector(features, train=train, num_views=num_views)
+    if with_predictor and self.predictor is not None:
+      prediction = self.predictor(projection, train=train, num_views=num_views)
+    else:
+      prediction = projection
+    f32 = lambda a: a.astype(jnp.float32)
+    return {'features': f32(features), 'projection': f32(projection), 'prediction': f32(prediction)}
+
+  def encode(self, x):
+    """Backbone features in evaluation mode (running BatchNorm statistics)."""
+    return self.backbone(x, train=False).astype(jnp.float32)
+
+
+def build_backbone(config) -> nn.Module:
+  dtype = DTYPES[config.dtype]
+  if config.backbone == 'convnet':
+    return ConvNet(width=config.width, dtype=dtype)
+  factories = {'resnet18': resnet18, 'resnet50': resnet50}
+  if config.backbone not in factories:
+    raise ValueError(f'model.backbone={config.backbone!r}: expected one of {BACKBONES}.')
+  return factories[config.backbone](width=config.width, cifar_stem=config.cifar_stem, remat=config.remat, dtype=dtype)
+
+
+def build_network(config, use_predictor: bool = True) -> SiameseNetwork:
+  """The Siamese network described by ``config`` (the ``config.model`` block)."""
+  dtype = DTYPES[config.dtype]
+  projector = Projector(config.projector_hidden_dim, config.projection_dim, config.projector_layers, dtype)
+  predictor = Predictor(config.predictor_hidden_dim, config.projection_dim, dtype) if use_predictor else None
+  return SiameseNetwork(build_backbone(config), projector, predictor)
+
+
+def init_variables(network: SiameseNetwork, rng: jax.Array, image_shape) -> dict[str, Any]:
+  """Parameters and batch statistics for inputs of ``image_shape`` (H, W, C)."""
+  x = jnp.zeros((2,) + tuple(image_shape), jnp.float32)
+  return dict(jax.jit(lambda r: network.init(r, x, train=True))(rng))

@@ -1,0 +1,45 @@
+"""Projector and predictor MLPs (SimSiam / GSG reference layout).
+
+Projector (``num_layers`` = 3):  Linear-BN-ReLU, Linear-BN-ReLU, Linear, BN
+without affine parameters; hidden and output width 2048 in the reference.
+Predictor: Linear-BN-ReLU to a bottleneck (512), then Linear (with bias) back
+to the projection width.
+
+Linear layers followed by BN carry no bias (it would be cancelled by the BN).
+Both heads normalise per view (see ``normalization``).
+"""
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from gsg_jax.models.normalization import ViewBatchNorm
+
+
+class Projector(nn.Module):
+  hidden_dim: int = 2048
+  output_dim: int = 2048
+  num_layers: int = 3
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool, num_views: int = 1):
+    norm = functools.partial(ViewBatchNorm, use_running_average=not train, num_views=num_views, dtype=self.dtype)
+    for _ in range(self.num_layers - 1):
+      x = nn.relu(norm()(nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype)(x)))
+    x = nn.Dense(self.output_dim, use_bias=False, dtype=self.dtype)(x)
+    return norm(use_scale=False, use_bias=False)(x)
+
+
+class Predictor(nn.Module):
+  hidden_dim: int = 512
+  output_dim: int = 2048
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool, num_views: int = 1):
+    norm = functools.partial(ViewBatchNorm, use_running_average=not train, num_views=num_views, dtype=self.dtype)
+    x = nn.relu(norm()(nn.Dense(self.hidden_dim, use_bias=False, dtype=self.dtype)(x)))
+    return nn.Dense(self.output_dim, dtype=self.dtype)(x)

@@ -1,0 +1,101 @@
+"""ResNets: the CIFAR variant of ResNet-18 and the ImageNet ResNet-50.
+
+* CIFAR variant (SimSiam's and the GSG reference's CIFAR backbone): 3×3
+  stride-1 stem, no max-pool, so a 32×32 input reaches the last stage at 4×4.
+* ImageNet variant: 7×7 stride-2 stem and a 3×3 stride-2 max-pool.
+* ``width`` is the number of channels of the first stage (64 in the papers);
+  stage ``i`` has ``width · 2^i``, times 4 at the output of bottlenecks.
+* The last BatchNorm of every residual branch starts with scale 0 (Goyal et
+  al. 2017), so each block starts as the identity.
+
+The output is the globally average-pooled feature vector (512 for ResNet-18,
+2048 for ResNet-50 at width 64): the representation that kNN and the linear
+probe judge.
+"""
+
+import functools
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from gsg_jax.models.normalization import ViewBatchNorm
+
+ModuleDef = Any
+conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')  # Kaiming normal, as torchvision.
+
+
+class BasicBlock(nn.Module):
+  filters: int
+  strides: int
+  conv: ModuleDef
+  norm: ModuleDef
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = self.conv(self.filters, (3, 3), self.strides)(x)
+    y = nn.relu(self.norm()(y))
+    y = self.conv(self.filters, (3, 3))(y)
+    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters, (1, 1), self.strides, name='shortcut_conv')(residual)
+      residual = self.norm(name='shortcut_norm')(residual)
+    return nn.relu(residual + y)
+
+
+class Bottleneck(nn.Module):
+  filters: int
+  strides: int
+  conv: ModuleDef
+  norm: ModuleDef
+
+  @nn.compact
+  def __call__(self, x):
+    residual = x
+    y = nn.relu(self.norm()(self.conv(self.filters, (1, 1))(x)))
+    y = nn.relu(self.norm()(self.conv(self.filters, (3, 3), self.strides)(y)))
+    y = self.conv(self.filters * 4, (1, 1))(y)
+    y = self.norm(scale_init=nn.initializers.zeros)(y)
+    if residual.shape != y.shape:
+      residual = self.conv(self.filters * 4, (1, 1), self.strides, name='shortcut_conv')(residual)
+      residual = self.norm(name='shortcut_norm')(residual)
+    return nn.relu(residual + y)
+
+
+class ResNet(nn.Module):
+  """ResNet backbone. ``__call__(x, train, num_views) -> [N, features]``."""
+
+  stage_sizes: Sequence[int]
+  block: ModuleDef
+  width: int = 64
+  cifar_stem: bool = True
+  remat: bool = False  # Recompute block activations in the backward pass: less memory, ~1/3 more compute.
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool, num_views: int = 1):
+    conv = functools.partial(nn.Conv, use_bias=False, padding='SAME', kernel_init=conv_init, dtype=self.dtype)
+    norm = functools.partial(ViewBatchNorm, use_running_average=not train, num_views=num_views, dtype=self.dtype)
+    x = x.astype(self.dtype)
+    if self.cifar_stem:
+      x = conv(self.width, (3, 3), name='stem_conv')(x)
+      x = nn.relu(norm(name='stem_norm')(x))
+    else:
+      x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name='stem_conv')(x)
+      x = nn.relu(norm(name='stem_norm')(x))
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME')
+    block = nn.remat(self.block) if self.remat else self.block
+    for stage, num_blocks in enumerate(self.stage_sizes):
+      for i in range(num_blocks):
+        strides = 2 if stage > 0 and i == 0 else 1
+        x = block(self.width * 2**stage, strides, conv=conv, norm=norm)(x)
+    return jnp.mean(x, axis=(1, 2))
+
+
+def resnet18(**kwargs) -> ResNet:
+  return ResNet((2, 2, 2, 2), BasicBlock, **kwargs)
+
+
+def resnet50(**kwargs) -> ResNet:
+  return ResNet((3, 4, 6, 3), Bottleneck, **kwargs)

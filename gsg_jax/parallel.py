@@ -1,0 +1,64 @@
+"""Device mesh, shardings and multi-host start-up.
+
+Training is data-parallel over one mesh axis, ``'data'``, spanning every
+device of every host. Parameters and optimiser state are replicated; batches
+are split along their first axis. Everything else follows from ``jax.jit``
+with these shardings: reductions over the batch (the loss mean, BatchNorm
+statistics) run over the global batch, so results do not depend on the
+device count.
+"""
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = 'data'
+
+
+def initialize_distributed(config) -> None:
+  """Calls ``jax.distributed.initialize`` when this is a multi-process launch.
+
+  ``config.distributed.mode``:
+    'auto'     – initialise when a cluster is detected (TPU pod worker, SLURM
+                 job with several tasks, or JAX_COORDINATOR_ADDRESS set);
+    'explicit' – use ``coordinator_address``, ``num_processes``, ``process_id``;
+    'off'      – single process.
+  """
+  mode = config.mode
+  if mode == 'off':
+    return
+  if mode == 'explicit':
+    jax.distributed.initialize(
+        coordinator_address=config.coordinator_address,
+        num_processes=config.num_processes,
+        process_id=config.process_id,
+        local_device_ids=list(config.local_device_ids) or None)
+    return
+  if mode != 'auto':
+    raise ValueError(f"distributed.mode={mode!r}: expected 'auto', 'explicit' or 'off'.")
+  in_slurm = int(os.environ.get('SLURM_NTASKS', '1')) > 1
+  on_tpu_pod = 'TPU_WORKER_HOSTNAMES' in os.environ or 'MEGASCALE_COORDINATOR_ADDRESS' in os.environ
+  if in_slurm or on_tpu_pod or 'JAX_COORDINATOR_ADDRESS' in os.environ:
+    jax.distributed.initialize()  # Reads the cluster's environment.
+
+
+def create_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over ``devices`` (default: all devices of all processes)."""
+  devices = jax.devices() if devices is None else devices
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Split the leading (batch) axis over the mesh."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+  if batch_size % mesh.size:
+    raise ValueError(f'batch_size={batch_size} is not divisible by the {mesh.size} devices of the mesh.')

@@ -1,0 +1,186 @@
+"""Training loop: ``train_and_evaluate(config, workdir)``.
+
+Reads top to bottom: data → trainer (pure step) → state, restored from the
+latest checkpoint when there is one → loop (log, evaluate, checkpoint) →
+summary. Re-running the same command in the same workdir resumes at the same
+step, data order and random stream. SIGTERM/SIGINT finish the current step,
+write a checkpoint and exit cleanly. A non-finite loss stops the run before
+any non-finite state is checkpointed.
+"""
+
+import json
+import os
+import signal
+import time
+
+import jax
+import numpy as np
+
+from gsg_jax import config_lib, data, parallel
+from gsg_jax.evaluation.features import extract_features
+from gsg_jax.evaluation.knn import weighted_knn
+from gsg_jax.training import build_trainer
+from gsg_jax.training.checkpointing import Checkpointer
+from gsg_jax.training.outputs import MetricsLogger
+
+
+class Preempted(Exception):
+  """Raised after a checkpoint has been written in response to SIGTERM/SIGINT."""
+
+
+class NonFiniteLoss(FloatingPointError):
+  pass
+
+
+def prepare_workdir(workdir: str) -> str:
+  """Create ``workdir`` and check it is writable, before any accelerator time is spent."""
+  if not workdir:
+    raise ValueError('--workdir is required.')
+  workdir = os.path.abspath(workdir)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f'.write_probe_{os.getpid()}')
+    with open(probe, 'w') as f:
+      f.write('ok')
+    os.remove(probe)
+  except OSError as e:
+    raise PermissionError(f'workdir {workdir!r} is not writable: {e}') from e
+  return workdir
+
+
+class _StopSignal:
+  """Records SIGTERM/SIGINT so the loop can stop at a step boundary."""
+
+  def __init__(self):
+    self.received = None
+    self._previous = {}
+
+  def __enter__(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      try:
+        self._previous[sig] = signal.signal(sig, self._handle)
+      except ValueError:  # Not the main thread (e.g. some notebooks): no handler.
+        pass
+    return self
+
+  def _handle(self, signum, frame):
+    if self.received is not None:  # Second signal: give up waiting.
+      raise KeyboardInterrupt
+    self.received = signal.Signals(signum).name
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def _mean_metrics(pending: list, first_step: int) -> dict:
+  """Fetch the metrics of the steps since the last log, check the loss, return their mean."""
+  stacked = jax.device_get(jax.tree_util.tree_map(lambda *xs: np.stack(xs), *pending))
+  bad = np.flatnonzero(~np.isfinite(stacked['loss']))
+  if bad.size:
+    raise NonFiniteLoss(f'non-finite loss ({stacked["loss"][bad[0]]}) at step {first_step + bad[0] + 1}; '
+                        'stopping. The last checkpoint holds the last good state.')
+  return {k: float(np.mean(v)) for k, v in stacked.items()}
+
+
+def make_knn_evaluator(trainer, dataset, config, mesh):
+  """``evaluate(state) -> metrics``: weighted kNN of held-out backbone features against the memory split."""
+  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  encode = jax.jit(trainer.encode, in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding)
+  k = config.eval.knn_k
+
+  def evaluate(state) -> dict:
+    memory = extract_features(encode, state, dataset.memory.images, config.eval.batch_size, batch_sharding)
+    queries = extract_features(encode, state, dataset.heldout.images, config.eval.batch_size, batch_sharding)
+    result = weighted_knn(memory, dataset.memory.labels, queries, dataset.heldout.labels, dataset.num_classes,
+                          ks=(k,), temperature=config.eval.knn_temperature)
+    return {'knn_top1': result[f'knn_top1@{k}'], **result}
+
+  return evaluate
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Train as ``config`` says, writing checkpoints and metrics in ``workdir``; returns the final metrics."""
+  config_lib.validate(config)
+  workdir = prepare_workdir(workdir)
+  parallel.initialize_distributed(config.distributed)
+  mesh = parallel.create_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  parallel.check_batch_size(config.eval.batch_size, mesh)
+  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+
+  dataset = data.load_dataset(config.data)
+  steps_per_epoch = dataset.train.steps_per_epoch(config.batch_size)
+  if steps_per_epoch < 1:
+    raise ValueError(f'batch_size={config.batch_size} exceeds the {dataset.train.num_examples} training images.')
+  total_steps = config.num_epochs * steps_per_epoch
+  trainer = build_trainer(config, steps_per_epoch)
+
+  init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
+  state = jax.jit(trainer.init, static_argnums=1, out_shardings=replicated)(init_rng, dataset.train.image_shape)
+  checkpointer = Checkpointer(workdir, config.checkpoint_every_steps, config.keep_checkpoints)
+  logger = MetricsLogger(workdir, total_steps, steps_per_epoch, config.batch_size)
+  if checkpointer.latest_step() is not None:
+    state = checkpointer.restore(state)
+    logger.message(f'Resumed from the checkpoint at step {int(state.step)} in {workdir}.')
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+  step = int(state.step)
+  logger.message(f'{trainer.method.name}: {config.model.backbone} on {dataset.name} '
+                 f'({dataset.train.num_examples} images), batch {config.batch_size}, '
+                 f'{total_steps} steps on {mesh.size} device(s).')
+
+  train_step = jax.jit(trainer.train_step, in_shardings=(replicated, batch_sharding, replicated),
+                       out_shardings=(replicated, replicated), donate_argnums=0)
+
+  evaluate = make_knn_evaluator(trainer, dataset, config, mesh)
+  if step == 0:  # The random-init encoder: the baseline every later kNN figure is judged against.
+    initial = evaluate(state)
+    logger.write(0, initial, kind='eval')
+    logger.message(f'step 0 (random init): kNN top-1 {initial["knn_top1"]:.2f}%')
+
+  pending, last_logged, train_metrics, eval_metrics = [], step, {}, {}
+  start_time, start_step, rate = time.perf_counter(), step, 0.0
+  logger.start(step)
+  try:
+    with _StopSignal() as stop:
+      for images in dataset.train.batches(config.batch_size, config.seed, step, batch_sharding):
+        if step >= total_steps:
+          break
+        state, metrics = train_step(state, images, step_rng)
+        step += 1
+        pending.append(metrics)
+        end = step == total_steps
+        if step % config.log_every_steps == 0 or end or stop.received or checkpointer.should_save(step):
+          train_metrics = _mean_metrics(pending, last_logged)
+          pending, last_logged = [], step
+          rate = logger.progress(step, train_metrics['loss'])
+          logger.write(step, {**train_metrics, 'images_per_second': rate})
+        epoch_done = step % steps_per_epoch == 0 and (step // steps_per_epoch) % config.eval_every_epochs == 0
+        if epoch_done or end:
+          eval_metrics = evaluate(state)
+          logger.write(step, eval_metrics, kind='eval')
+          logger.message(f'step {step}: kNN top-1 {eval_metrics["knn_top1"]:.2f}%')
+        checkpointer.save(step, state, force=end or bool(stop.received))
+        if stop.received:
+          checkpointer.close()
+          raise Preempted(f'{stop.received} received: stopped after step {step}, checkpoint written in {workdir}. '
+                          'Run the same command again to resume.')
+  finally:
+    checkpointer.manager.wait_until_finished()
+    logger.close()
+
+  elapsed = time.perf_counter() - start_time
+  summary = {'method': trainer.method.name, 'dataset': dataset.name, 'steps': step,
+             'epochs': step / steps_per_epoch, 'final_loss': train_metrics.get('loss'),
+             'projection_std': train_metrics.get('projection_std'),
+             'knn_top1': eval_metrics.get('knn_top1'), 'train_seconds': elapsed,
+             'images_per_second': (step - start_step) * config.batch_size / max(elapsed, 1e-9)}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+      json.dump(summary, f, indent=2)
+    logger.message('Summary: ' + '  '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}'
+                                           for k, v in summary.items()))
+  checkpointer.close()
+  return summary

@@ -1,0 +1,42 @@
+"""Checkpoints in ``<workdir>/checkpoints`` through orbax's CheckpointManager.
+
+orbax writes each checkpoint into a temporary directory and renames it when
+complete, so a save interrupted by a crash leaves the previous checkpoint as
+the latest usable one. Saves are asynchronous: training continues while the
+arrays are written; ``close()`` waits for the last one.
+"""
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+
+  def __init__(self, workdir: str, every_steps: int, keep: int):
+    self.every_steps = every_steps
+    options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
+    self.manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')), options=options)
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def restore(self, like, step: int | None = None):
+    """The state saved at ``step`` (default latest), with the structure, dtypes and shardings of ``like``."""
+    step = self.manager.latest_step() if step is None else step
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  def should_save(self, step: int) -> bool:
+    return step % self.every_steps == 0
+
+  def save(self, step: int, state, force: bool = False) -> bool:
+    """Save if ``step`` is on the interval (or ``force``). Returns whether a save started."""
+    if not (force or self.should_save(step)) or step == self.manager.latest_step():
+      return False
+    return self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()

@@ -1,0 +1,55 @@
+"""Optimiser and learning-rate schedule (optax).
+
+lr(step) = base_lr · batch_size / 256, with an optional linear warm-up and a
+cosine decay to 0 over training (SimSiam, Chen & He 2021, §4).
+
+* ``sgd``: momentum 0.9 with weight decay added to the gradient before the
+  momentum (PyTorch's ``SGD(weight_decay=...)``, as in the reference).
+* ``lars``: ``optax.lars``; biases and BatchNorm parameters are excluded from
+  weight decay and from the trust-ratio adaptation (the usual convention).
+* ``fix_pred_lr``: the predictor keeps the initial learning rate, no decay
+  (SimSiam's ``--fix-pred-lr``), through an ``optax.multi_transform``
+  partition of the parameters.
+"""
+
+import jax
+import optax
+
+OPTIMIZERS = ('sgd', 'lars')
+
+
+def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
+  peak = config.optim.base_lr * config.batch_size / 256
+  total = config.num_epochs * steps_per_epoch
+  warmup = int(config.optim.warmup_epochs * steps_per_epoch)
+  if warmup:
+    return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(total, warmup + 1), 0.0)
+  return optax.cosine_decay_schedule(peak, max(total, 1))
+
+
+def _is_matrix(params):
+  """True for kernels, False for biases and BatchNorm scales/offsets (1-D leaves)."""
+  return jax.tree_util.tree_map(lambda p: p.ndim > 1, params)
+
+
+def _base_optimizer(config, learning_rate) -> optax.GradientTransformation:
+  opt = config.optim
+  if opt.optimizer == 'sgd':
+    return optax.chain(optax.add_decayed_weights(opt.weight_decay),
+                       optax.sgd(learning_rate, momentum=opt.momentum))
+  if opt.optimizer == 'lars':
+    return optax.lars(learning_rate, weight_decay=opt.weight_decay, weight_decay_mask=_is_matrix,
+                      trust_ratio_mask=_is_matrix, momentum=opt.momentum)
+  raise ValueError(f'optim.optimizer={opt.optimizer!r}: expected one of {OPTIMIZERS}.')
+
+
+def build_optimizer(config, steps_per_epoch: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The optimiser for all online parameters, and the main learning-rate schedule."""
+  schedule = learning_rate_schedule(config, steps_per_epoch)
+  tx = _base_optimizer(config, schedule)
+  if config.optim.fix_pred_lr and config.method.predictor:
+    fixed = _base_optimizer(config, config.optim.base_lr * config.batch_size / 256)
+    label = lambda params: {k: jax.tree_util.tree_map(lambda _: 'predictor' if k == 'predictor' else 'rest', v)
+                            for k, v in params.items()}
+    tx = optax.multi_transform({'rest': tx, 'predictor': fixed}, label)
+  return tx, schedule

@@ -1,0 +1,42 @@
+"""Shared test fixtures: tiny configs that train in seconds on a CPU."""
+
+import os
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def tiny_config(method='simsiam', guided=False, **overrides):
+  """The quick preset, shrunk: 512 synthetic images, a width-8 ConvNet, batch 64."""
+  from gsg_jax import config_lib
+  c = config_lib.make_config(method, guided, 'quick')
+  c.data.builtin_num_train = 512
+  c.data.builtin_num_heldout = 256
+  c.model.width = 8
+  c.model.projection_dim = 32
+  c.model.projector_hidden_dim = 32
+  c.model.predictor_hidden_dim = 8
+  c.augment.crop_size = 16
+  c.batch_size = 64
+  c.num_epochs = 2
+  c.log_every_steps = 4
+  c.checkpoint_every_steps = 4
+  c.eval_every_epochs = 1
+  c.eval.batch_size = 256
+  c.eval.knn_k = 20
+  c.distributed.mode = 'off'
+  for key, value in overrides.items():
+    target = c
+    *path, last = key.split('.')
+    for part in path:
+      target = target[part]
+    target[last] = value
+  return c
+
+
+@pytest.fixture
+def make_tiny_config():
+  return tiny_config

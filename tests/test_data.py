@@ -1,0 +1,362 @@
+"""The data layer: builtin shapes, batching contract, image folders/zips, TFDS."""
+
+import hashlib
+import io
+import os
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from PIL import Image
+
+from gsg_jax import data
+from gsg_jax.data import synthetic
+from gsg_jax.data.pipeline import InMemoryTrainData, Split, epoch_permutation
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def data_config(**overrides):
+  c = data.default_data_config()
+  c.update(overrides)
+  return c
+
+
+def digests(images):
+  return {hashlib.sha1(image.tobytes()).hexdigest() for image in images}
+
+
+# ---------------------------------------------------------------- builtin
+
+
+@pytest.fixture(scope='module')
+def builtin():
+  return data.load_dataset(data_config(builtin_num_train=2000, builtin_num_heldout=500))
+
+
+def test_default_config_has_every_key():
+  c = data.default_data_config()
+  expected = {'source', 'image_size', 'builtin_num_train', 'builtin_num_heldout', 'builtin_seed', 'path',
+              'heldout_split', 'heldout_fraction', 'split_seed', 'max_examples', 'cache_dir', 'tfds_name',
+              'data_dir', 'train_split', 'in_memory_max_examples', 'eval_max_examples', 'stream_image_size',
+              'shuffle_buffer'}
+  assert set(c.keys()) == expected
+  assert (c.source, c.builtin_num_train, c.builtin_num_heldout, c.heldout_fraction) == ('builtin', 8192, 2048, 0.1)
+
+
+def test_builtin_shapes_dtypes_and_labels(builtin):
+  assert builtin.name == 'builtin' and builtin.num_classes == 10
+  assert builtin.memory.images.shape == (2000, 32, 32, 3) and builtin.memory.images.dtype == np.uint8
+  assert builtin.heldout.images.shape == (500, 32, 32, 3)
+  assert builtin.memory.labels.dtype == np.int32
+  assert builtin.train.num_examples == 2000 and builtin.train.image_shape == (32, 32, 3)
+  for split in (builtin.memory, builtin.heldout):
+    counts = np.bincount(split.labels, minlength=10)
+    assert len(counts) == 10 and counts.max() - counts.min() <= 1  # All classes, balanced.
+  assert builtin.memory.images.std() > 40  # Not blank.
+
+
+def test_builtin_is_deterministic_by_seed():
+  a = synthetic.generate(200, 3)
+  b = synthetic.generate(200, 3)
+  c = synthetic.generate(200, 4)
+  np.testing.assert_array_equal(a.images, b.images)
+  np.testing.assert_array_equal(a.labels, b.labels)
+  assert not np.array_equal(a.images, c.images)
+
+
+def test_builtin_heldout_is_disjoint_from_train(builtin):
+  assert not digests(builtin.memory.images) & digests(builtin.heldout.images)
+
+
+def test_builtin_colour_does_not_depend_on_class(builtin):
+  """Per-class mean colours agree within sampling error (colours are drawn independently of the shape)."""
+  colours, labels = builtin.memory.images.astype(np.float32).mean(axis=(1, 2)), builtin.memory.labels
+  overall = colours.mean(axis=0)
+  for c in range(10):
+    members = colours[labels == c]
+    standard_error = members.std(axis=0) / np.sqrt(len(members))
+    assert (np.abs(members.mean(axis=0) - overall) < 4.5 * standard_error).all(), c
+
+
+def test_builtin_shapes_are_distinct():
+  n = synthetic.NUM_CLASSES
+  masks = synthetic.coverage(np.arange(n), np.full((n, 2), 16.0), np.full(n, 12.0), np.zeros(n),
+                             np.zeros(n, bool), 32) > 0.5
+  area = masks.mean(axis=(1, 2))
+  assert (area > 0.05).all(), area
+  for i in range(n):
+    for j in range(i + 1, n):
+      iou = (masks[i] & masks[j]).sum() / (masks[i] | masks[j]).sum()
+      assert iou < 0.8, (synthetic.SHAPES[i], synthetic.SHAPES[j], iou)
+
+
+def test_invalid_config_names_the_key():
+  with pytest.raises(ValueError, match='source'):
+    data.load_dataset(data_config(source='nope'))
+  with pytest.raises(ValueError, match='builtin_num_train'):
+    data.load_dataset(data_config(builtin_num_train=0))
+
+
+# ---------------------------------------------------------------- batches
+
+
+def indexed_split(n):
+  """Image i holds i in its pixels, so batches can be decoded back to indices."""
+  images = np.zeros((n, 4, 4, 3), np.uint8)
+  images[:, :, :, 0] = (np.arange(n) % 256)[:, None, None]
+  images[:, :, :, 1] = (np.arange(n) // 256)[:, None, None]
+  return Split(images, np.zeros(n, np.int32))
+
+
+def indices_of(batch):
+  batch = np.asarray(batch)
+  return batch[:, 0, 0, 0].astype(int) + 256 * batch[:, 0, 0, 1].astype(int)
+
+
+def take(iterator, k):
+  return [np.asarray(next(iterator)) for _ in range(k)]
+
+
+def test_batches_shape_dtype_sharding():
+  train = InMemoryTrainData(indexed_split(100))
+  mesh = Mesh(np.asarray(jax.devices()), ('data',))
+  sharding = NamedSharding(mesh, P('data'))
+  batch = next(train.batches(8 * jax.device_count(), seed=0, sharding=sharding))
+  assert batch.shape == (8 * jax.device_count(), 4, 4, 3) and batch.dtype == np.uint8
+  assert batch.sharding == sharding
+  plain = next(train.batches(8, seed=0))
+  assert plain.shape == (8, 4, 4, 3)
+
+
+def test_batches_are_deterministic_and_follow_the_permutation():
+  train = InMemoryTrainData(indexed_split(50))
+  first = take(train.batches(8, seed=5), 10)
+  second = take(train.batches(8, seed=5), 10)
+  other = take(train.batches(8, seed=6), 10)
+  assert all(np.array_equal(a, b) for a, b in zip(first, second))
+  assert not all(np.array_equal(a, b) for a, b in zip(first, other))
+  steps = train.steps_per_epoch(8)
+  assert steps == 6
+  for k, batch in enumerate(first):
+    epoch, i = divmod(k, steps)
+    np.testing.assert_array_equal(indices_of(batch), epoch_permutation(5, epoch, 50)[i * 8:(i + 1) * 8])
+
+
+def test_resume_continues_an_uninterrupted_run():
+  train = InMemoryTrainData(indexed_split(50))
+  full = take(train.batches(8, seed=1), 15)
+  for start in (0, 4, 6, 11):
+    resumed = take(train.batches(8, seed=1, start_step=start), 15 - start)
+    for a, b in zip(full[start:], resumed):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_epoch_visits_every_example_once():
+  train = InMemoryTrainData(indexed_split(50))
+  steps = train.steps_per_epoch(8)
+  for epoch in range(2):
+    seen = np.concatenate([indices_of(b) for b in take(train.batches(8, seed=2, start_step=epoch * steps), steps)])
+    assert len(seen) == len(set(seen)) == 48  # Two dropped: 50 = 6·8 + 2.
+
+
+def test_batch_size_checks():
+  train = InMemoryTrainData(indexed_split(10))
+  with pytest.raises(ValueError, match='batch_size'):
+    next(train.batches(11))
+
+
+def test_batches_on_four_devices_match_one_device():
+  """4 simulated CPU devices: the batch is split over them, values equal the single-device run."""
+  code = textwrap.dedent('''
+      import jax, numpy as np
+      from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+      from gsg_jax.data.pipeline import InMemoryTrainData, Split, epoch_permutation
+      assert jax.device_count() == 4
+      images = np.arange(40 * 2 * 2 * 3, dtype=np.uint32).reshape(40, 2, 2, 3).astype(np.uint8)
+      train = InMemoryTrainData(Split(images, np.zeros(40, np.int32)))
+      sharding = NamedSharding(Mesh(np.asarray(jax.devices()), ('data',)), P('data'))
+      it = train.batches(8, seed=3, start_step=4, sharding=sharding)
+      for k in range(4, 8):
+        batch = next(it)
+        assert batch.sharding == sharding and len(batch.addressable_shards) == 4
+        assert {s.data.shape for s in batch.addressable_shards} == {(2, 2, 2, 3)}
+        e, i = divmod(k, 5)
+        np.testing.assert_array_equal(np.asarray(batch), images[epoch_permutation(3, e, 40)[i * 8:(i + 1) * 8]])
+      print('ok')
+  ''')
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
+  result = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0 and 'ok' in result.stdout, result.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- image folders
+
+CLASSES = ('cat', 'dog', 'emu')
+
+
+def class_colour(c):
+  return (40 + 80 * c, 255 - 60 * c, 30 * c)
+
+
+def write_image(target, c, size, fmt):
+  Image.new('RGB', (size, size), class_colour(c)).save(target, format=fmt)
+
+
+def make_folder(root, per_class=10, size=32, splits=('train',), fmt='PNG'):
+  for split in splits:
+    for c, name in enumerate(CLASSES):
+      os.makedirs(root / split / name, exist_ok=True)
+      for i in range(per_class):
+        write_image(root / split / name / f'{i:03d}.{fmt.lower()}', c, size, fmt)
+  return root
+
+
+def make_zip(path, per_class=10, size=32, fmt='JPEG', corrupt=None):
+  with zipfile.ZipFile(path, 'w') as z:
+    for c, name in enumerate(CLASSES):
+      for i in range(per_class):
+        buffer = io.BytesIO()
+        write_image(buffer, c, size, fmt)
+        z.writestr(f'train/{name}/{i:03d}.jpg', buffer.getvalue())
+    if corrupt:
+      z.writestr(corrupt, b'not an image')
+  return path
+
+
+def check_colours(split, tolerance):
+  for image, label in zip(split.images, split.labels):
+    np.testing.assert_allclose(image.reshape(-1, 3).mean(0), class_colour(label), atol=tolerance)
+
+
+def test_folder_loads_labels_and_stratified_heldout(tmp_path):
+  root = make_folder(tmp_path / 'imgs', per_class=10, size=40)
+  ds = data.load_dataset(data_config(source='folder', path=str(root), heldout_fraction=0.2))
+  assert ds.num_classes == 3 and ds.name == 'imgs'
+  assert ds.memory.images.shape == (24, 32, 32, 3) and ds.heldout.images.shape == (6, 32, 32, 3)
+  assert list(np.bincount(ds.heldout.labels)) == [2, 2, 2]
+  assert list(np.bincount(ds.memory.labels)) == [8, 8, 8]
+  check_colours(ds.memory, 1)  # PNG, resized 40 → 32: class colour preserved.
+  check_colours(ds.heldout, 1)
+  assert isinstance(ds.train, InMemoryTrainData) and ds.train.num_examples == 24
+
+
+def test_folder_heldout_split_folder_and_max_examples(tmp_path):
+  root = make_folder(tmp_path / 'imgs', per_class=10, splits=('train', 'val'))
+  ds = data.load_dataset(data_config(source='folder', path=str(root), heldout_split='val', max_examples=15))
+  assert len(ds.heldout.labels) == 30 and len(ds.memory.labels) == 15
+  assert list(np.bincount(ds.memory.labels)) == [5, 5, 5]
+
+
+def test_zip_loads_and_matches_selection_seed(tmp_path):
+  path = make_zip(tmp_path / 'imgs.zip', per_class=10)
+  config = data_config(source='folder', path=str(path), heldout_fraction=0.1)
+  ds = data.load_dataset(config)
+  assert ds.num_classes == 3 and len(ds.memory.labels) == 27 and list(np.bincount(ds.heldout.labels)) == [1, 1, 1]
+  check_colours(ds.memory, 4)  # JPEG: approximately.
+  again = data.load_dataset(config)
+  np.testing.assert_array_equal(ds.heldout.images, again.heldout.images)
+
+
+def test_folder_cache_round_trip(tmp_path):
+  path = make_zip(tmp_path / 'imgs.zip', per_class=5)
+  config = data_config(source='folder', path=str(path), heldout_fraction=0.2, cache_dir=str(tmp_path / 'cache'))
+  first = data.load_dataset(config)
+  assert len(os.listdir(tmp_path / 'cache')) == 1
+  second = data.load_dataset(config)
+  np.testing.assert_array_equal(first.memory.images, second.memory.images)
+  np.testing.assert_array_equal(first.heldout.labels, second.heldout.labels)
+
+
+def test_folder_errors_name_the_problem(tmp_path):
+  load = lambda path, **kw: data.load_dataset(data_config(source='folder', path=str(path), **kw))
+  with pytest.raises(FileNotFoundError, match='nowhere'):
+    load(tmp_path / 'nowhere')
+  make_folder(tmp_path / 'a', per_class=2)
+  with pytest.raises(ValueError, match="no split folder 'val'"):
+    load(tmp_path / 'a', heldout_split='val')
+  os.makedirs(tmp_path / 'b' / 'train' / 'cat')
+  with pytest.raises(ValueError, match="split 'train' .* has no images"):
+    load(tmp_path / 'b')
+  bad = make_zip(tmp_path / 'bad.zip', per_class=3, corrupt='train/dog/broken.jpg')
+  with pytest.raises(ValueError, match='train/dog/broken.jpg'):
+    load(bad)
+  with pytest.raises(ValueError, match='heldout_fraction'):
+    load(tmp_path / 'a', heldout_fraction=1.5)
+
+
+def cifar_zip():
+  candidates = [os.environ.get('GSG_CIFAR_ZIP', ''), '/work/shared/data/cifar10-train-jpeg.zip',
+                os.path.join(REPO, '..', 'shared', 'data', 'cifar10-train-jpeg.zip')]
+  return next((p for p in candidates if p and os.path.isfile(p)), None)
+
+
+def test_cifar10_zip_subset():
+  path = cifar_zip()
+  if path is None:
+    pytest.skip('CIFAR-10 zip not found (set GSG_CIFAR_ZIP or place ../shared/data/cifar10-train-jpeg.zip).')
+  ds = data.load_dataset(data_config(source='folder', path=path, max_examples=1000))
+  assert ds.num_classes == 10
+  assert ds.memory.images.shape == (900, 32, 32, 3) and ds.heldout.images.shape == (100, 32, 32, 3)
+  assert list(np.bincount(ds.heldout.labels)) == [10] * 10
+  assert list(np.bincount(ds.memory.labels)) == [90] * 10
+
+
+# ---------------------------------------------------------------- TFDS
+
+
+@pytest.fixture
+def mock_cifar(tmp_path):
+  """TFDS cifar10 metadata (train 64, test 32 examples) in a tmp data_dir, and mocked example reading."""
+  import tensorflow_datasets as tfds
+  data_dir = str(tmp_path / 'tfds')
+  builder = tfds.builder('cifar10', data_dir=data_dir)
+  builder.info.set_splits(tfds.core.SplitDict([
+      tfds.core.SplitInfo(name='train', shard_lengths=[64], num_bytes=0),
+      tfds.core.SplitInfo(name='test', shard_lengths=[32], num_bytes=0)]))
+  os.makedirs(builder.data_dir)
+  builder.info.write_to_directory(builder.data_dir)
+  with tfds.testing.mock_data(num_examples=64, data_dir=data_dir):
+    yield data_dir
+
+
+def test_tfds_in_memory(mock_cifar):
+  ds = data.load_dataset(data_config(source='tfds', tfds_name='cifar10', data_dir=mock_cifar))
+  assert ds.num_classes == 10 and isinstance(ds.train, InMemoryTrainData)
+  assert ds.memory.images.shape == (64, 32, 32, 3) and ds.memory.images.dtype == np.uint8
+  assert ds.heldout.images.shape[1:] == (32, 32, 3)
+  assert ds.memory.labels.dtype == np.int32 and ds.memory.labels.max() < 10
+
+
+def test_tfds_streaming(mock_cifar):
+  ds = data.load_dataset(data_config(source='tfds', data_dir=mock_cifar, in_memory_max_examples=10,
+                                     stream_image_size=24, shuffle_buffer=16))
+  train = ds.train
+  assert isinstance(train, data.StreamingTrainData) and train.image_shape == (24, 24, 3)
+  assert train.steps_per_epoch(16) == 4
+  sharding = NamedSharding(Mesh(np.asarray(jax.devices()), ('data',)), P('data'))
+  full = take(train.batches(16, seed=0, sharding=sharding), 6)  # Crosses the epoch boundary.
+  assert all(b.shape == (16, 24, 24, 3) and b.dtype == np.uint8 for b in full)
+  assert next(train.batches(16, seed=0, sharding=sharding)).sharding == sharding
+  np.testing.assert_array_equal(take(train.batches(16, seed=0), 6)[3], full[3])  # Deterministic.
+  resumed = take(train.batches(16, seed=0, start_step=3), 3)
+  for a, b in zip(full[3:], resumed):
+    np.testing.assert_array_equal(a, b)
+  assert not np.array_equal(full[0], full[4])  # New epoch, new order.
+
+
+def test_tfds_missing_dataset_fails_fast(tmp_path):
+  start = time.monotonic()
+  with pytest.raises(ValueError, match=r"(?s)'cifar10'.*not prepared.*tfds build cifar10"):
+    data.load_dataset(data_config(source='tfds', tfds_name='cifar10', data_dir=str(tmp_path / 'empty')))
+  assert time.monotonic() - start < 10
+  with pytest.raises(ValueError, match='manual'):
+    data.load_dataset(data_config(source='tfds', tfds_name='imagenet2012', data_dir=str(tmp_path / 'empty')))
+  with pytest.raises(ValueError, match='no_such_dataset'):
+    data.load_dataset(data_config(source='tfds', tfds_name='no_such_dataset', data_dir=str(tmp_path)))

@@ -1,0 +1,96 @@
+"""Backbones, heads and per-view BatchNorm."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from gsg_jax import models
+from gsg_jax.models.normalization import ViewBatchNorm
+
+
+def model_config(**overrides):
+  c = ml_collections.ConfigDict(dict(backbone='resnet18', width=8, cifar_stem=True, dtype='float32', remat=False,
+                                     projection_dim=32, projector_hidden_dim=32, projector_layers=3,
+                                     predictor_hidden_dim=8))
+  c.update(overrides)
+  return c
+
+
+def test_view_batchnorm_normalises_each_view_over_its_own_batch():
+  rng = np.random.default_rng(0)
+  b, v, c = 16, 4, 3
+  x = rng.normal(size=(b, v, 5, 5, c)) * np.arange(1, v + 1)[None, :, None, None, None] + np.arange(v)[None, :, None, None, None]
+  rows = jnp.asarray(x.reshape(b * v, 5, 5, c), jnp.float32)
+  bn = ViewBatchNorm(num_views=v)
+  variables = bn.init(jax.random.key(0), rows)
+  y, updates = bn.apply(variables, rows, mutable=['batch_stats'])
+  mean = x.mean(axis=(0, 2, 3), keepdims=True)
+  var = x.var(axis=(0, 2, 3), keepdims=True)
+  expected = ((x - mean) / np.sqrt(var + 1e-5)).reshape(b * v, 5, 5, c)
+  np.testing.assert_allclose(y, expected, atol=1e-4)
+  # Running statistics: momentum 0.9 toward the mean of the per-view statistics.
+  np.testing.assert_allclose(updates['batch_stats']['mean'], 0.1 * mean.reshape(v, c).mean(0), rtol=1e-4)
+  # One view == ordinary BatchNorm over all rows.
+  y1 = ViewBatchNorm(num_views=1).apply(variables, rows, mutable=['batch_stats'])[0]
+  flat = x.reshape(b * v, 5, 5, c)
+  np.testing.assert_allclose(y1, (flat - flat.mean((0, 1, 2))) / np.sqrt(flat.var((0, 1, 2)) + 1e-5), atol=1e-4)
+  with pytest.raises(ValueError, match='views'):
+    ViewBatchNorm(num_views=3).apply(variables, rows[:10], mutable=['batch_stats'])
+
+
+def test_view_order_does_not_matter_within_a_batch():
+  """Per-view statistics: shuffling images inside a batch permutes the outputs and nothing else."""
+  net = models.build_network(model_config(backbone='convnet'))
+  variables = models.init_variables(net, jax.random.key(0), (16, 16, 3))
+  x = jax.random.normal(jax.random.key(1), (8 * 2, 16, 16, 3))
+  apply = jax.jit(lambda x: net.apply(variables, x, train=True, num_views=2, mutable=['batch_stats'])[0]['prediction'])
+  out = apply(x)
+  perm = np.array([3, 1, 0, 2, 7, 6, 5, 4])
+  x_perm = x.reshape(8, 2, 16, 16, 3)[perm].reshape(16, 16, 16, 3)
+  out_perm = apply(x_perm)
+  np.testing.assert_allclose(out.reshape(8, 2, -1)[perm], out_perm.reshape(8, 2, -1), atol=1e-4)
+
+
+@pytest.mark.parametrize('backbone,cifar_stem,size,features', [
+    ('resnet18', True, 32, 64), ('resnet50', False, 32, 256), ('convnet', True, 32, 64)])
+def test_backbone_shapes(backbone, cifar_stem, size, features):
+  net = models.build_network(model_config(backbone=backbone, cifar_stem=cifar_stem))
+  variables = models.init_variables(net, jax.random.key(0), (size, size, 3))
+  out = jax.jit(lambda x: net.apply(variables, x, train=False))(jnp.ones((4, size, size, 3)))
+  assert out['features'].shape == (4, features)
+  assert out['projection'].shape == out['prediction'].shape == (4, 32)
+
+
+def test_resnet_details():
+  net = models.build_network(model_config())
+  params = models.init_variables(net, jax.random.key(0), (32, 32, 3))['params']
+  stem = params['backbone']['stem_conv']['kernel']
+  assert stem.shape == (3, 3, 3, 8)  # CIFAR stem: 3×3, stride 1 (spatial size kept, checked below).
+  blocks = [v for k, v in params['backbone'].items() if k.startswith('BasicBlock')]
+  assert len(blocks) == 8
+  for block in blocks:  # Zero-initialised last BN scale in every residual branch.
+    assert float(jnp.abs(block['ViewBatchNorm_1']['scale']).max()) == 0.0
+  # Projector: three Linear layers; its last BN has no affine parameters (only the first two BNs have any).
+  assert sorted(params['projector']) == ['Dense_0', 'Dense_1', 'Dense_2', 'ViewBatchNorm_0', 'ViewBatchNorm_1']
+  assert 'bias' not in params['projector']['Dense_2']
+  assert 'bias' in params['predictor']['Dense_1']  # The predictor's last Linear has a bias.
+
+
+def test_no_predictor_means_prediction_is_projection():
+  net = models.build_network(model_config(backbone='convnet'), use_predictor=False)
+  variables = models.init_variables(net, jax.random.key(0), (16, 16, 3))
+  assert 'predictor' not in variables['params']
+  out = net.apply(variables, jnp.ones((2, 16, 16, 3)), train=False)
+  np.testing.assert_array_equal(out['prediction'], out['projection'])
+
+
+def test_bfloat16_and_remat_run():
+  net = models.build_network(model_config(dtype='bfloat16', remat=True, width=4))
+  variables = models.init_variables(net, jax.random.key(0), (8, 8, 3))
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(variables['params']))
+  loss = lambda p: net.apply({'params': p, 'batch_stats': variables['batch_stats']}, jnp.ones((4, 8, 8, 3)),
+                             train=True, num_views=2, mutable=['batch_stats'])[0]['prediction'].sum()
+  grads = jax.jit(jax.grad(loss))(variables['params'])
+  assert all(bool(jnp.isfinite(g).all()) for g in jax.tree_util.tree_leaves(grads))

@@ -1,0 +1,31 @@
+"""Global-batch semantics: 1 and 8 (simulated CPU) devices give the same losses and parameters."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+
+def run_worker(tmp_path, devices, method, guided):
+  out = tmp_path / f'{method}_{guided}_{devices}.npz'
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', JAX_PLATFORMS='cpu',
+             PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, 'tests')]))
+  subprocess.run([sys.executable, os.path.join(REPO, 'tests', 'multidevice_worker.py'), str(out), method, guided],
+                 env=env, check=True, timeout=600)
+  return np.load(out)
+
+
+@pytest.mark.parametrize('method,guided', [('simsiam', 'gsg'), ('byol', 'plain')])
+def test_one_and_eight_devices_agree(tmp_path, method, guided):
+  one = run_worker(tmp_path, 1, method, guided)
+  eight = run_worker(tmp_path, 8, method, guided)
+  assert int(one['devices']) == 1 and int(eight['devices']) == 8
+  np.testing.assert_allclose(one['losses'], eight['losses'], rtol=1e-4, atol=1e-5)
+  assert set(one.files) == set(eight.files)
+  for key in one.files:
+    if key not in ('losses', 'devices'):
+      np.testing.assert_allclose(one[key], eight[key], rtol=1e-3, atol=2e-5, err_msg=key)
