@@ -35,6 +35,10 @@ SHAPES = ('disc', 'ring', 'square', 'triangle', 'cross', 'bar', 'star', 'crescen
 NUM_CLASSES = len(SHAPES)
 SUPERSAMPLE = 2
 MIN_CONTRAST = 0.45  # Euclidean RGB distance between foreground and background, colours in [0, 1].
+RADIUS = (0.22, 0.40)  # Shape radius, as a fraction of the image side.
+GRADIENT = 0.6       # Background colour change across the image, per channel, at most.
+TEXTURE = 0.1        # Amplitude of the background grating, at most.
+NOISE = 0.04         # Pixel noise σ, at most.
 _CHUNK = 1024        # Images rendered at once (bounds the memory of the supersampled grids).
 
 
@@ -107,7 +111,7 @@ def _contrasting_colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, 
 def render(labels: np.ndarray, rng: np.random.Generator, image_size: int = 32) -> np.ndarray:
   """Images uint8 [N, S, S, 3] of the shapes ``labels``, with random pose, colours and nuisance."""
   n, size = len(labels), image_size
-  radius = rng.uniform(0.22, 0.40, n) * size
+  radius = rng.uniform(*RADIUS, n) * size
   margin = 0.8 * radius
   centre = rng.uniform(margin[:, None], size - margin[:, None], (n, 2))
   angle = rng.uniform(0, 2 * np.pi, n)
@@ -119,14 +123,14 @@ def render(labels: np.ndarray, rng: np.random.Generator, image_size: int = 32) -
   direction = rng.uniform(0, 2 * np.pi, (n, 2))
   along = lambda k: (np.cos(direction[:, k, None, None]) * coords[None, None, :] +
                      np.sin(direction[:, k, None, None]) * coords[None, :, None]).astype(np.float32)
-  gradient = along(0)[..., None] * rng.uniform(-0.6, 0.6, (n, 1, 1, 3)).astype(np.float32)
+  gradient = along(0)[..., None] * rng.uniform(-GRADIENT, GRADIENT, (n, 1, 1, 3)).astype(np.float32)
   frequency = rng.uniform(2, 6, (n, 1, 1)) * 2 * np.pi
   phase = rng.uniform(0, 2 * np.pi, (n, 1, 1))
-  texture = (rng.uniform(0, 0.1, (n, 1, 1)) * np.sin(frequency * along(1) + phase)).astype(np.float32)
+  texture = (rng.uniform(0, TEXTURE, (n, 1, 1)) * np.sin(frequency * along(1) + phase)).astype(np.float32)
   image = background[:, None, None, :] + gradient + texture[..., None]
   image += (foreground[:, None, None, :] - image) * alpha  # Composite the shape over the background.
   noise = rng.standard_normal((n, size, size, 3), dtype=np.float32)
-  noise *= rng.uniform(0, 0.04 * 255, (n, 1, 1, 1)).astype(np.float32)
+  noise *= rng.uniform(0, NOISE * 255, (n, 1, 1, 1)).astype(np.float32)
   image *= 255
   image += noise + 0.5  # + 0.5: round to nearest on the cast below.
   return np.clip(image, 0, 255).astype(np.uint8)

@@ -1,0 +1,196 @@
+"""Representation diagnostics: spectrum, collapse, alignment/uniformity, predictor eigenspaces.
+
+Features are [N, D] jax or NumPy arrays. Sums over samples run under
+``jax.jit`` as a ``lax.scan`` over row chunks (the last one padded and
+masked), so N can be large; pairwise quantities never hold more than
+``chunk_size × N`` entries. Matmuls use full float32 precision (no TF32 on
+GPUs). The single metrics return jax scalars/arrays (usable inside jit); the
+report functions return Python floats.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from gsg_jax.methods.similarity import l2_normalize
+
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def _chunked_sum(fn, x, chunk_size: int):
+  """Σ over row chunks of ``fn(chunk, valid, rows)``; padding rows (valid False) must contribute 0.
+
+  ``rows`` holds the chunk's global row indices. ``fn`` may return any pytree.
+  """
+  n = x.shape[0]
+  size = max(min(chunk_size, n), 1)
+  num = -(-n // size)
+  padded = jnp.pad(x, [(0, num * size - n)] + [(0, 0)] * (x.ndim - 1))
+  rows = jnp.arange(num * size).reshape(num, size)
+  chunks = (padded.reshape((num, size) + x.shape[1:]), rows < n, rows)
+  shapes = jax.eval_shape(fn, *(c[0] for c in chunks))
+  init = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+  add = lambda total, chunk: (jax.tree.map(jnp.add, total, fn(*chunk)), None)
+  return jax.lax.scan(add, init, chunks)[0]
+
+
+def _mean(x, chunk_size: int):
+  return _chunked_sum(lambda c, valid, _: jnp.sum(jnp.where(valid[:, None], c, 0), 0), x, chunk_size) / x.shape[0]
+
+
+def _second_moment(x, chunk_size: int, mean=None):
+  """Σ_i (x_i − m)(x_i − m)ᵀ, [D, D] (m = 0 when ``mean`` is None)."""
+  def gram(c, valid, _):
+    c = jnp.where(valid[:, None], c if mean is None else c - mean, 0)
+    return jnp.matmul(c.T, c, precision=_HIGHEST)
+  return _chunked_sum(gram, x, chunk_size)
+
+
+@functools.partial(jax.jit, static_argnames='chunk_size')
+def singular_values(x, chunk_size: int = 4096):
+  """Singular values σ_1 ≥ … ≥ σ_r, r = min(N, D), of the *centred* features X − 1μᵀ.
+
+  For N ≤ D a direct SVD. For N > D (the usual case) the eigenvectors v_j of
+  the centred Gram matrix G = Σ_i (x_i − μ)(x_i − μ)ᵀ are found first and then
+  σ_j = ‖(X − 1μᵀ) v_j‖ is measured directly, which keeps small singular
+  values as accurate as an SVD's instead of taking √λ_j(G).
+  """
+  x = jnp.asarray(x, jnp.float32)
+  n, d = x.shape
+  if n <= d:
+    return jnp.linalg.svd(x - x.mean(0), compute_uv=False)
+  mean = _mean(x, chunk_size)
+  _, vectors = jnp.linalg.eigh(_second_moment(x, chunk_size, mean))
+  def squared_norms(c, valid, _):
+    return jnp.sum(jnp.where(valid[:, None], jnp.matmul(c - mean, vectors, precision=_HIGHEST), 0) ** 2, 0)
+  return jnp.sort(jnp.sqrt(_chunked_sum(squared_norms, x, chunk_size)))[::-1]
+
+
+@functools.partial(jax.jit, static_argnames='chunk_size')
+def effective_rank(x, chunk_size: int = 4096):
+  """Effective rank (Roy & Vetterli 2007) of the centred features: exp(H(p)).
+
+      p_i = σ_i / Σ_j σ_j,   H(p) = −Σ_i p_i log p_i   (0 log 0 = 0),
+
+  σ the singular values of X − 1μᵀ. Between 1 and min(N, D); D for isotropic
+  data, 1 for a rank-one set (and, by convention, for an all-equal set).
+  """
+  sigma = singular_values(x, chunk_size)
+  p = sigma / jnp.maximum(jnp.sum(sigma), jnp.finfo(sigma.dtype).tiny)
+  return jnp.exp(-jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1)), 0)))
+
+
+@functools.partial(jax.jit, static_argnames='chunk_size')
+def normalized_std(x, chunk_size: int = 4096):
+  """SimSiam's collapse signal: the std over samples of the ℓ2-normalised features, averaged over dimensions.
+
+      z_i = x_i / ‖x_i‖,   s = (1/D) Σ_d sqrt( (1/N) Σ_i (z_id − z̄_d)² )
+
+  (population std, ddof = 0; two passes, so a collapsed set gives 0, not
+  rounding noise). ≈ 1/√D for isotropic features, 0 when all z_i coincide.
+  """
+  z = l2_normalize(jnp.asarray(x, jnp.float32))
+  mean = _mean(z, chunk_size)
+  squares = _chunked_sum(lambda c, valid, _: jnp.sum(jnp.where(valid[:, None], c - mean, 0) ** 2, 0), z, chunk_size)
+  return jnp.mean(jnp.sqrt(squares / z.shape[0]))
+
+
+@functools.partial(jax.jit, static_argnames='alpha')
+def alignment(x, y, alpha: float = 2.0):
+  """Alignment of positive pairs (Wang & Isola 2020): E_i ‖f(x_i) − f(y_i)‖₂^α, f = ℓ2-normalisation.
+
+  Rows i of ``x`` and ``y`` [N, D] are the two views of one sample. 0 for
+  identical views, at most 2^α.
+  """
+  fx, fy = l2_normalize(jnp.asarray(x, jnp.float32)), l2_normalize(jnp.asarray(y, jnp.float32))
+  return jnp.mean(jnp.sum((fx - fy) ** 2, axis=-1) ** (alpha / 2))
+
+
+@functools.partial(jax.jit, static_argnames=('t', 'chunk_size'))
+def uniformity(x, t: float = 2.0, chunk_size: int = 1024):
+  """Uniformity (Wang & Isola 2020): log of the mean Gaussian potential over distinct pairs,
+
+      log [ 1/(N(N−1)) Σ_{i≠j} exp(−t ‖f(x_i) − f(x_j)‖²) ],   f = ℓ2-normalisation.
+
+  0 for a collapsed set, more negative the more uniform on the sphere. Needs N ≥ 2.
+  ‖a − b‖² is computed as ‖a‖² + ‖b‖² − 2⟨a, b⟩ (clipped at 0), ``chunk_size`` rows at a time.
+  """
+  z = l2_normalize(jnp.asarray(x, jnp.float32))
+  n = z.shape[0]
+  norms = jnp.sum(z * z, axis=-1)
+
+  def potential(c, valid, rows):
+    squared = jnp.sum(c * c, -1)[:, None] + norms[None, :] - 2 * jnp.matmul(c, z.T, precision=_HIGHEST)
+    keep = valid[:, None] & (rows[:, None] != jnp.arange(n)[None, :])
+    return jnp.sum(jnp.where(keep, jnp.exp(-t * jnp.maximum(squared, 0)), 0))
+
+  return jnp.log(_chunked_sum(potential, z, chunk_size) / (n * (n - 1)))
+
+
+@functools.partial(jax.jit, static_argnames='chunk_size')
+def _eigenspace_terms(w, inputs, chunk_size):
+  """Eigenvalues of F (descending), |cos(W u_j, u_j)| per eigenvector, and ‖offdiag(UᵀWU)‖_F / ‖UᵀWU‖_F."""
+  f = _second_moment(inputs, chunk_size) / inputs.shape[0]
+  eigenvalues, u = jnp.linalg.eigh(f)
+  eigenvalues, u = eigenvalues[::-1], u[:, ::-1]
+  wu = jnp.matmul(w, u, precision=_HIGHEST)
+  m = jnp.matmul(u.T, wu, precision=_HIGHEST)
+  cosines = jnp.abs(jnp.diag(m)) / jnp.maximum(jnp.linalg.norm(wu, axis=0), 1e-12)
+  off_diagonal = jnp.where(jnp.eye(m.shape[0], dtype=bool), 0, m)
+  ratio = jnp.linalg.norm(off_diagonal) / jnp.maximum(jnp.linalg.norm(m), 1e-12)
+  return eigenvalues, cosines, ratio
+
+
+def eigenspace_alignment(predictor_matrix, inputs, top_k: int = 10, chunk_size: int = 4096) -> dict:
+  """How well a linear predictor W [D, D] aligns with the eigenbasis of its inputs (Tian, Chen & Ganguli 2021).
+
+  W acts on column vectors, p = W z (a Flax Dense kernel is its transpose).
+  With F = E[z zᵀ] = (1/N) Σ_i z_i z_iᵀ (uncentred, as in DirectPred) and
+  F = U Λ Uᵀ, eigenvalues λ_1 ≥ … ≥ λ_D:
+
+      cos_j = |u_jᵀ W u_j| / ‖W u_j‖        (1 iff u_j is an eigenvector of W; sign-agnostic)
+      off_diagonal_ratio = ‖offdiag(UᵀWU)‖_F / ‖UᵀWU‖_F   (0 iff W is diagonal in F's eigenbasis)
+
+  cos_j is 0 where W u_j = 0. Returns Python floats: ``alignment_all`` (mean
+  cos_j over all j), ``alignment_top_k`` (over the top min(top_k, D)
+  eigenvalues), ``off_diagonal_ratio``. Eigenvectors of (near-)repeated
+  eigenvalues are not unique, so the per-vector cosines are only meaningful
+  for a well-separated spectrum; a W that commutes with F scores 1 and 0 regardless.
+  """
+  w = jnp.asarray(predictor_matrix, jnp.float32)
+  _, cosines, ratio = _eigenspace_terms(w, jnp.asarray(inputs, jnp.float32), chunk_size)
+  return {'alignment_all': float(jnp.mean(cosines)),
+          'alignment_top_k': float(jnp.mean(cosines[:min(top_k, cosines.shape[0])])),
+          'off_diagonal_ratio': float(ratio)}
+
+
+def mlp_jacobian(apply_fn, x_mean):
+  """Jacobian ∂apply_fn(x)/∂x at ``x_mean`` [D_in], as a [D_out, D_in] matrix (forward mode).
+
+  ``apply_fn`` maps a batch [B, D_in] → [B, D_out] (BatchNorm, if any, in
+  inference mode); it is evaluated on the batch of one ``x_mean[None]``. The
+  result is the local linear map W of an MLP predictor for ``eigenspace_alignment``.
+  """
+  x_mean = jnp.asarray(x_mean, jnp.float32)
+  return jax.jit(jax.jacfwd(lambda v: apply_fn(v[None])[0]))(x_mean)
+
+
+def collapse_report(features, projections, chunk_size: int = 4096) -> dict:
+  """Effective rank and normalised std of backbone features and projections, plus a collapse flag.
+
+  Keys: ``features/effective_rank``, ``features/normalized_std``,
+  ``projections/effective_rank``, ``projections/normalized_std`` (Python
+  floats; see ``effective_rank`` and ``normalized_std``) and ``collapsed``
+  (bool): the projections' normalised std is below 0.1/√D, D the projection
+  dimension — a tenth of the 1/√D that isotropic ℓ2-normalised outputs have,
+  i.e. the outputs have shrunk into a narrow cone (complete collapse gives 0).
+  """
+  report = {}
+  for name, x in (('features', features), ('projections', projections)):
+    x = jnp.asarray(x, jnp.float32)
+    report[f'{name}/effective_rank'] = float(effective_rank(x, chunk_size))
+    report[f'{name}/normalized_std'] = float(normalized_std(x, chunk_size))
+  dim = jnp.shape(projections)[-1]
+  report['collapsed'] = bool(report['projections/normalized_std'] < 0.1 / dim ** 0.5)
+  return report
