@@ -91,9 +91,10 @@ def main():
     rows = []
     for n in args.devices.split(','):
       env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}', JAX_PLATFORMS='cpu')
-      argv = [a for a in sys.argv[1:] if not a.startswith('--devices')]
+      argv = [f'--methods={args.methods}', f'--batch-sizes={args.batch_sizes}', f'--backbone={args.backbone}',
+              f'--width={args.width}', f'--dtype={args.dtype}', f'--steps={args.steps}', f'--warmup={args.warmup}']
       out = subprocess.run([sys.executable, __file__, *argv, '--child', '--out', '-'], env=env, check=True,
-                           capture_output=True, text=True).stdout
+                           stdout=subprocess.PIPE, text=True).stdout
       rows += json.loads(out.strip().splitlines()[-1])
   else:
     rows = []

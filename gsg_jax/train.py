@@ -164,11 +164,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
           logger.message(f'step {step}: kNN top-1 {eval_metrics["knn_top1"]:.2f}%')
         checkpointer.save(step, state, force=end or bool(stop.received))
         if stop.received:
-          checkpointer.close()
           raise Preempted(f'{stop.received} received: stopped after step {step}, checkpoint written in {workdir}. '
                           'Run the same command again to resume.')
   finally:
-    checkpointer.manager.wait_until_finished()
+    checkpointer.close()  # Waits for the last asynchronous save.
     logger.close()
 
   elapsed = time.perf_counter() - start_time
@@ -182,5 +181,4 @@ def train_and_evaluate(config, workdir: str) -> dict:
       json.dump(summary, f, indent=2)
     logger.message('Summary: ' + '  '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}'
                                            for k, v in summary.items()))
-  checkpointer.close()
   return summary
