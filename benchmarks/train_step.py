@@ -40,11 +40,13 @@ def measure(method: str, batch_size: int, args) -> dict:
   mesh = parallel.create_mesh()
   parallel.check_batch_size(batch_size, mesh)
   replicated, batch = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  trainer = build_trainer(config, steps_per_epoch=1000)
+  trainer = build_trainer(config, steps_per_epoch=1000, num_classes=10)  # With the online probe, as runs are.
   state = jax.jit(trainer.init, static_argnums=1, out_shardings=replicated)(jax.random.key(0), (32, 32, 3))
   step = jax.jit(trainer.train_step, in_shardings=(replicated, batch, replicated),
                  out_shardings=(replicated, replicated), donate_argnums=0)
-  images = jax.device_put(np.random.default_rng(0).integers(0, 256, (batch_size, 32, 32, 3), np.uint8), batch)
+  data_rng = np.random.default_rng(0)
+  images = jax.device_put({'image': data_rng.integers(0, 256, (batch_size, 32, 32, 3), np.uint8),
+                           'label': data_rng.integers(0, 10, (batch_size,), np.int32)}, batch)
   rng = jax.random.key(1)
 
   t0 = time.perf_counter()
@@ -61,6 +63,11 @@ def measure(method: str, batch_size: int, args) -> dict:
     state, metrics = compiled(state, images, rng)
   jax.block_until_ready(metrics)
   seconds = (time.perf_counter() - t0) / args.steps
+  profile = None
+  if args.profile:
+    profile = profile_steps(compiled, state, images, rng, args.steps,
+                            os.path.join(args.profile, f'{method}_b{batch_size}_d{jax.device_count()}'))
+    state = profile.pop('state')
   device = jax.devices()[0].device_kind
   # XLA's count is per device program; the step does this much work on every device.
   flops_per_s = flops * jax.device_count() / seconds
@@ -70,7 +77,49 @@ def measure(method: str, batch_size: int, args) -> dict:
           'views_per_image': trainer.method.num_views, 'step_seconds': seconds,
           'images_per_second': batch_size / seconds, 'compile_seconds': compile_s,
           'flops_per_step': flops * jax.device_count(), 'flops_per_second': flops_per_s,
-          'fraction_of_peak': flops_per_s / peak if peak else None, 'final_loss': float(metrics['loss'])}
+          'fraction_of_peak': flops_per_s / peak if peak else None, 'final_loss': float(metrics['loss']),
+          'profile': profile}
+
+
+def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dict:
+  """Runs ``steps`` steps under ``jax.profiler.trace`` and sums the trace's device-op time by op name.
+
+  The trace (TensorBoard/XProf and Perfetto formats) stays in ``log_dir``; the
+  returned summary names the ops that take the most time, the share of the
+  step they take, and the gaps between ops (host round-trips, launch
+  latency) as ``idle_fraction``.
+  """
+  import glob
+  import gzip
+  import jax
+  with jax.profiler.trace(log_dir, create_perfetto_trace=True):
+    for _ in range(steps):
+      state, metrics = compiled(state, images, rng)
+    jax.block_until_ready(metrics)
+  paths = glob.glob(os.path.join(log_dir, '**', '*.trace.json.gz'), recursive=True)
+  if not paths:
+    return {'state': state, 'log_dir': log_dir, 'error': 'no Perfetto trace written'}
+  with gzip.open(max(paths, key=os.path.getmtime)) as f:
+    events = json.load(f)
+  events = events['traceEvents'] if isinstance(events, dict) else events
+  spans = [e for e in events if e.get('ph') == 'X' and 'dur' in e]
+  # Device ops: XLA's per-op events carry an 'hlo_op' (GPU/TPU) or run on XLA's compute threads (CPU).
+  threads = {(e['pid'], e.get('tid')): e['args'].get('name', '') for e in events
+             if e.get('ph') == 'M' and e.get('name') == 'thread_name' and 'args' in e}
+  def is_op(e):
+    args = e.get('args') or {}
+    return 'hlo_op' in args or 'hlo_module' in args or 'XLA' in threads.get((e['pid'], e.get('tid')), '')
+  ops = [e for e in spans if is_op(e)] or spans
+  by_name = {}
+  for e in ops:
+    by_name[e['name']] = by_name.get(e['name'], 0.0) + e['dur']
+  total = sum(by_name.values())
+  start = min(e['ts'] for e in ops)
+  end = max(e['ts'] + e['dur'] for e in ops)
+  top = sorted(by_name.items(), key=lambda kv: -kv[1])[:15]
+  return {'state': state, 'log_dir': log_dir, 'steps': steps, 'op_seconds_per_step': total / 1e6 / steps,
+          'wall_seconds_per_step': (end - start) / 1e6 / steps,
+          'top_ops': [{'name': n, 'seconds_per_step': d / 1e6 / steps, 'share': d / total} for n, d in top]}
 
 
 def main():
@@ -84,6 +133,8 @@ def main():
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--out', default='benchmarks/results/train_step.json')
+  parser.add_argument('--profile', default='', help='directory: also trace the timed steps with jax.profiler '
+                                                     'and summarise the costliest ops in the JSON')
   parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args()
 
@@ -92,7 +143,8 @@ def main():
     for n in args.devices.split(','):
       env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}', JAX_PLATFORMS='cpu')
       argv = [f'--methods={args.methods}', f'--batch-sizes={args.batch_sizes}', f'--backbone={args.backbone}',
-              f'--width={args.width}', f'--dtype={args.dtype}', f'--steps={args.steps}', f'--warmup={args.warmup}']
+              f'--width={args.width}', f'--dtype={args.dtype}', f'--steps={args.steps}', f'--warmup={args.warmup}',
+              f'--profile={args.profile}']
       out = subprocess.run([sys.executable, __file__, *argv, '--child', '--out', '-'], env=env, check=True,
                            stdout=subprocess.PIPE, text=True).stdout
       rows += json.loads(out.strip().splitlines()[-1])

@@ -17,7 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 
 from gsg_jax import config_lib, data, parallel  # noqa: E402
-from gsg_jax.train import make_knn_evaluator  # noqa: E402
+from gsg_jax.train import make_monitor  # noqa: E402
 from gsg_jax.training import build_trainer  # noqa: E402
 
 
@@ -26,16 +26,16 @@ def run(method: str, guided: bool, predictor: bool, steps: int, dataset, mesh):
   config.method.predictor = predictor
   steps_per_epoch = dataset.train.steps_per_epoch(config.batch_size)
   config.num_epochs = -(-steps // steps_per_epoch)
-  trainer = build_trainer(config, steps_per_epoch)
+  trainer = build_trainer(config, steps_per_epoch, dataset.num_classes)
   replicated, batch = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   state = jax.jit(trainer.init, static_argnums=1, out_shardings=replicated)(jax.random.key(0), dataset.train.image_shape)
   train_step = jax.jit(trainer.train_step, donate_argnums=0)
   rng = jax.random.key(1)
-  for i, images in enumerate(dataset.train.batches(config.batch_size, seed=0, start_step=0, sharding=batch)):
+  for i, data_batch in enumerate(dataset.train.batches(config.batch_size, seed=0, start_step=0, sharding=batch)):
     if i == steps:
       break
-    state, metrics = train_step(state, images, rng)
-  knn = make_knn_evaluator(trainer, dataset, config, mesh)(state)
+    state, metrics = train_step(state, data_batch, rng)
+  knn = make_monitor(trainer, dataset, config, mesh)(state)
   return float(metrics['loss']), float(metrics['projection_std']), knn['knn_top1']
 
 

@@ -72,6 +72,10 @@ def make_config(method: str, guided: bool, preset: str | None = None) -> ml_coll
   c.eval.knn_temperature = 0.1
   c.eval.batch_size = 1024
 
+  c.online_probe = ml_collections.ConfigDict()
+  c.online_probe.enabled = True     # solo-learn: linear head on stop-gradient features, trained alongside.
+  c.online_probe.learning_rate = 0.1  # solo-learn's classifier_lr (SGD, momentum 0.9, no weight decay).
+
   c.distributed = ml_collections.ConfigDict()
   c.distributed.mode = 'auto'       # 'auto' | 'explicit' | 'off' (see gsg_jax.parallel).
   c.distributed.coordinator_address = ''
@@ -146,6 +150,7 @@ def validate(c) -> None:
       ('eval_every_epochs', c.eval_every_epochs > 0, 'positive'),
       ('eval.knn_k', c.eval.knn_k > 0, 'positive'),
       ('eval.knn_temperature', c.eval.knn_temperature > 0, 'positive'),
+      ('online_probe.learning_rate', c.online_probe.learning_rate > 0, 'positive'),
       ('augment.crop_size', c.augment.crop_size > 0, 'positive'),
   ]
   for key, ok, expected in checks:

@@ -83,10 +83,15 @@ def _mean_metrics(pending: list, first_step: int) -> dict:
   return {k: float(np.mean(v)) for k, v in stacked.items()}
 
 
-def make_knn_evaluator(trainer, dataset, config, mesh):
-  """``evaluate(state) -> metrics``: weighted kNN of held-out backbone features against the memory split."""
+def make_monitor(trainer, dataset, config, mesh):
+  """``evaluate(state) -> metrics`` on the held-out split, run during training.
+
+  Weighted kNN of held-out backbone features against the memory split and,
+  when the online probe is on, the probe's held-out top-1 accuracy.
+  """
   replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
   encode = jax.jit(trainer.encode, in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding)
+  probe_logits = jax.jit(trainer.probe_logits) if trainer.probe is not None else None
   k = config.eval.knn_k
 
   def evaluate(state) -> dict:
@@ -94,7 +99,11 @@ def make_knn_evaluator(trainer, dataset, config, mesh):
     queries = extract_features(encode, state, dataset.heldout.images, config.eval.batch_size, batch_sharding)
     result = weighted_knn(memory, dataset.memory.labels, queries, dataset.heldout.labels, dataset.num_classes,
                           ks=(k,), temperature=config.eval.knn_temperature)
-    return {'knn_top1': result[f'knn_top1@{k}'], **result}
+    metrics = {'knn_top1': result[f'knn_top1@{k}'], **result}
+    if probe_logits is not None:
+      predicted = np.argmax(np.asarray(probe_logits(state.params, queries)), axis=-1)
+      metrics['online_probe_top1'] = 100.0 * float(np.mean(predicted == dataset.heldout.labels))
+    return metrics
 
   return evaluate
 
@@ -114,7 +123,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if steps_per_epoch < 1:
     raise ValueError(f'batch_size={config.batch_size} exceeds the {dataset.train.num_examples} training images.')
   total_steps = config.num_epochs * steps_per_epoch
-  trainer = build_trainer(config, steps_per_epoch)
+  trainer = build_trainer(config, steps_per_epoch, dataset.num_classes)
 
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
   state = jax.jit(trainer.init, static_argnums=1, out_shardings=replicated)(init_rng, dataset.train.image_shape)
@@ -134,7 +143,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   train_step = jax.jit(trainer.train_step, in_shardings=(replicated, batch_sharding, replicated),
                        out_shardings=(replicated, replicated), donate_argnums=0)
 
-  evaluate = make_knn_evaluator(trainer, dataset, config, mesh)
+  evaluate = make_monitor(trainer, dataset, config, mesh)
   if step == 0:  # The random-init encoder: the baseline every later kNN figure is judged against.
     initial = evaluate(state)
     logger.write(0, initial, kind='eval')
@@ -145,10 +154,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   logger.start(step)
   try:
     with _StopSignal() as stop:
-      for images in dataset.train.batches(config.batch_size, config.seed, step, batch_sharding):
+      for batch in dataset.train.batches(config.batch_size, config.seed, step, batch_sharding):
         if step >= total_steps:
           break
-        state, metrics = train_step(state, images, step_rng)
+        state, metrics = train_step(state, batch, step_rng)
         step += 1
         pending.append(metrics)
         end = step == total_steps
@@ -161,7 +170,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if epoch_done or end:
           eval_metrics = evaluate(state)
           logger.write(step, eval_metrics, kind='eval')
-          logger.message(f'step {step}: kNN top-1 {eval_metrics["knn_top1"]:.2f}%')
+          probe = eval_metrics.get('online_probe_top1')
+          logger.message(f'step {step}: kNN top-1 {eval_metrics["knn_top1"]:.2f}%'
+                         + ('' if probe is None else f', online probe top-1 {probe:.2f}%'))
         checkpointer.save(step, state, force=end or bool(stop.received))
         if stop.received:
           raise Preempted(f'{stop.received} received: stopped after step {step}, checkpoint written in {workdir}. '
@@ -174,7 +185,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   summary = {'method': trainer.method.name, 'dataset': dataset.name, 'steps': step,
              'epochs': step / steps_per_epoch, 'final_loss': train_metrics.get('loss'),
              'projection_std': train_metrics.get('projection_std'),
-             'knn_top1': eval_metrics.get('knn_top1'), 'train_seconds': elapsed,
+             'knn_top1': eval_metrics.get('knn_top1'), 'online_probe_top1': eval_metrics.get('online_probe_top1'),
+             'train_seconds': elapsed,
              'images_per_second': (step - start_step) * config.batch_size / max(elapsed, 1e-9)}
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'summary.json'), 'w') as f:

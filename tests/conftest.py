@@ -9,6 +9,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 
+def cifar10_zip():
+  """The shared CIFAR-10 zip: $GSG_CIFAR_ZIP, this workplace's copy, or ../shared/data beside the checkout; None if absent."""
+  candidates = [os.environ.get('GSG_CIFAR_ZIP', ''), '/work/shared/data/cifar10-train-jpeg.zip',
+                os.path.join(REPO, '..', 'shared', 'data', 'cifar10-train-jpeg.zip')]
+  return next((p for p in candidates if p and os.path.isfile(p)), None)
+
+
 def tiny_config(method='simsiam', guided=False, **overrides):
   """The quick preset, shrunk: 512 synthetic images, a width-8 ConvNet, batch 64."""
   from gsg_jax import config_lib

@@ -18,8 +18,7 @@ from PIL import Image
 from gsg_jax import data
 from gsg_jax.data import synthetic
 from gsg_jax.data.pipeline import InMemoryTrainData, Split, epoch_permutation
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import REPO, cifar10_zip
 
 
 def data_config(**overrides):
@@ -76,11 +75,16 @@ def test_builtin_heldout_is_disjoint_from_train(builtin):
 
 
 def test_builtin_colour_does_not_depend_on_class(builtin):
-  """Per-class mean colours agree within sampling error (colours are drawn independently of the shape)."""
-  colours, labels = builtin.memory.images.astype(np.float32).mean(axis=(1, 2)), builtin.memory.labels
-  overall = colours.mean(axis=0)
+  """Per-class mean chroma agrees within sampling error: colours are drawn independently of the shape.
+
+  (Mean luminance does depend on the class: the shape is the brighter part and areas differ.)
+  """
+  colours = builtin.memory.images.astype(np.float32).mean(axis=(1, 2))
+  chroma = colours - (colours @ np.array([0.299, 0.587, 0.114]))[:, None]
+  labels = builtin.memory.labels
+  overall = chroma.mean(axis=0)
   for c in range(10):
-    members = colours[labels == c]
+    members = chroma[labels == c]
     standard_error = members.std(axis=0) / np.sqrt(len(members))
     assert (np.abs(members.mean(axis=0) - overall) < 4.5 * standard_error).all(), c
 
@@ -112,7 +116,7 @@ def indexed_split(n):
   images = np.zeros((n, 4, 4, 3), np.uint8)
   images[:, :, :, 0] = (np.arange(n) % 256)[:, None, None]
   images[:, :, :, 1] = (np.arange(n) // 256)[:, None, None]
-  return Split(images, np.zeros(n, np.int32))
+  return Split(images, (1000 + np.arange(n)).astype(np.int32))  # Label i + 1000: checks labels travel along.
 
 
 def indices_of(batch):
@@ -121,7 +125,8 @@ def indices_of(batch):
 
 
 def take(iterator, k):
-  return [np.asarray(next(iterator)) for _ in range(k)]
+  """The images of the next ``k`` batches."""
+  return [np.asarray(next(iterator)['image']) for _ in range(k)]
 
 
 def test_batches_shape_dtype_sharding():
@@ -129,10 +134,13 @@ def test_batches_shape_dtype_sharding():
   mesh = Mesh(np.asarray(jax.devices()), ('data',))
   sharding = NamedSharding(mesh, P('data'))
   batch = next(train.batches(8 * jax.device_count(), seed=0, sharding=sharding))
-  assert batch.shape == (8 * jax.device_count(), 4, 4, 3) and batch.dtype == np.uint8
-  assert batch.sharding == sharding
+  images, labels = batch['image'], batch['label']
+  assert images.shape == (8 * jax.device_count(), 4, 4, 3) and images.dtype == np.uint8
+  assert labels.shape == (8 * jax.device_count(),) and labels.dtype == np.int32
+  assert images.sharding == labels.sharding == sharding
+  np.testing.assert_array_equal(np.asarray(labels), 1000 + indices_of(images))
   plain = next(train.batches(8, seed=0))
-  assert plain.shape == (8, 4, 4, 3)
+  assert plain['image'].shape == (8, 4, 4, 3)
 
 
 def test_batches_are_deterministic_and_follow_the_permutation():
@@ -173,18 +181,24 @@ def test_batch_size_checks():
 
 
 def test_batches_on_four_devices_match_one_device():
-  """4 simulated CPU devices: the batch is split over them, values equal the single-device run."""
+  """4 simulated CPU devices: the batch is split over them, values equal the single-device run.
+
+  (Also checks, in this fresh process, that importing the data package does not import TensorFlow.)
+  """
   code = textwrap.dedent('''
+      import sys
       import jax, numpy as np
       from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+      import gsg_jax.data
       from gsg_jax.data.pipeline import InMemoryTrainData, Split, epoch_permutation
+      assert 'tensorflow' not in sys.modules and 'tensorflow_datasets' not in sys.modules  # Imported lazily.
       assert jax.device_count() == 4
       images = np.arange(40 * 2 * 2 * 3, dtype=np.uint32).reshape(40, 2, 2, 3).astype(np.uint8)
       train = InMemoryTrainData(Split(images, np.zeros(40, np.int32)))
       sharding = NamedSharding(Mesh(np.asarray(jax.devices()), ('data',)), P('data'))
       it = train.batches(8, seed=3, start_step=4, sharding=sharding)
       for k in range(4, 8):
-        batch = next(it)
+        batch = next(it)['image']
         assert batch.sharding == sharding and len(batch.addressable_shards) == 4
         assert {s.data.shape for s in batch.addressable_shards} == {(2, 2, 2, 3)}
         e, i = divmod(k, 5)
@@ -291,14 +305,8 @@ def test_folder_errors_name_the_problem(tmp_path):
     load(tmp_path / 'a', heldout_fraction=1.5)
 
 
-def cifar_zip():
-  candidates = [os.environ.get('GSG_CIFAR_ZIP', ''), '/work/shared/data/cifar10-train-jpeg.zip',
-                os.path.join(REPO, '..', 'shared', 'data', 'cifar10-train-jpeg.zip')]
-  return next((p for p in candidates if p and os.path.isfile(p)), None)
-
-
 def test_cifar10_zip_subset():
-  path = cifar_zip()
+  path = cifar10_zip()
   if path is None:
     pytest.skip('CIFAR-10 zip not found (set GSG_CIFAR_ZIP or place ../shared/data/cifar10-train-jpeg.zip).')
   ds = data.load_dataset(data_config(source='folder', path=path, max_examples=1000))
@@ -332,6 +340,18 @@ def test_tfds_in_memory(mock_cifar):
   assert ds.memory.images.shape == (64, 32, 32, 3) and ds.memory.images.dtype == np.uint8
   assert ds.heldout.images.shape[1:] == (32, 32, 3)
   assert ds.memory.labels.dtype == np.int32 and ds.memory.labels.max() < 10
+  resized = data.load_dataset(data_config(source='tfds', data_dir=mock_cifar, image_size=24))
+  assert resized.memory.images.shape == (64, 24, 24, 3) and resized.heldout.images.shape[1:] == (24, 24, 3)
+
+
+def test_decode_and_crop_non_square():
+  import tensorflow as tf
+  from gsg_jax.data.tfds_source import decode_and_crop
+  encoded = tf.io.encode_png(tf.constant(np.full((40, 60, 3), 200, np.uint8)))
+  centre = decode_and_crop(encoded, 32)
+  random = decode_and_crop(encoded, 32, tf.constant([1, 2], tf.int64))
+  assert centre.shape == random.shape == (32, 32, 3) and centre.dtype == tf.uint8
+  assert int(tf.reduce_min(centre)) == int(tf.reduce_max(centre)) == 200
 
 
 def test_tfds_streaming(mock_cifar):
@@ -343,7 +363,9 @@ def test_tfds_streaming(mock_cifar):
   sharding = NamedSharding(Mesh(np.asarray(jax.devices()), ('data',)), P('data'))
   full = take(train.batches(16, seed=0, sharding=sharding), 6)  # Crosses the epoch boundary.
   assert all(b.shape == (16, 24, 24, 3) and b.dtype == np.uint8 for b in full)
-  assert next(train.batches(16, seed=0, sharding=sharding)).sharding == sharding
+  first = next(train.batches(16, seed=0, sharding=sharding))
+  assert first['image'].sharding == first['label'].sharding == sharding
+  assert first['label'].dtype == np.int32 and set(np.asarray(first['label'])) <= set(range(10))
   np.testing.assert_array_equal(take(train.batches(16, seed=0), 6)[3], full[3])  # Deterministic.
   resumed = take(train.batches(16, seed=0, start_step=3), 3)
   for a, b in zip(full[3:], resumed):
@@ -352,6 +374,7 @@ def test_tfds_streaming(mock_cifar):
 
 
 def test_tfds_missing_dataset_fails_fast(tmp_path):
+  import tensorflow_datasets  # noqa: F401  (Import time is not what is measured.)
   start = time.monotonic()
   with pytest.raises(ValueError, match=r"(?s)'cifar10'.*not prepared.*tfds build cifar10"):
     data.load_dataset(data_config(source='tfds', tfds_name='cifar10', data_dir=str(tmp_path / 'empty')))

@@ -7,7 +7,7 @@
 * ``'tfds'``    – a TensorFlow Datasets dataset (``tfds_source``).
 
 Each returns a ``Dataset``: ``train`` (a ``TrainData`` that yields global
-uint8 batches, deterministic in ``(seed, step)``), and the labelled splits
+{image, label} batches, deterministic in ``(seed, step)``), and the labelled splits
 ``memory`` and ``heldout`` for evaluation. Augmentation is not done here.
 """
 

@@ -7,8 +7,9 @@ to uint8 RGB; images whose size differs from ``image_size`` are resized
 (shorter side, bicubic) and centre-cropped to ``image_size`` × ``image_size``.
 
 Held-out data: the ``heldout_split`` folder when the config names one;
-otherwise a ``heldout_fraction`` of every class of the training split,
-chosen with ``split_seed``. ``max_examples`` subsamples the training split
+otherwise ``round(heldout_fraction · n)`` images of every class of the
+training split (at least one if the class has two), chosen with
+``split_seed``. ``max_examples`` subsamples the training split
 first, stratified by class. The memory split is the training images.
 Decoded arrays are cached as ``.npz`` in ``cache_dir`` when it is set.
 """

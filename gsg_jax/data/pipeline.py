@@ -1,8 +1,11 @@
 """Splits, datasets, and the two ways a training loop draws batches.
 
 Every source returns a ``Dataset``: a ``TrainData`` to train on plus two
-labelled in-memory ``Split``s for evaluation. Batches are raw uint8 images;
-augmentation happens later, on the accelerator.
+labelled in-memory ``Split``s for evaluation. A training batch is a dict
+``{'image': uint8 [B, H, W, 3], 'label': int32 [B]}`` of global arrays laid
+out by the batch sharding; augmentation happens later, on the accelerator.
+Labels are there for the online linear probe only: no self-supervised loss
+reads them.
 
 Determinism contract shared by both ``TrainData`` implementations: global
 step ``k`` belongs to epoch ``e = k // steps_per_epoch``; epoch ``e`` visits
@@ -18,7 +21,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from typing import Iterator, Protocol
+from typing import Dict, Iterator, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -42,6 +45,9 @@ class Split:
     return len(self.images)
 
 
+Batch = Dict[str, jax.Array]  # {'image': uint8 [B, H, W, 3], 'label': int32 [B]}
+
+
 class TrainData(Protocol):
   """What the training loop draws global batches from."""
   num_examples: int
@@ -52,8 +58,8 @@ class TrainData(Protocol):
     ...
 
   def batches(self, batch_size: int, seed: int = 0, start_step: int = 0,
-              sharding: jax.sharding.Sharding | None = None) -> Iterator[jax.Array]:
-    """Endless global batches uint8 [batch_size, H, W, 3], from global step ``start_step`` on."""
+              sharding: jax.sharding.Sharding | None = None) -> Iterator[Batch]:
+    """Endless global batches of ``batch_size`` examples, from global step ``start_step`` on."""
     ...
 
 
@@ -89,14 +95,14 @@ def replicated_sharding(sharding: jax.sharding.Sharding) -> NamedSharding:
   return NamedSharding(Mesh(np.asarray(devices), ('devices',)), P())
 
 
-def _take(images, indices):
-  return jnp.take(images, indices, axis=0)
+def _take(arrays, indices):
+  return {k: jnp.take(v, indices, axis=0) for k, v in arrays.items()}
 
 
 class InMemoryTrainData:
   """A split held whole on the accelerator; batches are gathered there.
 
-  The uint8 array is copied to the devices once (replicated over the mesh
+  The uint8 images and int32 labels are copied to the devices once (replicated over the mesh
   when a sharding is given); each batch is a jitted ``take`` whose output is
   laid out by the batch sharding. The host only computes indices, so it
   never limits the step.
@@ -106,37 +112,38 @@ class InMemoryTrainData:
     self.split = split
     self.num_examples = len(split)
     self.image_shape = tuple(split.images.shape[1:])
-    self._placed = None  # (replicated sharding or None, device array)
+    self._placed = None  # (replicated sharding or None, {'image', 'label'} device arrays)
     self._gathers = {}   # batch sharding -> jitted take
 
   def steps_per_epoch(self, batch_size: int) -> int:
     """``num_examples // batch_size`` (drop-last)."""
     return self.num_examples // batch_size
 
-  def _device_images(self, sharding):
+  def _device_arrays(self, sharding):
     target = None if sharding is None else replicated_sharding(sharding)
     if self._placed is None or self._placed[0] != target:
-      self._placed = (target, jax.device_put(self.split.images, target))
+      arrays = {'image': self.split.images, 'label': self.split.labels.astype(np.int32)}
+      self._placed = (target, jax.device_put(arrays, target))
     return self._placed
 
   def batches(self, batch_size: int, seed: int = 0, start_step: int = 0,
-              sharding: jax.sharding.Sharding | None = None) -> Iterator[jax.Array]:
-    """Endless uint8 [batch_size, H, W, 3] batches from ``start_step`` on, laid out by ``sharding``."""
+              sharding: jax.sharding.Sharding | None = None) -> Iterator[Batch]:
+    """Endless batches of ``batch_size`` examples from ``start_step`` on, laid out by ``sharding``."""
     steps = check_batch_args(self.num_examples, batch_size, seed, start_step)
-    index_sharding, images = self._device_images(sharding)
+    index_sharding, arrays = self._device_arrays(sharding)
     if sharding not in self._gathers:
       self._gathers[sharding] = jax.jit(_take) if sharding is None else jax.jit(_take, out_shardings=sharding)
     take = self._gathers[sharding]
-    return self._iterate(images, take, index_sharding, batch_size, seed, start_step, steps)
+    return self._iterate(arrays, take, index_sharding, batch_size, seed, start_step, steps)
 
-  def _iterate(self, images, take, index_sharding, batch_size, seed, step, steps):
+  def _iterate(self, arrays, take, index_sharding, batch_size, seed, step, steps):
     order_epoch, order = -1, None
     while True:
       epoch, k = divmod(step, steps)
       if epoch != order_epoch:
         order_epoch, order = epoch, epoch_permutation(seed, epoch, self.num_examples).astype(np.int32)
       indices = jax.device_put(order[k * batch_size:(k + 1) * batch_size], index_sharding)
-      yield take(images, indices)
+      yield take(arrays, indices)
       step += 1
 
 

@@ -5,24 +5,31 @@ Generative process, per image (independently, from one seeded generator):
 1. The label picks one of ten shapes (``SHAPES``): disc, ring, square,
    triangle, cross, bar, star, crescent, corner (an L) and dots (two discs).
    Labels are balanced: ``arange(N) % 10``, shuffled.
-2. Pose: radius 22–40 % of the image side, centre anywhere that keeps most
-   of the shape inside, rotation uniform in [0, 2π), mirrored with
+2. Pose: radius 25–42 % of the image side, centre anywhere that keeps most
+   of the shape inside, rotation within ±15°, mirrored left-right with
    probability ½. The shape is an implicit region in its own coordinates,
    sampled on a 2×-supersampled grid and averaged 2×2 (anti-aliasing).
-3. Colours: foreground and background colours uniform in RGB, redrawn until
-   they are at least ``MIN_CONTRAST`` apart so the shape stays visible.
-4. Nuisance: a background colour gradient (random direction, per-channel
-   amplitude up to ±0.3), a luminance grating texture (random frequency,
-   orientation, phase, amplitude up to 0.1) and Gaussian pixel noise
-   (σ up to 0.04).
+3. Luminance: background level in [0.1, 0.35], shape 0.35–0.55 brighter.
+4. Colour: a random chroma field (zero-luminance RGB offsets: random colours
+   at an 8×8 grid of control points, bilinearly interpolated, ×1.2) tints
+   foreground and background, so both take random colours that also vary
+   across the image.
+5. Pixel noise: Gaussian, σ = 0.03.
 
-The label is a function of the shape alone. Colour, position, scale,
-orientation, gradient and texture are independent of it, so per-class mean
-colours agree. A random-init network's features are dominated by colour
-and layout, so its kNN accuracy is low; the SSL augmentations teach exactly
-the invariances that remove the nuisance: random resized crop (position and
-scale), colour jitter and grayscale (colours, gradient), horizontal flip
-(mirroring). What stays common to two views of one image is its shape.
+The label is a function of the shape alone; colour, position, scale and
+brightness are independent of it, so per-class mean colours agree. A
+random-init network's features are dominated by the colour field, so its
+kNN accuracy is low. The SSL augmentations randomise exactly these
+nuisances between two views – random resized crop (position, scale), colour
+jitter and grayscale (brightness, contrast, colours), horizontal flip
+(mirroring) – so what two views share is the shape, and training learns it.
+
+Design rule, found by probing SimSiam on it: any per-image property that the
+augmentations cannot change and that varies between images (a single hue,
+a gradient's direction, which of shape and background is brighter, large
+rotations) becomes a shortcut that two views share, and SSL learns it
+instead of the shape. So the colours vary within each image, the shape is
+always the brighter part, and rotation is small.
 """
 
 from typing import Sequence
@@ -34,12 +41,15 @@ from gsg_jax.data.pipeline import Dataset, InMemoryTrainData, Split
 SHAPES = ('disc', 'ring', 'square', 'triangle', 'cross', 'bar', 'star', 'crescent', 'corner', 'dots')
 NUM_CLASSES = len(SHAPES)
 SUPERSAMPLE = 2
-MIN_CONTRAST = 0.45  # Euclidean RGB distance between foreground and background, colours in [0, 1].
-RADIUS = (0.22, 0.40)  # Shape radius, as a fraction of the image side.
-GRADIENT = 0.6       # Background colour change across the image, per channel, at most.
-TEXTURE = 0.1        # Amplitude of the background grating, at most.
-NOISE = 0.04         # Pixel noise σ, at most.
-_CHUNK = 1024        # Images rendered at once (bounds the memory of the supersampled grids).
+RADIUS = (0.25, 0.42)           # Shape radius, as a fraction of the image side.
+ROTATION = np.pi / 12           # Rotation uniform in [-ROTATION, ROTATION].
+BACKGROUND_LEVEL = (0.1, 0.35)  # Background luminance, colours in [0, 1].
+SHAPE_CONTRAST = (0.35, 0.55)   # How much brighter the shape is.
+CHROMA_GRID = 8                 # Control points per side of the colour field.
+CHROMA = 1.2                    # Colour field amplitude.
+NOISE = 0.03                    # Pixel noise σ.
+_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_CHUNK = 1024                   # Images rendered at once (bounds the memory of the supersampled grids).
 
 
 def shape_mask(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -87,8 +97,8 @@ def coverage(labels: np.ndarray, centre: np.ndarray, radius: np.ndarray, angle: 
   y = grid[None, :, None] - centre[:, 1, None, None].astype(np.float32)
   cos = (np.cos(angle) / radius).astype(np.float32)[:, None, None]
   sin = (np.sin(angle) / radius).astype(np.float32)[:, None, None]
-  u = x * cos + y * sin
-  v = (y * cos - x * sin) * np.where(mirror, -1, 1).astype(np.float32)[:, None, None]
+  u = (x * cos + y * sin) * np.where(mirror, -1, 1).astype(np.float32)[:, None, None]
+  v = y * cos - x * sin
   mask = np.zeros((n, s, s), bool)
   for shape in np.unique(labels):
     rows = labels == shape
@@ -98,42 +108,32 @@ def coverage(labels: np.ndarray, centre: np.ndarray, radius: np.ndarray, angle: 
   return total.astype(np.float32) / SUPERSAMPLE**2
 
 
-def _contrasting_colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-  background = rng.uniform(size=(n, 3)).astype(np.float32)
-  foreground = rng.uniform(size=(n, 3)).astype(np.float32)
-  redraw = np.linalg.norm(foreground - background, axis=1) < MIN_CONTRAST
-  while redraw.any():
-    foreground[redraw] = rng.uniform(size=(int(redraw.sum()), 3))
-    redraw = np.linalg.norm(foreground - background, axis=1) < MIN_CONTRAST
-  return foreground, background
+def chroma_field(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+  """Smooth random colours with zero luminance, float32 [n, size, size, 3]."""
+  control = rng.uniform(size=(n, CHROMA_GRID, CHROMA_GRID, 3)).astype(np.float32)
+  position = (np.arange(size) + 0.5) / size * (CHROMA_GRID - 1)
+  low = np.clip(np.floor(position).astype(int), 0, CHROMA_GRID - 2)
+  frac = (position - low).astype(np.float32)[None, :, None, None]
+  rows = control[:, low] * (1 - frac) + control[:, low + 1] * frac
+  frac = frac.reshape(1, 1, size, 1)
+  field = rows[:, :, low] * (1 - frac) + rows[:, :, low + 1] * frac
+  return field - (field @ _LUMA)[..., None]
 
 
 def render(labels: np.ndarray, rng: np.random.Generator, image_size: int = 32) -> np.ndarray:
-  """Images uint8 [N, S, S, 3] of the shapes ``labels``, with random pose, colours and nuisance."""
+  """Images uint8 [N, S, S, 3] of the shapes ``labels``, with random pose, colours and noise."""
   n, size = len(labels), image_size
   radius = rng.uniform(*RADIUS, n) * size
-  margin = 0.8 * radius
-  centre = rng.uniform(margin[:, None], size - margin[:, None], (n, 2))
-  angle = rng.uniform(0, 2 * np.pi, n)
+  margin = 0.8 * radius[:, None]
+  centre = rng.uniform(margin, size - margin, (n, 2))
+  angle = rng.uniform(-ROTATION, ROTATION, n)
   mirror = rng.random(n) < 0.5
   alpha = coverage(labels, centre, radius, angle, mirror, size)[..., None]
-  foreground, background = _contrasting_colours(rng, n)
-
-  coords = (np.arange(size, dtype=np.float32) + 0.5) / size - 0.5
-  direction = rng.uniform(0, 2 * np.pi, (n, 2))
-  along = lambda k: (np.cos(direction[:, k, None, None]) * coords[None, None, :] +
-                     np.sin(direction[:, k, None, None]) * coords[None, :, None]).astype(np.float32)
-  gradient = along(0)[..., None] * rng.uniform(-GRADIENT, GRADIENT, (n, 1, 1, 3)).astype(np.float32)
-  frequency = rng.uniform(2, 6, (n, 1, 1)) * 2 * np.pi
-  phase = rng.uniform(0, 2 * np.pi, (n, 1, 1))
-  texture = (rng.uniform(0, TEXTURE, (n, 1, 1)) * np.sin(frequency * along(1) + phase)).astype(np.float32)
-  image = background[:, None, None, :] + gradient + texture[..., None]
-  image += (foreground[:, None, None, :] - image) * alpha  # Composite the shape over the background.
-  noise = rng.standard_normal((n, size, size, 3), dtype=np.float32)
-  noise *= rng.uniform(0, NOISE * 255, (n, 1, 1, 1)).astype(np.float32)
-  image *= 255
-  image += noise + 0.5  # + 0.5: round to nearest on the cast below.
-  return np.clip(image, 0, 255).astype(np.uint8)
+  background = rng.uniform(*BACKGROUND_LEVEL, (n, 1, 1, 1)).astype(np.float32)
+  contrast = rng.uniform(*SHAPE_CONTRAST, (n, 1, 1, 1)).astype(np.float32)
+  image = background + contrast * alpha + CHROMA * chroma_field(rng, n, size)
+  image += rng.standard_normal(image.shape, dtype=np.float32) * NOISE
+  return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)  # + 0.5: round to nearest.
 
 
 def generate(num_examples: int, seed: int | Sequence[int], image_size: int = 32) -> Split:

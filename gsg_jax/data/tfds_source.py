@@ -15,7 +15,7 @@ from typing import Iterator
 import jax
 import numpy as np
 
-from gsg_jax.data.pipeline import Dataset, InMemoryTrainData, Split, check_batch_args
+from gsg_jax.data.pipeline import Batch, Dataset, InMemoryTrainData, Split, check_batch_args, prefetch_to_device
 
 
 def _tf_and_tfds():
@@ -109,7 +109,8 @@ class StreamingTrainData:
   an order seeded by ``(seed, e)``, shuffles examples in a buffer with the
   same seed, and crops each image (shorter side resized to ``image_size``)
   with a stateless random crop keyed by ``(seed, e, position in epoch)``.
-  ``start_step`` skips examples before decoding them. TF's ordering is
+  ``start_step`` skips examples before decoding them; ``prefetch`` global
+  batches are kept in flight to the devices. TF's ordering is
   deterministic for a fixed file layout, so batch ``k`` depends only on
   ``(seed, k)``; the examples of a batch differ from ``InMemoryTrainData``'s.
   """
@@ -138,14 +139,14 @@ class StreamingTrainData:
 
     def decode(position, example):
       seed_pair = tf.stack([tf.constant(epoch_seed, tf.int64), position]) if self.random_crop else None
-      return decode_and_crop(example['image'], size, seed_pair)
+      return {'image': decode_and_crop(example['image'], size, seed_pair), 'label': tf.cast(example['label'], tf.int32)}
 
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(local_batch, drop_remainder=True).take(steps - skip).prefetch(tf.data.AUTOTUNE)
 
   def batches(self, batch_size: int, seed: int = 0, start_step: int = 0,
-              sharding: jax.sharding.Sharding | None = None) -> Iterator[jax.Array]:
-    """Endless global uint8 [batch_size, H, W, 3] batches from ``start_step`` on."""
+              sharding: jax.sharding.Sharding | None = None) -> Iterator[Batch]:
+    """Endless global batches ``{'image', 'label'}`` of ``batch_size`` examples from ``start_step`` on."""
     _, tfds = _tf_and_tfds()
     processes = jax.process_count()
     if batch_size % processes:
@@ -153,14 +154,18 @@ class StreamingTrainData:
     check_batch_args(self.num_examples // processes * processes, batch_size, seed, start_step)
     steps, local_batch = self.steps_per_epoch(batch_size), batch_size // processes
     shard = tfds.even_splits(self.split, n=processes, drop_remainder=True)[jax.process_index()]
-    global_shape = (batch_size,) + self.image_shape
+    return prefetch_to_device(self._iterate(shard, batch_size, local_batch, seed, start_step, steps, sharding),
+                              self.prefetch)
+
+  def _iterate(self, shard, batch_size, local_batch, seed, start_step, steps, sharding):
+    global_shapes = {'image': (batch_size,) + self.image_shape, 'label': (batch_size,)}
     epoch, skip = divmod(start_step, steps)
     while True:
       for local in self._epoch(shard, local_batch, seed, epoch, skip, steps).as_numpy_iterator():
         if sharding is None:
           yield jax.device_put(local)
         else:
-          yield jax.make_array_from_process_local_data(sharding, local, global_shape)
+          yield {k: jax.make_array_from_process_local_data(sharding, v, global_shapes[k]) for k, v in local.items()}
       epoch, skip = epoch + 1, 0
 
 

@@ -26,7 +26,13 @@ class Checkpointer:
     """The state saved at ``step`` (default latest), with the structure, dtypes and shardings of ``like``."""
     step = self.manager.latest_step() if step is None else step
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
-    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    try:
+      return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except (ValueError, KeyError, TypeError) as e:
+      raise ValueError(
+          f'the checkpoint at step {step} in {self.manager.directory} does not match the state this config '
+          'builds (was the method, model, or online_probe.enabled changed since it was written?). Use a new '
+          f'--workdir, or the config.json saved beside it. orbax said: {str(e)[:500]}') from e
 
   def should_save(self, step: int) -> bool:
     return step % self.every_steps == 0

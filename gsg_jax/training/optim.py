@@ -8,8 +8,13 @@ cosine decay to 0 over training (SimSiam, Chen & He 2021, §4).
 * ``lars``: ``optax.lars``; biases and BatchNorm parameters are excluded from
   weight decay and from the trust-ratio adaptation (the usual convention).
 * ``fix_pred_lr``: the predictor keeps the initial learning rate, no decay
-  (SimSiam's ``--fix-pred-lr``), through an ``optax.multi_transform``
-  partition of the parameters.
+  (SimSiam's ``--fix-pred-lr``).
+* The online probe (``params['probe']``) has its own SGD: momentum 0.9, no
+  weight decay, ``online_probe.learning_rate`` with the same cosine decay
+  (solo-learn's classifier settings).
+
+The three groups are an ``optax.multi_transform`` partition of the
+parameters by their top-level name.
 """
 
 import jax
@@ -46,10 +51,18 @@ def _base_optimizer(config, learning_rate) -> optax.GradientTransformation:
 def build_optimizer(config, steps_per_epoch: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optimiser for all online parameters, and the main learning-rate schedule."""
   schedule = learning_rate_schedule(config, steps_per_epoch)
-  tx = _base_optimizer(config, schedule)
-  if config.optim.fix_pred_lr and config.method.predictor:
-    fixed = _base_optimizer(config, config.optim.base_lr * config.batch_size / 256)
-    label = lambda params: {k: jax.tree_util.tree_map(lambda _: 'predictor' if k == 'predictor' else 'rest', v)
-                            for k, v in params.items()}
-    tx = optax.multi_transform({'rest': tx, 'predictor': fixed}, label)
-  return tx, schedule
+  fixed_predictor = config.optim.fix_pred_lr and config.method.predictor
+  groups = {
+      'rest': _base_optimizer(config, schedule),
+      'predictor': _base_optimizer(config, config.optim.base_lr * config.batch_size / 256),
+      'probe': optax.sgd(optax.cosine_decay_schedule(config.online_probe.learning_rate,
+                                                     max(config.num_epochs * steps_per_epoch, 1)), momentum=0.9),
+  }
+
+  def group(name: str) -> str:
+    if name == 'probe' or (name == 'predictor' and fixed_predictor):
+      return name
+    return 'rest'
+
+  label = lambda params: {k: jax.tree_util.tree_map(lambda _: group(k), v) for k, v in params.items()}
+  return optax.multi_transform(groups, label), schedule

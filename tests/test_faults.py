@@ -1,0 +1,266 @@
+"""Failures and interruptions, end to end through the CLI and the launch scripts.
+
+* SIGKILL at a (seeded) random step, and SIGKILL while a checkpoint is being
+  written: re-running the same command resumes and ends with the same
+  parameters as an uninterrupted run (rtol 1e-5).
+* SIGTERM: exit status 143 with a message; the re-run resumes and matches.
+* Bad workdir, corrupt image, non-finite loss: exit 1 with 'error: ...' naming
+  the problem; a non-finite loss leaves no checkpoint at or after its step.
+* launch/*: --dry-run prints the command; a missing config file or a
+  misspelt key fails before anything is launched.
+
+Compiled programs are cached in a shared directory so re-runs take seconds.
+"""
+
+import glob
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import pytest
+
+from conftest import REPO, tiny_config
+
+TIMEOUT = 300
+STEPS = 8  # 512 images / batch 64, one epoch.
+TINY = ['--config.data.builtin_num_train=512', '--config.data.builtin_num_heldout=256', '--config.model.width=8',
+        '--config.augment.crop_size=16', '--config.batch_size=64', '--config.num_epochs=1',
+        '--config.checkpoint_every_steps=2', '--config.log_every_steps=2', '--config.model.projection_dim=32',
+        '--config.model.projector_hidden_dim=32', '--config.model.predictor_hidden_dim=8',
+        '--config.distributed.mode=off', '--config.eval.batch_size=256']
+ENV = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO,
+           JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(), 'gsg_jax_test_jax_cache'),
+           JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+
+
+def command(workdir, *extra):
+  return [sys.executable, '-m', 'gsg_jax.main', '--config=configs/simsiam_gsg.py:quick', f'--workdir={workdir}',
+          *TINY, *extra]
+
+
+def run(workdir, *extra, check=True):
+  result = subprocess.run(command(workdir, *extra), cwd=REPO, env=ENV, capture_output=True, text=True,
+                          timeout=TIMEOUT)
+  if check:
+    assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def start(workdir, *extra):
+  return subprocess.Popen(command(workdir, *extra), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+
+
+def logged_step(workdir) -> int:
+  """The last train step written to metrics.jsonl (0 before any)."""
+  try:
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      lines = f.readlines()
+  except FileNotFoundError:
+    return 0
+  steps = [0]
+  for line in lines:
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError:  # A line being written.
+      continue
+    if record.get('kind') == 'train':
+      steps.append(record['step'])
+  return max(steps)
+
+
+def wait_until(proc, predicate, poll=0.01):
+  deadline = time.monotonic() + TIMEOUT
+  while not predicate():
+    if proc.poll() is not None:
+      out, err = proc.communicate()
+      pytest.fail(f'run ended (rc {proc.returncode}) before the awaited event:\n{err[-3000:]}')
+    if time.monotonic() > deadline:
+      proc.kill()
+      pytest.fail('timed out waiting for the run')
+    time.sleep(poll)
+
+
+def kill(proc, sig=signal.SIGKILL):
+  proc.send_signal(sig)
+  try:
+    return proc.communicate(timeout=TIMEOUT)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+
+
+def final_params(workdir):
+  """Restore the final checkpoint with Checkpointer and a Trainer.init template."""
+  import jax
+  from gsg_jax.training import build_trainer
+  from gsg_jax.training.checkpointing import Checkpointer
+  config = tiny_config('simsiam', True, num_epochs=1, checkpoint_every_steps=2, log_every_steps=2)
+  template = build_trainer(config, STEPS, num_classes=10).init(jax.random.key(0), (32, 32, 3))
+  checkpointer = Checkpointer(str(workdir), 2, 3)
+  try:
+    assert checkpointer.latest_step() == STEPS
+    state = checkpointer.restore(template)
+  finally:
+    checkpointer.close()
+  return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(
+      {'params': state.params, 'stats': state.batch_stats, 'opt': state.opt_state})}
+
+
+def assert_same(got, want):
+  assert set(got) == set(want)
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-7, err_msg=key)
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp('uninterrupted')
+  run(workdir)
+  return final_params(workdir)
+
+
+def test_sigkill_at_random_step_then_resume(tmp_path, reference):
+  kill_after = random.Random(0).choice([4, 6])  # Steps are logged every 2; checkpoint 2 is then usually final.
+  proc = start(tmp_path)
+  wait_until(proc, lambda: logged_step(tmp_path) >= kill_after)
+  kill(proc)
+  assert proc.returncode == -signal.SIGKILL
+  finalized = [e for e in os.listdir(tmp_path / 'checkpoints') if e.isdigit()]
+  result = run(tmp_path)
+  if finalized:
+    assert 'Resumed from the checkpoint' in result.stdout
+  assert_same(final_params(tmp_path), reference)
+
+
+def test_sigkill_during_checkpoint_write_then_resume(tmp_path, reference):
+  checkpoints = tmp_path / 'checkpoints'
+
+  def writing():
+    try:
+      return any('tmp' in entry.name for entry in os.scandir(checkpoints))
+    except FileNotFoundError:
+      return False
+
+  proc = start(tmp_path)
+  wait_until(proc, writing, poll=0.0005)
+  kill(proc)
+  assert proc.returncode == -signal.SIGKILL
+  run(tmp_path)
+  assert_same(final_params(tmp_path), reference)
+
+
+def test_sigterm_exits_143_and_resumes(tmp_path, reference):
+  proc = start(tmp_path)
+  wait_until(proc, lambda: logged_step(tmp_path) >= 2)
+  _, err = kill(proc, signal.SIGTERM)
+  assert proc.returncode == 143, err[-3000:]
+  assert 'SIGTERM received' in err and 'Run the same command again to resume' in err
+  result = run(tmp_path)
+  assert 'Resumed from the checkpoint' in result.stdout
+  assert_same(final_params(tmp_path), reference)
+
+
+def test_unusable_workdir_fails_before_training(tmp_path):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('not a directory')
+  result = run(blocker / 'workdir', check=False)
+  assert result.returncode == 1
+  assert 'error:' in result.stderr and 'not writable' in result.stderr
+  assert 'step ' not in result.stdout
+  if os.geteuid() != 0:  # root ignores permission bits.
+    read_only = tmp_path / 'read_only'
+    read_only.mkdir()
+    read_only.chmod(0o500)
+    try:
+      result = run(read_only / 'workdir', check=False)
+    finally:
+      read_only.chmod(0o700)
+    assert result.returncode == 1 and 'not writable' in result.stderr
+
+
+def test_corrupt_image_is_named(tmp_path):
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  for cls in ('cat', 'dog'):
+    folder = tmp_path / 'images' / 'train' / cls
+    folder.mkdir(parents=True)
+    for i in range(8):
+      Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f'{i}.png')
+  (tmp_path / 'images' / 'train' / 'dog' / 'broken.png').write_bytes(b'this is not a png' * 10)
+  result = run(tmp_path / 'work', '--config.data.source=folder', f'--config.data.path={tmp_path / "images"}',
+               '--config.data.image_size=16', '--config.batch_size=8', '--config.eval.batch_size=8', check=False)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert 'error:' in result.stderr and 'broken.png' in result.stderr
+
+
+def test_non_finite_loss_stops_with_step_and_no_later_checkpoint(tmp_path):
+  result = run(tmp_path, '--config.optim.base_lr=1e30', check=False)
+  assert result.returncode == 1, result.stderr[-3000:]
+  assert 'non-finite loss' in result.stderr
+  bad_step = int(result.stderr.split('at step ')[1].split(';')[0])
+  saved = [int(os.path.basename(p)) for p in glob.glob(str(tmp_path / 'checkpoints' / '*'))
+           if os.path.basename(p).isdigit()]
+  assert all(s < bad_step for s in saved), (bad_step, saved)
+
+
+# ----------------------------------------------------------------- launch scripts
+
+LAUNCHERS = {
+    'tpu_pod.sh': ['tpu-name', 'us-central2-b'],
+    'slurm_gpu.sbatch': [],
+    'single_host_gpus.sh': [],
+}
+EXPECTED = {
+    'tpu_pod.sh': ['gcloud compute tpus tpu-vm ssh tpu-name', '--worker=all', 'gsg_jax.main',
+                   'distributed.mode=auto'],
+    'slurm_gpu.sbatch': ['srun', 'gsg_jax.main', 'distributed.mode=auto'],
+    'single_host_gpus.sh': ['gsg_jax.main', 'distributed.mode=off'],
+}
+
+
+def launch(script, *args):
+  return subprocess.run(['bash', os.path.join(REPO, 'launch', script), *args], cwd=REPO,
+                        env=dict(ENV, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH']),
+                        capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize('script', sorted(LAUNCHERS))
+def test_launch_dry_run_prints_command(tmp_path, script):
+  workdir = 'gs://bucket/run' if script == 'tpu_pod.sh' else str(tmp_path / 'run')
+  result = launch(script, '--dry-run', 'configs/simsiam_gsg.py:quick', workdir, *LAUNCHERS[script],
+                  '--', '--config.batch_size=128')
+  assert result.returncode == 0, result.stderr
+  for part in EXPECTED[script] + ['configs/simsiam_gsg.py:quick', 'batch_size=128']:
+    assert part in result.stdout.replace('\\', ''), (part, result.stdout)
+  assert not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('script', sorted(LAUNCHERS))
+def test_launch_validation_fails_before_launching(tmp_path, script):
+  extra = LAUNCHERS[script]
+  usage = launch(script)
+  assert usage.returncode == 2 and 'usage:' in usage.stderr
+  missing = launch(script, '--dry-run', 'configs/no_such_config.py', str(tmp_path), *extra)
+  assert missing.returncode == 1 and 'config file not found' in missing.stderr
+  blocker = tmp_path / 'file'
+  blocker.write_text('')
+  bad_workdir = launch(script, '--dry-run', 'configs/simsiam_gsg.py:quick', str(blocker / 'run'), *extra)
+  assert bad_workdir.returncode == 1 and 'not writable' in bad_workdir.stderr
+  results = [missing, bad_workdir]
+  if script == 'single_host_gpus.sh':  # The config checks are shared (launch/common.sh): test them once.
+    bad_key = launch(script, '--dry-run', 'configs/simsiam_gsg.py:quick', str(tmp_path), *extra, '--',
+                     '--config.optim.no_such_key=1')
+    assert bad_key.returncode == 1 and 'no_such_key' in bad_key.stderr
+    bad_value = launch(script, '--dry-run', 'configs/simsiam_gsg.py:quick', str(tmp_path), *extra, '--',
+                       '--config.batch_size=-1')
+    assert bad_value.returncode == 1 and 'batch_size' in bad_value.stderr
+    results += [bad_key, bad_value]
+  for result in results:
+    assert 'gsg_jax.main' not in result.stdout
