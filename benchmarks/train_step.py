@@ -82,44 +82,45 @@ def measure(method: str, batch_size: int, args) -> dict:
 
 
 def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dict:
-  """Runs ``steps`` steps under ``jax.profiler.trace`` and sums the trace's device-op time by op name.
+  """Runs ``steps`` steps under ``jax.profiler.trace``; sums the time of XLA's ops from the trace.
 
-  The trace (TensorBoard/XProf and Perfetto formats) stays in ``log_dir``; the
-  returned summary names the ops that take the most time, the share of the
-  step they take, and the gaps between ops (host round-trips, launch
-  latency) as ``idle_fraction``.
+  The trace stays in ``log_dir`` (TensorBoard/XProf ``.xplane.pb`` and a
+  Perfetto ``.json.gz``). The summary counts the events that name an HLO op
+  (``args.hlo_op``: XLA's kernels/thunks on CPU, GPU and TPU), grouped by
+  op kind (``convolution``, ``ynn_fusion``, ``copy``, ...: the name without
+  its number) and one by one: time per step and share of all op time. On a
+  CPU, ops of one step run on several threads, so op time can exceed wall
+  time; ``busy_fraction`` < 1 on an accelerator means gaps between ops.
   """
   import glob
   import gzip
+  import re
   import jax
   with jax.profiler.trace(log_dir, create_perfetto_trace=True):
     for _ in range(steps):
       state, metrics = compiled(state, images, rng)
     jax.block_until_ready(metrics)
-  paths = glob.glob(os.path.join(log_dir, '**', '*.trace.json.gz'), recursive=True)
+  paths = glob.glob(os.path.join(log_dir, '**', 'perfetto_trace.json.gz'), recursive=True)
   if not paths:
     return {'state': state, 'log_dir': log_dir, 'error': 'no Perfetto trace written'}
   with gzip.open(max(paths, key=os.path.getmtime)) as f:
     events = json.load(f)
   events = events['traceEvents'] if isinstance(events, dict) else events
-  spans = [e for e in events if e.get('ph') == 'X' and 'dur' in e]
-  # Device ops: XLA's per-op events carry an 'hlo_op' (GPU/TPU) or run on XLA's compute threads (CPU).
-  threads = {(e['pid'], e.get('tid')): e['args'].get('name', '') for e in events
-             if e.get('ph') == 'M' and e.get('name') == 'thread_name' and 'args' in e}
-  def is_op(e):
-    args = e.get('args') or {}
-    return 'hlo_op' in args or 'hlo_module' in args or 'XLA' in threads.get((e['pid'], e.get('tid')), '')
-  ops = [e for e in spans if is_op(e)] or spans
-  by_name = {}
+  ops = [e for e in events if e.get('ph') == 'X' and 'hlo_op' in (e.get('args') or {})]
+  if not ops:
+    return {'state': state, 'log_dir': log_dir, 'error': 'the trace has no HLO op events'}
+  by_op, by_kind = {}, {}
   for e in ops:
-    by_name[e['name']] = by_name.get(e['name'], 0.0) + e['dur']
-  total = sum(by_name.values())
-  start = min(e['ts'] for e in ops)
-  end = max(e['ts'] + e['dur'] for e in ops)
-  top = sorted(by_name.items(), key=lambda kv: -kv[1])[:15]
+    by_op[e['name']] = by_op.get(e['name'], 0.0) + e['dur']
+    kind = re.sub(r'[._]\d+$', '', e['name'])
+    by_kind[kind] = by_kind.get(kind, 0.0) + e['dur']
+  total = sum(by_op.values())
+  wall = max(e['ts'] + e['dur'] for e in ops) - min(e['ts'] for e in ops)
+  table = lambda d, n: [{'name': k, 'seconds_per_step': v / 1e6 / steps, 'share': v / total}
+                        for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]]
   return {'state': state, 'log_dir': log_dir, 'steps': steps, 'op_seconds_per_step': total / 1e6 / steps,
-          'wall_seconds_per_step': (end - start) / 1e6 / steps,
-          'top_ops': [{'name': n, 'seconds_per_step': d / 1e6 / steps, 'share': d / total} for n, d in top]}
+          'wall_seconds_per_step': wall / 1e6 / steps, 'busy_fraction': total / wall,
+          'top_kinds': table(by_kind, 10), 'top_ops': table(by_op, 10)}
 
 
 def main():

@@ -92,6 +92,21 @@ def _linear_augment_config(cfg):
   return cfg
 
 
+def map_in_batches(fn, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
+  """``fn(batch, start) -> tuple of arrays`` over fixed-size batches of ``images``; each output concatenated.
+
+  The last batch is zero-padded to ``batch_size`` (one compiled shape) and its padding rows dropped.
+  """
+  outputs = []
+  for start in range(0, len(images), batch_size):
+    batch = images[start:start + batch_size]
+    valid = len(batch)
+    if valid < batch_size:
+      batch = np.concatenate([batch, np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)])
+    outputs.append([np.asarray(out, np.float32)[:valid] for out in fn(batch, start)])
+  return [np.concatenate(parts) for parts in zip(*outputs)]
+
+
 def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOCOLS, *,
                  linear_epochs: int = 10, linear_lr: float = 30.0, linear_batch_size: int = 256,
                  fast_linear_epochs: int = 100, write: bool = True) -> dict:
@@ -119,21 +134,8 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
     out = network.apply(variables, x, train=False, with_predictor=False)
     return out['features'], out['projection']
 
-  def both(images):
-    """(features, projections) of uint8 ``images`` in batches (the last padded to one compiled shape)."""
-    fs, ps = [], []
-    for start in range(0, len(images), batch_size):
-      batch = images[start:start + batch_size]
-      valid = len(batch)
-      if valid < batch_size:
-        batch = np.concatenate([batch, np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)])
-      f, p = outputs(batch)
-      fs.append(np.asarray(f)[:valid])
-      ps.append(np.asarray(p)[:valid])
-    return np.concatenate(fs).astype(np.float32), np.concatenate(ps).astype(np.float32)
-
-  mem_f, mem_p = both(dataset.memory.images)
-  held_f, held_p = both(dataset.heldout.images)
+  mem_f, mem_p = map_in_batches(lambda batch, start: outputs(batch), dataset.memory.images, batch_size)
+  held_f, held_p = map_in_batches(lambda batch, start: outputs(batch), dataset.heldout.images, batch_size)
   labels_m, labels_h = dataset.memory.labels, dataset.heldout.labels
 
   result = {'workdir': workdir, 'method': trainer.method.name, 'guided': bool(config.method.guided),
@@ -173,18 +175,9 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
       p = out['projection'].reshape(n, 2, -1)
       return f, p
 
-    images = dataset.heldout.images
     key = jax.random.key(0)
-    fs, ps = [], []
-    for start in range(0, len(images), batch_size):
-      batch = images[start:start + batch_size]
-      valid = len(batch)
-      if valid < batch_size:
-        batch = np.concatenate([batch, np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)])
-      f, p = two_views(batch, jax.random.fold_in(key, start))
-      fs.append(np.asarray(f)[:valid])
-      ps.append(np.asarray(p)[:valid])
-    fv, pv = np.concatenate(fs), np.concatenate(ps)
+    fv, pv = map_in_batches(lambda batch, start: two_views(batch, jax.random.fold_in(key, start)),
+                            dataset.heldout.images, batch_size)
     for name, v in (('features', fv), ('projections', pv)):
       metrics[f'{name}/alignment'] = float(diagnostics.alignment(v[:, 0], v[:, 1]))
       metrics[f'{name}/uniformity'] = float(diagnostics.uniformity(v[:, 0]))

@@ -6,6 +6,22 @@ PYTHON=${PYTHON:-python}
 
 quote() { printf '%q' "$1"; }
 
+# parse_launch_args "$@": sets DRY_RUN (0/1), POSITIONAL (the arguments before --) and EXTRA (those after
+# --, passed on to gsg_jax.main). Calls the script's usage() on -h/--help.
+parse_launch_args() {
+  DRY_RUN=0
+  POSITIONAL=()
+  EXTRA=()
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --dry-run) DRY_RUN=1; shift ;;
+      -h|--help) usage ;;
+      --) shift; EXTRA=("$@"); break ;;
+      *) POSITIONAL+=("$1"); shift ;;
+    esac
+  done
+}
+
 # validate_config CONFIG[:preset] [--config.key=value ...]: the file exists, get_config(preset) loads,
 # the overrides name real keys with values of the right type, and config_lib.validate accepts the result.
 validate_config() {

@@ -12,23 +12,13 @@ usage() {
   exit 2
 }
 
-DRY_RUN=0
-POSITIONAL=()
-EXTRA=()
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --dry-run) DRY_RUN=1; shift ;;
-    -h|--help) usage ;;
-    --) shift; EXTRA=("$@"); break ;;
-    *) POSITIONAL+=("$1"); shift ;;
-  esac
-done
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+source "$HERE/common.sh"
+parse_launch_args "$@"
 [[ ${#POSITIONAL[@]} -eq 2 ]] || usage
 CONFIG=${POSITIONAL[0]}
 WORKDIR=${POSITIONAL[1]}
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-source "$HERE/common.sh"
 validate_config "$CONFIG" "${EXTRA[@]+"${EXTRA[@]}"}"
 validate_workdir "$WORKDIR"
 
