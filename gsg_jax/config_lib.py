@@ -123,6 +123,7 @@ def make_config(method: str, guided: bool, preset: str | None = None) -> ml_coll
     c.checkpoint_every_steps = 64
     c.eval_every_epochs = 2
     c.eval.knn_k = 20               # Small memory bank (4,096 images).
+    c.online_probe.learning_rate = 1.0  # 192 steps only: held-out 30.4% at 1.0 against 21.3% at 0.1 (measured).
   return c
 
 
