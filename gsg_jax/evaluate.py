@@ -44,6 +44,7 @@ from gsg_jax.evaluation.knn import weighted_knn
 from gsg_jax.evaluation.linear_probe import fast_linear_probe, linear_probe
 from gsg_jax.training import build_trainer
 from gsg_jax.training.checkpointing import Checkpointer
+from gsg_jax.training.outputs import quiet_library_logs
 
 PROTOCOLS = ('knn', 'fast_linear', 'linear', 'diagnostics')
 DEFAULT_PROTOCOLS = ('knn', 'fast_linear', 'diagnostics')
@@ -239,6 +240,7 @@ def markdown_summary(result: dict) -> str:
 def main(argv):
   del argv
   from absl import flags
+  quiet_library_logs()
   f = flags.FLAGS
   result = evaluate_run(f.workdir, f.step, tuple(f.protocols.split(',')), linear_epochs=f.linear_epochs,
                         linear_lr=f.linear_lr, linear_batch_size=f.linear_batch_size,

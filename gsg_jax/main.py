@@ -8,10 +8,11 @@ invalid values before any data is read.
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from gsg_jax import train
+from gsg_jax.training.outputs import quiet_library_logs
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/byol_gsg.py:quick.',
                                           lock_config=True)
@@ -22,8 +23,7 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # orbax and clu log every save at INFO; --verbosity=0 restores it.
+  quiet_library_logs()
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ValueError, FileNotFoundError, PermissionError, train.NonFiniteLoss) as e:

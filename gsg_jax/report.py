@@ -186,6 +186,8 @@ def main(argv=None):
   parser.add_argument('runs', nargs='+', help='run directories')
   parser.add_argument('--out', default='report', help='output directory (default ./report)')
   args = parser.parse_args(argv)
+  from gsg_jax.training.outputs import quiet_library_logs
+  quiet_library_logs()
   print(make_report(args.runs, args.out))
   print(f'Written to {os.path.abspath(args.out)}', file=sys.stderr)
 

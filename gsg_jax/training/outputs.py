@@ -18,6 +18,14 @@ import time
 import jax
 
 
+def quiet_library_logs() -> None:
+  """Show absl warnings and up unless ``--verbosity`` was given: orbax and clu log every checkpoint read and write
+  at INFO. (``--verbosity=0`` brings them back.)"""
+  from absl import flags, logging
+  if 'verbosity' not in flags.FLAGS or not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+
+
 class MetricsLogger:
 
   def __init__(self, workdir: str, total_steps: int, steps_per_epoch: int, batch_size: int):
