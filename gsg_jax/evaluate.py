@@ -125,7 +125,7 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
   trainer = build_trainer(config, steps_per_epoch, dataset.num_classes)
   state = _restore(config, workdir, step, dataset, trainer)
   step = int(state.step)
-  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  variables = trainer.network_variables(state.params, state.batch_stats)
   network, cfg = trainer.network, trainer.augment_config
   batch_size = int(config.eval.batch_size)
 

@@ -23,8 +23,13 @@ import optax
 OPTIMIZERS = ('sgd', 'lars')
 
 
+def peak_learning_rate(config) -> float:
+  """base_lr · batch_size / 256 (the linear scaling rule)."""
+  return config.optim.base_lr * config.batch_size / 256
+
+
 def learning_rate_schedule(config, steps_per_epoch: int) -> optax.Schedule:
-  peak = config.optim.base_lr * config.batch_size / 256
+  peak = peak_learning_rate(config)
   total = config.num_epochs * steps_per_epoch
   warmup = int(config.optim.warmup_epochs * steps_per_epoch)
   if warmup:
@@ -54,7 +59,7 @@ def build_optimizer(config, steps_per_epoch: int) -> tuple[optax.GradientTransfo
   fixed_predictor = config.optim.fix_pred_lr and config.method.predictor
   groups = {
       'rest': _base_optimizer(config, schedule),
-      'predictor': _base_optimizer(config, config.optim.base_lr * config.batch_size / 256),
+      'predictor': _base_optimizer(config, peak_learning_rate(config)),
       'probe': optax.sgd(optax.cosine_decay_schedule(config.online_probe.learning_rate,
                                                      max(config.num_epochs * steps_per_epoch, 1)), momentum=0.9),
   }

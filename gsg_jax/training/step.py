@@ -91,6 +91,10 @@ class Trainer:
         num_views=self.method.num_views, with_predictor=False, mutable=['batch_stats'])
     return out['projection'], updates['batch_stats']
 
+  def network_variables(self, params, batch_stats) -> dict:
+    """The Siamese network's variables from the online ``params`` (which may hold the probe's too)."""
+    return {'params': {k: v for k, v in params.items() if k != 'probe'}, 'batch_stats': batch_stats}
+
   def probe_logits(self, params, features):
     """The online probe's class scores for backbone ``features`` (gradient stops at the features)."""
     return self.probe.apply({'params': params['probe']}, jax.lax.stop_gradient(features))
@@ -105,9 +109,8 @@ class Trainer:
     the method's loss alone.
     """
     num_views = self.method.num_views
-    network_params = {k: v for k, v in params.items() if k != 'probe'}
     out, updates = self.network.apply(
-        {'params': network_params, 'batch_stats': batch_stats}, x, train=True, num_views=num_views,
+        self.network_variables(params, batch_stats), x, train=True, num_views=num_views,
         with_predictor=self.method.use_predictor, mutable=['batch_stats'])
     targets = out['projection'] if target_projections is None else target_projections
     to_views = lambda a: a.reshape(x.shape[0] // num_views, num_views, -1)
@@ -154,8 +157,7 @@ class Trainer:
   def encode(self, state: TrainState, images_u8):
     """Backbone features of uint8 images with evaluation preprocessing (running BN statistics)."""
     x = augment.preprocess_eval(images_u8, self.augment_config)
-    return self.network.apply({'params': {k: v for k, v in state.params.items() if k != 'probe'},
-                               'batch_stats': state.batch_stats}, x, method='encode')
+    return self.network.apply(self.network_variables(state.params, state.batch_stats), x, method='encode')
 
 
 def normalized_std(x):
