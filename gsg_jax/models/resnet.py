@@ -86,10 +86,14 @@ class ResNet(nn.Module):
       x = nn.relu(norm(name='stem_norm')(x))
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME')
     block = nn.remat(self.block) if self.remat else self.block
+    index = 0
     for stage, num_blocks in enumerate(self.stage_sizes):
       for i in range(num_blocks):
         strides = 2 if stage > 0 and i == 0 else 1
-        x = block(self.width * 2**stage, strides, conv=conv, norm=norm)(x)
+        # Named explicitly so that remat (which renames the module class) keeps the parameter tree:
+        # a checkpoint written without remat restores with it, and the other way round.
+        x = block(self.width * 2**stage, strides, conv=conv, norm=norm, name=f'{self.block.__name__}_{index}')(x)
+        index += 1
     return jnp.mean(x, axis=(1, 2))
 
 
