@@ -7,6 +7,10 @@ One image = one source image (GSG augments and forwards four views of it,
 SimSiam two), augmentation included, as in training. Device counts other
 than the machine's own are simulated on the CPU by re-running this script
 with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``.
+
+``--preset`` picks the heads, crop size and optimiser: ``cifar10`` (the
+paper's, 2048-wide heads, 32×32 views) or ``quick`` (the README's CPU run:
+256-wide heads, 24×24 views); ``--backbone``/``--width`` override its model.
 """
 
 import argparse
@@ -34,8 +38,10 @@ def measure(method: str, batch_size: int, args) -> dict:
   from gsg_jax.training import build_trainer
 
   name, _, variant = method.partition('_')
-  config = config_lib.make_config(name, guided=variant == 'gsg', preset='cifar10')
-  config.model.backbone, config.model.width, config.model.dtype = args.backbone, args.width, args.dtype
+  config = config_lib.make_config(name, guided=variant == 'gsg', preset=args.preset)
+  config.model.backbone = args.backbone or config.model.backbone
+  config.model.width = args.width or config.model.width
+  config.model.dtype = args.dtype
   config.batch_size = batch_size
   mesh = parallel.create_mesh()
   parallel.check_batch_size(batch_size, mesh)
@@ -55,6 +61,15 @@ def measure(method: str, batch_size: int, args) -> dict:
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
+  device = jax.devices()[0].device_kind
+  # XLA's count is per device program; the step does this much work on every device.
+  row = {'method': method, 'batch_size': batch_size, 'devices': jax.device_count(), 'device_kind': device,
+         'platform': jax.default_backend(), 'preset': args.preset, 'backbone': config.model.backbone,
+         'width': config.model.width, 'dtype': args.dtype, 'crop_size': config.augment.crop_size,
+         'views_per_image': trainer.method.num_views, 'compile_seconds': compile_s,
+         'flops_per_step': flops * jax.device_count(), 'flops_per_image': flops * jax.device_count() / batch_size}
+  if args.compile_only:
+    return row
   for _ in range(args.warmup):
     state, metrics = compiled(state, images, rng)
   jax.block_until_ready(metrics)
@@ -68,17 +83,11 @@ def measure(method: str, batch_size: int, args) -> dict:
     profile = profile_steps(compiled, state, images, rng, args.steps,
                             os.path.join(args.profile, f'{method}_b{batch_size}_d{jax.device_count()}'))
     state = profile.pop('state')
-  device = jax.devices()[0].device_kind
-  # XLA's count is per device program; the step does this much work on every device.
-  flops_per_s = flops * jax.device_count() / seconds
+  flops_per_s = row['flops_per_step'] / seconds
   peak = PEAK_FLOPS.get((device, args.dtype))
-  return {'method': method, 'batch_size': batch_size, 'devices': jax.device_count(), 'device_kind': device,
-          'platform': jax.default_backend(), 'backbone': args.backbone, 'width': args.width, 'dtype': args.dtype,
-          'views_per_image': trainer.method.num_views, 'step_seconds': seconds,
-          'images_per_second': batch_size / seconds, 'compile_seconds': compile_s,
-          'flops_per_step': flops * jax.device_count(), 'flops_per_second': flops_per_s,
-          'fraction_of_peak': flops_per_s / peak if peak else None, 'final_loss': float(metrics['loss']),
-          'profile': profile}
+  return {**row, 'step_seconds': seconds, 'images_per_second': batch_size / seconds,
+          'flops_per_second': flops_per_s, 'fraction_of_peak': flops_per_s / peak if peak else None,
+          'final_loss': float(metrics['loss']), 'profile': profile}
 
 
 def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dict:
@@ -128,14 +137,18 @@ def main():
   parser.add_argument('--methods', default='simsiam,simsiam_gsg')
   parser.add_argument('--batch-sizes', default='128,256')
   parser.add_argument('--devices', default='', help='comma-separated simulated CPU device counts (CPU only)')
-  parser.add_argument('--backbone', default='resnet18')
-  parser.add_argument('--width', type=int, default=16)
+  parser.add_argument('--preset', default='cifar10', choices=('cifar10', 'quick'),
+                      help="config preset for the heads, crop size and optimiser (32×32 source images)")
+  parser.add_argument('--backbone', default='resnet18', help="'' for the preset's")
+  parser.add_argument('--width', type=int, default=16, help="0 for the preset's")
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--out', default='benchmarks/results/train_step.json')
   parser.add_argument('--profile', default='', help='directory: also trace the timed steps with jax.profiler '
                                                      'and summarise the costliest ops in the JSON')
+  parser.add_argument('--compile-only', action='store_true',
+                      help='compile and count FLOPs without running: the work of a step on a device not at hand')
   parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args()
 
@@ -143,9 +156,10 @@ def main():
     rows = []
     for n in args.devices.split(','):
       env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}', JAX_PLATFORMS='cpu')
-      argv = [f'--methods={args.methods}', f'--batch-sizes={args.batch_sizes}', f'--backbone={args.backbone}',
+      argv = [f'--methods={args.methods}', f'--batch-sizes={args.batch_sizes}', f'--preset={args.preset}',
+              f'--backbone={args.backbone}',
               f'--width={args.width}', f'--dtype={args.dtype}', f'--steps={args.steps}', f'--warmup={args.warmup}',
-              f'--profile={args.profile}']
+              f'--profile={args.profile}'] + ['--compile-only'] * args.compile_only
       out = subprocess.run([sys.executable, __file__, *argv, '--child', '--out', '-'], env=env, check=True,
                            stdout=subprocess.PIPE, text=True).stdout
       rows += json.loads(out.strip().splitlines()[-1])
@@ -154,8 +168,10 @@ def main():
     for method in args.methods.split(','):
       for b in (int(s) for s in args.batch_sizes.split(',')):
         row = measure(method, b, args)
-        print(f"{row['method']:>14}  batch {b:>5}  {row['devices']} {row['device_kind']}: "
-              f"{row['images_per_second']:9.1f} img/s  {row['flops_per_second'] / 1e9:9.1f} GFLOP/s", file=sys.stderr)
+        speed = ('' if args.compile_only else
+                 f"{row['images_per_second']:9.1f} img/s  {row['flops_per_second'] / 1e9:9.1f} GFLOP/s  ")
+        print(f"{row['method']:>14}  batch {b:>5}  {row['devices']} {row['device_kind']}: {speed}"
+              f"{row['flops_per_image'] / 1e9:.2f} GFLOP/image", file=sys.stderr)
         rows.append(row)
   if args.out == '-':
     print(json.dumps(rows))
