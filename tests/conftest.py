@@ -1,12 +1,22 @@
 """Shared test fixtures: tiny configs that train in seconds on a CPU."""
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+# One persistent XLA compilation cache for the session, inherited by the CLI runs that tests start as
+# subprocesses: the same tiny train step is compiled once instead of once per process (CPU compiles
+# dominate this suite's time). A fresh folder each session, so no test ever sees a stale entry.
+_COMPILATION_CACHE = tempfile.mkdtemp(prefix='gsg_jax_test_xla_cache_')
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _COMPILATION_CACHE)
+atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
 
 
 def cifar10_zip():

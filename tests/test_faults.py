@@ -19,7 +19,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -34,9 +33,7 @@ TINY = ['--config.data.builtin_num_train=512', '--config.data.builtin_num_heldou
         '--config.checkpoint_every_steps=2', '--config.log_every_steps=2', '--config.model.projection_dim=32',
         '--config.model.projector_hidden_dim=32', '--config.model.predictor_hidden_dim=8',
         '--config.distributed.mode=off', '--config.eval.batch_size=256']
-ENV = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO,
-           JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(), 'gsg_jax_test_jax_cache'),
-           JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+ENV = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO)  # With conftest's compilation cache.
 
 
 def command(workdir, *extra):

@@ -52,22 +52,25 @@ def test_online_probe_gradient_reaches_only_the_probe(method):
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, (16,), dtype=np.int32)
-  x = with_probe.views(images, jax.random.key(1))
+  x = jax.jit(with_probe.views)(images, jax.random.key(1))
   targets = None
   if method == 'byol':
-    targets, _ = with_probe.target_projections(state, x)
-  grad = lambda trainer, params, labels: jax.grad(lambda p: trainer.loss(p, state.batch_stats, x, targets,
-                                                                          jax.random.key(2), labels)[0])(params)
-  grads = grad(with_probe, state.params, labels)
+    targets, _ = jax.jit(with_probe.target_projections)(state, x)
+  def grad_fn(trainer):
+    objective = lambda p, labels: trainer.loss(p, state.batch_stats, x, targets, jax.random.key(2), labels)[0]
+    return jax.jit(jax.grad(objective))
+
+  grad = grad_fn(with_probe)
+  grads = grad(state.params, labels)
   network_params = {k: v for k, v in state.params.items() if k != 'probe'}
-  reference = grad(without_probe, network_params, None)
+  reference = grad_fn(without_probe)(network_params, None)
   assert set(grads) == set(reference) | {'probe'}
   for name in reference:
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), grads[name],
                            reference[name])
   assert all(float(np.abs(g).max()) > 0 for g in jax.tree_util.tree_leaves(grads['probe']))
   # And the probe's own loss moves the probe: its gradient differs with other labels.
-  other = grad(with_probe, state.params, (labels + 1) % 10)
+  other = grad(state.params, (labels + 1) % 10)
   assert not np.allclose(other['probe']['kernel'], grads['probe']['kernel'])
 
 
