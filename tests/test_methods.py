@@ -119,3 +119,22 @@ def test_loss_gradient_is_finite_for_a_zero_prediction():
   z = jnp.ones((2, 2, 4))
   grads = jax.grad(lambda p: simsiam.symmetric_loss(p, z)[0])(p)
   assert bool(jnp.isfinite(grads).all())
+
+
+@pytest.mark.parametrize('pairing', sorted(methods.LOSSES))
+def test_every_loss_stops_the_gradient_into_its_targets(pairing):
+  """The train step passes targets with their gradient; each loss must cut it itself.
+
+  No predictor: predictions and targets are the same array, and the gradient
+  must be the predictions' alone (the targets' path contributes nothing).
+  """
+  num_views, loss_fn = methods.LOSSES[pairing]
+  rng = jax.random.key(0)
+  p = jax.random.normal(jax.random.key(1), (8, num_views, 16))
+  z = jax.random.normal(jax.random.key(2), (8, num_views, 16))
+  grad_z = jax.grad(lambda z: loss_fn(p, z, rng)[0])(z)
+  assert float(jnp.abs(grad_z).max()) == 0.0
+  shared = jax.grad(lambda x: loss_fn(x, x, rng)[0])(p)
+  predictions_only = jax.grad(lambda x: loss_fn(x, p, rng)[0])(p)
+  np.testing.assert_allclose(shared, predictions_only, rtol=1e-6, atol=1e-7)
+  assert float(jnp.abs(shared).max()) > 0

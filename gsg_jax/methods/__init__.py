@@ -8,7 +8,9 @@ A ``Method`` is everything the train step needs to know about the objective:
   BYOL);
 * ``use_predictor``: whether the online branch has a predictor (else p = z);
 * ``loss_fn(predictions [B, V, D], targets [B, V, D], rng) -> (loss, aux)``:
-  a pure function of the views' outputs.
+  a pure function of the views' outputs. ``targets`` arrive as the network
+  made them (the online projections carry gradient): the loss routes the
+  stop-gradient itself, with explicit ``jax.lax.stop_gradient`` branches.
 
 A new objective (DirectPred's predictor, a contrastive loss such as InfoNCE)
 is one new module with a loss of that signature, registered in ``LOSSES``.

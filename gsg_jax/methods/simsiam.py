@@ -1,9 +1,9 @@
 """The symmetric two-view loss of SimSiam and BYOL.
 
-With predictions p₁, p₂ (online network) and targets z₁, z₂ (already under
-stop-gradient: SimSiam's own projections, BYOL's target-network projections),
+With predictions p₁, p₂ (online network) and targets z₁, z₂ (SimSiam's own
+projections, BYOL's target-network projections), put under stop-gradient here,
 
-    L = ½ · D(p₁, z₂) + ½ · D(p₂, z₁),      D(p, z) = −cos(p, z),
+    L = ½ · D(p₁, sg(z₂)) + ½ · D(p₂, sg(z₁)),      D(p, z) = −cos(p, z),
 
 averaged over the batch (Chen & He 2021, eq. 2–4). Its minimum is −1.
 """

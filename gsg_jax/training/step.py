@@ -16,7 +16,10 @@ One step:
      with per-view BatchNorm statistics.
   2. Online network → predictions p (= projections when there is no
      predictor). Targets z: the online projections (SimSiam) or the EMA
-     target network's (BYOL), always under ``jax.lax.stop_gradient``.
+     target network's (BYOL). Each loss puts what it treats as a target under
+     ``jax.lax.stop_gradient`` itself (explicit branches in the method's
+     module), so a loss with gradients through both views (a contrastive
+     one) needs no change here.
   3. loss = method.loss_fn(p, z, rng). With the online probe (solo-learn's
      protocol), a linear classifier on ``stop_gradient(features)`` of every
      view adds its cross-entropy: its gradient reaches only the probe's own
@@ -114,7 +117,7 @@ class Trainer:
         with_predictor=self.method.use_predictor, mutable=['batch_stats'])
     targets = out['projection'] if target_projections is None else target_projections
     to_views = lambda a: a.reshape(x.shape[0] // num_views, num_views, -1)
-    loss, aux = self.method.loss_fn(to_views(out['prediction']), jax.lax.stop_gradient(to_views(targets)), rng)
+    loss, aux = self.method.loss_fn(to_views(out['prediction']), to_views(targets), rng)
     aux = {'loss': loss, **aux}
     objective = loss
     if self.probe is not None:
