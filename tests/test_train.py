@@ -56,6 +56,7 @@ def test_online_probe_gradient_reaches_only_the_probe(method):
   targets = None
   if method == 'byol':
     targets, _ = jax.jit(with_probe.target_projections)(state, x)
+
   def grad_fn(trainer):
     objective = lambda p, labels: trainer.loss(p, state.batch_stats, x, targets, jax.random.key(2), labels)[0]
     return jax.jit(jax.grad(objective))
