@@ -45,11 +45,10 @@ def measure(method: str, batch_size: int, args) -> dict:
   config.batch_size = batch_size
   mesh = parallel.create_mesh()
   parallel.check_batch_size(batch_size, mesh)
-  replicated, batch = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  batch = parallel.batch_sharding(mesh)
   trainer = build_trainer(config, steps_per_epoch=1000, num_classes=10)  # With the online probe, as runs are.
-  state = jax.jit(trainer.init, static_argnums=1, out_shardings=replicated)(jax.random.key(0), (32, 32, 3))
-  step = jax.jit(trainer.train_step, in_shardings=(replicated, batch, replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+  init, step = parallel.jit_trainer(trainer, mesh)
+  state = init(jax.random.key(0), (32, 32, 3))
   data_rng = np.random.default_rng(0)
   images = jax.device_put({'image': data_rng.integers(0, 256, (batch_size, 32, 32, 3), np.uint8),
                            'label': data_rng.integers(0, 10, (batch_size,), np.int32)}, batch)

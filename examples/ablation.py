@@ -27,9 +27,9 @@ def run(method: str, guided: bool, predictor: bool, steps: int, dataset, mesh):
   steps_per_epoch = dataset.train.steps_per_epoch(config.batch_size)
   config.num_epochs = -(-steps // steps_per_epoch)
   trainer = build_trainer(config, steps_per_epoch, dataset.num_classes)
-  replicated, batch = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  state = jax.jit(trainer.init, static_argnums=1, out_shardings=replicated)(jax.random.key(0), dataset.train.image_shape)
-  train_step = jax.jit(trainer.train_step, donate_argnums=0)
+  batch = parallel.batch_sharding(mesh)
+  init, train_step = parallel.jit_trainer(trainer, mesh)
+  state = init(jax.random.key(0), dataset.train.image_shape)
   rng = jax.random.key(1)
   for i, data_batch in enumerate(dataset.train.batches(config.batch_size, seed=0, start_step=0, sharding=batch)):
     if i == steps:

@@ -59,6 +59,20 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def jit_trainer(trainer, mesh: Mesh):
+  """``(init, train_step)`` of a ``training.Trainer``, jitted over ``mesh``.
+
+  ``init(rng, image_shape)`` returns a replicated state; ``train_step(state,
+  batch, rng)`` takes a batch split along its first axis and donates the
+  state it is given (its buffers are reused for the new one).
+  """
+  state_sharding, batch = replicated(mesh), batch_sharding(mesh)
+  init = jax.jit(trainer.init, static_argnums=1, out_shardings=state_sharding)
+  train_step = jax.jit(trainer.train_step, in_shardings=(state_sharding, batch, state_sharding),
+                       out_shardings=(state_sharding, state_sharding), donate_argnums=0)
+  return init, train_step
+
+
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   if batch_size % mesh.size:
     raise ValueError(f'batch_size={batch_size} is not divisible by the {mesh.size} devices of the mesh.')

@@ -116,7 +116,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   mesh = parallel.create_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval.batch_size, mesh)
-  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  batch_sharding = parallel.batch_sharding(mesh)
 
   dataset = data.load_dataset(config.data)
   steps_per_epoch = dataset.train.steps_per_epoch(config.batch_size)
@@ -126,7 +126,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   trainer = build_trainer(config, steps_per_epoch, dataset.num_classes)
 
   init_rng, step_rng = jax.random.split(jax.random.key(config.seed))
-  state = jax.jit(trainer.init, static_argnums=1, out_shardings=replicated)(init_rng, dataset.train.image_shape)
+  init, train_step = parallel.jit_trainer(trainer, mesh)
+  state = init(init_rng, dataset.train.image_shape)
   checkpointer = Checkpointer(workdir, config.checkpoint_every_steps, config.keep_checkpoints)
   logger = MetricsLogger(workdir, total_steps, steps_per_epoch, config.batch_size)
   if checkpointer.latest_step() is not None:
@@ -139,9 +140,6 @@ def train_and_evaluate(config, workdir: str) -> dict:
   logger.message(f'{trainer.method.name}: {config.model.backbone} on {dataset.name} '
                  f'({dataset.train.num_examples} images), batch {config.batch_size}, '
                  f'{total_steps} steps on {mesh.size} device(s).')
-
-  train_step = jax.jit(trainer.train_step, in_shardings=(replicated, batch_sharding, replicated),
-                       out_shardings=(replicated, replicated), donate_argnums=0)
 
   evaluate = make_monitor(trainer, dataset, config, mesh)
   if step == 0:  # The random-init encoder: the baseline every later kNN figure is judged against.

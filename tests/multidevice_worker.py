@@ -16,10 +16,10 @@ from gsg_jax.training import build_trainer
 def main(out_path, method, guided):
   config = tiny_config(method, guided == 'gsg', **{'batch_size': 32})
   mesh = parallel.create_mesh()
-  replicated, batch = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  batch = parallel.batch_sharding(mesh)
   trainer = build_trainer(config, steps_per_epoch=10, num_classes=None)
-  state = jax.jit(trainer.init, static_argnums=1, out_shardings=replicated)(jax.random.key(0), (32, 32, 3))
-  step = jax.jit(trainer.train_step, in_shardings=(replicated, batch, replicated), out_shardings=(replicated, replicated))
+  init, step = parallel.jit_trainer(trainer, mesh)
+  state = init(jax.random.key(0), (32, 32, 3))
   images = np.random.default_rng(0).integers(0, 256, (32, 32, 32, 3), dtype=np.uint8)
   losses = []
   for _ in range(3):

@@ -28,11 +28,10 @@ def main(out_path, num_processes, process_id, port):
                                process_id=process_id, initialization_timeout=60)
   config = tiny_config('simsiam', True, batch_size=BATCH)
   mesh = parallel.create_mesh()
-  replicated, batch = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  batch = parallel.batch_sharding(mesh)
   trainer = build_trainer(config, steps_per_epoch=10, num_classes=None)
-  state = jax.jit(trainer.init, static_argnums=1, out_shardings=replicated)(jax.random.key(0), (32, 32, 3))
-  step = jax.jit(trainer.train_step, in_shardings=(replicated, batch, replicated),
-                 out_shardings=(replicated, replicated))
+  init, step = parallel.jit_trainer(trainer, mesh)
+  state = init(jax.random.key(0), (32, 32, 3))
   images = np.random.default_rng(0).integers(0, 256, (BATCH, 32, 32, 3), dtype=np.uint8)  # Same on every host.
   per_process = BATCH // jax.process_count()
   local = images[jax.process_index() * per_process:(jax.process_index() + 1) * per_process]
