@@ -40,6 +40,7 @@ import numpy as np
 from gsg_jax import data
 from gsg_jax.data import augment
 from gsg_jax.evaluation import diagnostics
+from gsg_jax.evaluation.features import map_in_batches
 from gsg_jax.evaluation.knn import weighted_knn
 from gsg_jax.evaluation.linear_probe import fast_linear_probe, linear_probe
 from gsg_jax.training import build_trainer
@@ -91,21 +92,6 @@ def _linear_augment_config(cfg):
   cfg = ml_collections.ConfigDict(cfg.to_dict())
   cfg.jitter_prob, cfg.grayscale_prob, cfg.blur_prob = 0.0, 0.0, 0.0
   return cfg
-
-
-def map_in_batches(fn, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
-  """``fn(batch, start) -> tuple of arrays`` over fixed-size batches of ``images``; each output concatenated.
-
-  The last batch is zero-padded to ``batch_size`` (one compiled shape) and its padding rows dropped.
-  """
-  outputs = []
-  for start in range(0, len(images), batch_size):
-    batch = images[start:start + batch_size]
-    valid = len(batch)
-    if valid < batch_size:
-      batch = np.concatenate([batch, np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)])
-    outputs.append([np.asarray(out, np.float32)[:valid] for out in fn(batch, start)])
-  return [np.concatenate(parts) for parts in zip(*outputs)]
 
 
 def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOCOLS, *,
