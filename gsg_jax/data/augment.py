@@ -233,12 +233,6 @@ def apply_jitter(x, order, factors, cfg):
   return x
 
 
-def color_jitter(key, x, cfg):
-  """torchvision's ColorJitter on a planar [3, H, W] image: a factor per op, the ops in a random order."""
-  n = len(jitter_ops(cfg))
-  return apply_jitter(x, *jitter_params(jax.random.uniform(key, (2 * n,)), cfg), cfg) if n else x
-
-
 # ---------------------------------------------------------------- blur, normalisation
 
 
