@@ -36,6 +36,7 @@ from typing import Sequence
 
 import numpy as np
 
+from gsg_jax.data.augment import GRAY_WEIGHTS
 from gsg_jax.data.pipeline import Dataset, InMemoryTrainData, Split
 
 SHAPES = ('disc', 'ring', 'square', 'triangle', 'cross', 'bar', 'star', 'crescent', 'corner', 'dots')
@@ -48,7 +49,7 @@ SHAPE_CONTRAST = (0.35, 0.55)   # How much brighter the shape is.
 CHROMA_GRID = 8                 # Control points per side of the colour field.
 CHROMA = 1.2                    # Colour field amplitude.
 NOISE = 0.03                    # Pixel noise σ.
-_LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+_LUMA = np.array(GRAY_WEIGHTS, np.float32)  # The luma the grayscale augmentation uses.
 _CHUNK = 1024                   # Images rendered at once (bounds the memory of the supersampled grids).
 
 
