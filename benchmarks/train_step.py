@@ -37,8 +37,7 @@ def measure(method: str, batch_size: int, args) -> dict:
   from gsg_jax import config_lib, parallel
   from gsg_jax.training import build_trainer
 
-  name, _, variant = method.partition('_')
-  config = config_lib.make_config(name, guided=variant == 'gsg', preset=args.preset)
+  config = config_lib.named_config(method, args.preset)  # configs/<method>.py
   config.model.backbone = args.backbone or config.model.backbone
   config.model.width = args.width or config.model.width
   config.model.dtype = args.dtype
@@ -133,7 +132,7 @@ def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dic
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument('--methods', default='simsiam,simsiam_gsg')
+  parser.add_argument('--methods', default='simsiam,simsiam_gsg', help='config names (configs/<name>.py)')
   parser.add_argument('--batch-sizes', default='128,256')
   parser.add_argument('--devices', default='', help='comma-separated simulated CPU device counts (CPU only)')
   parser.add_argument('--preset', default='cifar10', choices=('cifar10', 'quick'),

@@ -1,7 +1,7 @@
-"""BYOL. Presets after the colon: see gsg_jax/config_lib.py."""
+"""BYOL: loss 'negcos', target 'ema', predictor 'mlp'. Presets after the colon: see gsg_jax/config_lib.py."""
 
 from gsg_jax import config_lib
 
 
 def get_config(preset=None):
-  return config_lib.make_config('byol', guided=False, preset=preset)
+  return config_lib.make_config(loss='negcos', target='ema', predictor='mlp', preset=preset)

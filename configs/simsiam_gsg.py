@@ -1,7 +1,7 @@
-"""SimSiam with guided stop-gradient. Presets after the colon: see gsg_jax/config_lib.py."""
+"""SimSiam with guided stop-gradient: loss 'gsg', target 'online', predictor 'mlp'. Presets after the colon: see gsg_jax/config_lib.py."""
 
 from gsg_jax import config_lib
 
 
 def get_config(preset=None):
-  return config_lib.make_config('simsiam', guided=True, preset=preset)
+  return config_lib.make_config(loss='gsg', target='online', predictor='mlp', preset=preset)

@@ -21,9 +21,8 @@ from gsg_jax.train import make_monitor  # noqa: E402
 from gsg_jax.training import build_trainer  # noqa: E402
 
 
-def run(method: str, guided: bool, predictor: bool, steps: int, dataset, mesh):
-  config = config_lib.make_config(method, guided, 'quick')
-  config.method.predictor = predictor
+def run(loss: str, predictor: str, steps: int, dataset, mesh):
+  config = config_lib.make_config(loss=loss, target='online', predictor=predictor, preset='quick')
   steps_per_epoch = dataset.train.steps_per_epoch(config.batch_size)
   config.num_epochs = -(-steps // steps_per_epoch)
   trainer = build_trainer(config, steps_per_epoch, dataset.num_classes)
@@ -43,13 +42,13 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--steps', type=int, default=150)
   args = parser.parse_args()
-  dataset = data.load_dataset(config_lib.make_config('simsiam', False, 'quick').data)
+  dataset = data.load_dataset(config_lib.make_config(preset='quick').data)
   mesh = parallel.create_mesh()
   print(f'{"method":<28} {"loss":>8} {"proj std":>9} {"kNN top-1":>10}')
-  for guided in (False, True):
-    for predictor in (True, False):
-      loss, std, knn = run('simsiam', guided, predictor, args.steps, dataset, mesh)
-      name = 'simsiam' + ('+gsg' if guided else '') + ('' if predictor else ', no predictor')
+  for loss_name in ('negcos', 'gsg'):
+    for predictor in ('mlp', 'none'):
+      loss, std, knn = run(loss_name, predictor, args.steps, dataset, mesh)
+      name = 'simsiam' + ('+gsg' if loss_name == 'gsg' else '') + ('' if predictor == 'mlp' else ', no predictor')
       print(f'{name:<28} {loss:8.4f} {std:9.4f} {knn:9.2f}%', flush=True)
 
 

@@ -1,8 +1,9 @@
 """The configuration shared by every config file, its presets, and its checks.
 
 ``configs/<method>.py`` files are one line each: they call ``make_config``
-with their method and the preset named after the colon, e.g.
-``--config=configs/byol_gsg.py:quick``. Presets:
+with their method's loss, target and predictor (``gsg_jax.methods``) and the
+preset named after the colon, e.g. ``--config=configs/byol_gsg.py:quick``.
+Presets:
 
 * (none) / ``cifar10``: the paper's CIFAR-10 setting, data from TFDS.
 * ``cifar10_zip``: the same recipe on ``../shared/data/cifar10-train-jpeg.zip``
@@ -19,23 +20,39 @@ import ml_collections
 from gsg_jax.data import default_data_config
 from gsg_jax.data.augment import default_augment_config
 
+import importlib.util
+import os
+
 PRESETS = ('cifar10', 'cifar10_zip', 'imagenet', 'quick')
 CIFAR10_ZIP = '../shared/data/cifar10-train-jpeg.zip'
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
 
 
-def make_config(method: str, guided: bool, preset: str | None = None) -> ml_collections.ConfigDict:
+def named_config(name: str, preset: str | None = None) -> ml_collections.ConfigDict:
+  """``configs/<name>.py:<preset>`` from Python, e.g. ``named_config('byol_gsg', 'quick')``."""
+  path = os.path.join(CONFIG_DIR, f'{name}.py')
+  if not os.path.isfile(path):
+    names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith('.py'))
+    raise ValueError(f'no config named {name!r}: expected one of {names}.')
+  spec = importlib.util.spec_from_file_location(f'gsg_jax_configs_{name}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(preset)
+
+
+def make_config(loss: str = 'negcos', target: str = 'online', predictor: str = 'mlp',
+                preset: str | None = None) -> ml_collections.ConfigDict:
+  """The config of method (``loss``, ``target``, ``predictor``) at ``preset`` (default ``cifar10``)."""
+  from gsg_jax import methods  # Local: keep this module light to import.
   preset = preset or 'cifar10'
   if preset not in PRESETS:
     raise ValueError(f'unknown preset {preset!r}: expected one of {PRESETS}.')
   c = ml_collections.ConfigDict()
   c.seed = 0
 
-  c.method = ml_collections.ConfigDict()
-  c.method.name = method            # 'simsiam' or 'byol'.
-  c.method.guided = guided          # Guided stop-gradient (four views, pair guide).
-  c.method.predictor = True         # False: identity predictor (p = z).
-  c.method.ema_momentum = 0.99      # GSG reference: fixed 0.99 for BYOL.
-  c.method.ema_schedule = 'constant'  # or 'cosine' (BYOL paper: from ema_momentum up to 1).
+  # method.loss / method.target / method.predictor, and one sub-block per component with hyperparameters
+  # (method.ema.momentum = 0.99 fixed, as the GSG reference; method.directpred.{rho, eps, freq}).
+  c.method = methods.default_method_config(loss, target, predictor)
 
   c.model = ml_collections.ConfigDict()
   c.model.backbone = 'resnet18'     # SimSiam CIFAR experiments: ResNet-18, CIFAR variant.
@@ -44,6 +61,7 @@ def make_config(method: str, guided: bool, preset: str | None = None) -> ml_coll
   c.model.projection_dim = 2048     # Reference projector/predictor output: 2048.
   c.model.projector_hidden_dim = 2048
   c.model.projector_layers = 3      # Linear-BN-ReLU ×2, Linear, BN (no affine).
+  c.model.projector_output_bn = True  # The reference's last BN; False: a Linear with bias ends the projector.
   c.model.predictor_hidden_dim = 512  # Reference predictor bottleneck.
   c.model.dtype = 'float32'         # or 'bfloat16' compute (parameters stay float32).
   c.model.remat = False             # Rematerialise ResNet blocks to save memory.
@@ -59,7 +77,13 @@ def make_config(method: str, guided: bool, preset: str | None = None) -> ml_coll
   c.optim.base_lr = 0.03            # SimSiam CIFAR-10: lr = 0.03 × batch/256.
   c.optim.weight_decay = 5e-4       # SimSiam CIFAR-10.
   c.optim.warmup_epochs = 0.0
-  c.optim.fix_pred_lr = True        # SimSiam reference: predictor lr not decayed.
+  c.optim.schedule = 'cosine'       # SimSiam: cosine decay; or 'constant'.
+  # Per-parameter rules (regex on the parameter path, overrides); see gsg_jax/training/optim.py.
+  c.optim.rules = (
+      ('predictor/.*', {'schedule': 'constant'}),  # SimSiam reference's --fix-pred-lr: predictor lr not decayed.
+      # solo-learn's online classifier: SGD, momentum 0.9, lr 0.1, no weight decay, cosine.
+      ('probe/.*', {'lr': 0.1, 'weight_decay': 0.0, 'momentum': 0.9, 'optimizer': 'sgd', 'schedule': 'cosine'}),
+  )
   c.batch_size = 512                # SimSiam CIFAR-10.
   c.num_epochs = 800                # SimSiam CIFAR-10.
 
@@ -73,8 +97,7 @@ def make_config(method: str, guided: bool, preset: str | None = None) -> ml_coll
   c.eval.batch_size = 1024
 
   c.online_probe = ml_collections.ConfigDict()
-  c.online_probe.enabled = True     # solo-learn: linear head on stop-gradient features, trained alongside.
-  c.online_probe.learning_rate = 0.1  # solo-learn's classifier_lr (SGD, momentum 0.9, no weight decay).
+  c.online_probe.enabled = True     # solo-learn: linear head on stop-gradient features (its rule: optim.rules).
 
   c.distributed = ml_collections.ConfigDict()
   c.distributed.mode = 'auto'       # 'auto' | 'explicit' | 'off' (see gsg_jax.parallel).
@@ -123,17 +146,42 @@ def make_config(method: str, guided: bool, preset: str | None = None) -> ml_coll
     c.checkpoint_every_steps = 64
     c.eval_every_epochs = 2
     c.eval.knn_k = 20               # Small memory bank (4,096 images).
-    c.online_probe.learning_rate = 1.0  # 192 steps only: held-out 30.4% at 1.0 against 21.3% at 0.1 (measured).
+    # Probe lr 1.0: 192 steps only, held-out 30.4% at 1.0 against 21.3% at 0.1 (measured).
+    c.optim.rules = (c.optim.rules[0], ('probe/.*', {**c.optim.rules[1][1], 'lr': 1.0}))
   return c
+
+
+def directpred_recipe(c) -> None:
+  """Tian et al.'s BYOL/DirectPred CIFAR-10 and STL-10 recipe, in place (their code base, PyTorch-BYOL's config).
+
+  ResNet-18 (CIFAR variant), projector Linear(512)-BN-ReLU-Linear(128), batch
+  128, SGD lr 0.03, momentum 0.9, weight decay 4e-4, EMA 0.996; DirectPred's
+  ρ = 0.3, ε = 0.1 are the registry's defaults (``gsg_jax.methods``).
+  """
+  c.model.projection_dim = 128
+  c.model.projector_hidden_dim = 512
+  c.model.projector_layers = 2
+  c.model.projector_output_bn = False
+  c.model.predictor_hidden_dim = 512  # The two-layer MLP predictor baseline: 128-512-128.
+  c.batch_size = 128
+  c.optim.base_lr = 0.06              # 0.06 × 128/256 = 0.03, their lr at batch 128.
+  c.optim.weight_decay = 4e-4
+  c.optim.schedule = 'constant'       # PyTorch-BYOL steps no schedule.
+  c.optim.rules = c.optim.rules[1:]   # Their predictor has no fixed-lr rule; keep the probe's.
+  c.method.ema.momentum = 0.996
+  c.num_epochs = 100                  # The paper's shortest CIFAR-10 run (100/300/500 epochs).
 
 
 def validate(c) -> None:
   """Raise ValueError naming the first invalid key. Unknown keys are rejected by ml_collections itself."""
   from gsg_jax import methods, models, training  # Local: keep this module light.
   checks = [
-      ('method.name', c.method.name in methods.METHODS, f'one of {methods.METHODS}'),
-      ('method.ema_schedule', c.method.ema_schedule in ('constant', 'cosine'), "'constant' or 'cosine'"),
-      ('method.ema_momentum', 0.0 <= c.method.ema_momentum < 1.0, 'in [0, 1)'),
+      ('method.loss', c.method.loss in methods.LOSSES, f'one of {tuple(methods.LOSSES)}'),
+      ('method.target', c.method.target in methods.TARGETS, f'one of {tuple(methods.TARGETS)}'),
+      ('method.predictor', c.method.predictor in methods.PREDICTORS, f'one of {tuple(methods.PREDICTORS)}'),
+      ('method.ema.schedule', c.method.ema.schedule in methods.targets.SCHEDULES, f'one of {methods.targets.SCHEDULES}'),
+      ('method.ema.momentum', 0.0 <= c.method.ema.momentum < 1.0, 'in [0, 1)'),
+      ('optim.schedule', c.optim.schedule in ('cosine', 'constant'), "'cosine' or 'constant'"),
       ('model.backbone', c.model.backbone in models.BACKBONES, f'one of {models.BACKBONES}'),
       ('model.dtype', c.model.dtype in models.DTYPES, f'one of {tuple(models.DTYPES)}'),
       ('model.width', c.model.width > 0, 'positive'),
@@ -151,7 +199,6 @@ def validate(c) -> None:
       ('eval_every_epochs', c.eval_every_epochs > 0, 'positive'),
       ('eval.knn_k', c.eval.knn_k > 0, 'positive'),
       ('eval.knn_temperature', c.eval.knn_temperature > 0, 'positive'),
-      ('online_probe.learning_rate', c.online_probe.learning_rate > 0, 'positive'),
       ('augment.crop_size', c.augment.crop_size > 0, 'positive'),
   ]
   for key, ok, expected in checks:
@@ -160,3 +207,4 @@ def validate(c) -> None:
       for part in key.split('.'):
         value = value[part]
       raise ValueError(f'config.{key}={value!r} is invalid: expected {expected}.')
+  training.optim.check_rules(c.optim.rules)

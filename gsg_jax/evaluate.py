@@ -50,7 +50,7 @@ from gsg_jax.training.outputs import quiet_library_logs
 PROTOCOLS = ('knn', 'fast_linear', 'linear', 'diagnostics')
 DEFAULT_PROTOCOLS = ('knn', 'fast_linear', 'diagnostics')
 _TUPLE_KEYS = {'augment': ('crop_scale', 'crop_ratio', 'blur_sigma', 'mean', 'std'),
-               'distributed': ('local_device_ids',)}
+               'distributed': ('local_device_ids',), 'optim': ('rules',)}
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -64,7 +64,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   for block, keys in _TUPLE_KEYS.items():
     for key in keys:
       if key in raw.get(block, {}) and isinstance(raw[block][key], list):
-        raw[block][key] = tuple(raw[block][key])
+        raw[block][key] = tuple(tuple(v) if isinstance(v, list) else v for v in raw[block][key])
+  if not isinstance(raw.get('method', {}).get('predictor'), str):
+    raise ValueError(f'{path} was written before the method design of loss/target/predictor: its checkpoints '
+                     'cannot be read by this version (see the README, "Checkpoint compatibility").')
   return ml_collections.ConfigDict(raw)
 
 
@@ -111,8 +114,8 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
   trainer = build_trainer(config, steps_per_epoch, dataset.num_classes)
   state = _restore(config, workdir, step, dataset, trainer)
   step = int(state.step)
-  variables = trainer.network_variables(state.params, state.batch_stats)
-  network, cfg = trainer.network, trainer.augment_config
+  variables = trainer.network_variables(state.params, state.model_state)
+  network, cfg = trainer.network, trainer.views.config
   batch_size = int(config.eval.batch_size)
 
   @jax.jit
@@ -125,8 +128,8 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
   held_f, held_p = map_in_batches(lambda batch, start: outputs(batch), dataset.heldout.images, batch_size)
   labels_m, labels_h = dataset.memory.labels, dataset.heldout.labels
 
-  result = {'workdir': workdir, 'method': trainer.method.name, 'guided': bool(config.method.guided),
-            'predictor': bool(trainer.method.use_predictor), 'dataset': dataset.name,
+  result = {'workdir': workdir, 'method': trainer.method.name, 'loss': config.method.loss,
+            'target': config.method.target, 'predictor': config.method.predictor, 'dataset': dataset.name,
             'backbone': config.model.backbone, 'batch_size': int(config.batch_size), 'step': step,
             'epochs': step / steps_per_epoch, 'configured_epochs': int(config.num_epochs),
             'num_memory': len(labels_m), 'num_heldout': len(labels_h),
@@ -169,12 +172,7 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
       metrics[f'{name}/alignment'] = float(diagnostics.alignment(v[:, 0], v[:, 1]))
       metrics[f'{name}/uniformity'] = float(diagnostics.uniformity(v[:, 0]))
 
-    if trainer.method.use_predictor and network.predictor is not None:
-      pred_vars = {'params': state.params['predictor'], 'batch_stats': state.batch_stats.get('predictor', {})}
-      apply_pred = lambda z: network.predictor.apply(pred_vars, z, train=False)
-      jac = diagnostics.mlp_jacobian(apply_pred, held_p.mean(0))
-      eig = diagnostics.eigenspace_alignment(jac, held_p)
-      metrics.update({f'predictor/{k}': v for k, v in eig.items()})
+    metrics.update(predictor_diagnostics(trainer, state, held_p))
 
   if write:
     out_dir = os.path.join(workdir, 'eval')
@@ -199,6 +197,36 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
   return result
 
 
+def predictor_diagnostics(trainer, state, projections) -> dict:
+  """The predictor's linear map W_p, the correlation F of its inputs, and their eigenspace alignment.
+
+  W_p is read directly for linear and set predictors (``linear``, ``directpred``,
+  ``directcopy``), is the Jacobian at the mean projection for the MLP, and I for
+  ``none``. F is the moving F̂ a set predictor keeps, else E[z zᵀ] of the held-out
+  projections ``projections``. Reports the eigenvalues of F and of W_p's symmetric
+  part (descending) and ``diagnostics.eigenspace_alignment`` of W_p in F's eigenbasis.
+  """
+  predictor, network = trainer.method.predictor, trainer.network
+  w = predictor.matrix(state.params)
+  if w is None and network.predictor is not None:  # The MLP: its local linear map.
+    variables = {'params': state.params['predictor'], 'batch_stats': state.model_state.get('predictor', {})}
+    w = diagnostics.mlp_jacobian(lambda z: network.predictor.apply(variables, z, train=False), projections.mean(0))
+  if w is None:
+    w = jnp.eye(projections.shape[1])
+  w = jnp.asarray(w, jnp.float32)
+  stored = state.extras['predictor'].get('correlation')
+  if stored is not None and int(state.extras['predictor']['count']) > 0:
+    correlation, source = jnp.asarray(stored), 'moving F̂ of training batches'
+  else:
+    p = jnp.asarray(projections, jnp.float32)
+    correlation, source = p.T @ p / p.shape[0], 'held-out projections'
+  out = {f'predictor/{k}': v for k, v in diagnostics.eigenspace_alignment(w, None, correlation=correlation).items()}
+  out['predictor/correlation_source'] = source
+  out['predictor/correlation_eigenvalues'] = [float(v) for v in jnp.linalg.eigvalsh(correlation)[::-1]]
+  out['predictor/wp_eigenvalues'] = [float(v) for v in jnp.linalg.eigvalsh(0.5 * (w + w.T))[::-1]]
+  return out
+
+
 def pca_2d(x: np.ndarray) -> np.ndarray:
   """[N, D] → [N, 2]: the centred rows projected on their two leading principal directions."""
   x = np.asarray(x, np.float64)
@@ -212,7 +240,7 @@ def pca_2d(x: np.ndarray) -> np.ndarray:
 
 def markdown_summary(result: dict) -> str:
   """A Markdown table of the scalar metrics of ``evaluate_run``'s result."""
-  lines = [f"## {result['method']} ({'guided' if result.get('guided') else 'plain'}) on {result['dataset']}, "
+  lines = [f"## {result['method']} on {result['dataset']}, "
            f"{result['backbone']}, step {result['step']} ({result['epochs']:.3g} epochs, batch {result['batch_size']})",
            '', '| metric | value |', '|---|---|']
   for key, value in result['metrics'].items():

@@ -26,10 +26,10 @@ def cifar10_zip():
   return next((p for p in candidates if p and os.path.isfile(p)), None)
 
 
-def tiny_config(method='simsiam', guided=False, **overrides):
-  """The quick preset, shrunk: 512 synthetic images, a width-8 ConvNet, batch 64."""
+def tiny_config(name='simsiam', **overrides):
+  """``configs/<name>.py:quick``, shrunk: 512 synthetic images, a width-8 ConvNet, batch 64."""
   from gsg_jax import config_lib
-  c = config_lib.make_config(method, guided, 'quick')
+  c = config_lib.named_config(name, 'quick')
   c.data.builtin_num_train = 512
   c.data.builtin_num_heldout = 256
   c.model.width = 8
@@ -57,3 +57,7 @@ def tiny_config(method='simsiam', guided=False, **overrides):
 @pytest.fixture
 def make_tiny_config():
   return tiny_config
+
+
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'slow: subprocess and learning tests (deselect with -m "not slow": the fast tier)')

@@ -13,8 +13,8 @@ from gsg_jax import parallel
 from gsg_jax.training import build_trainer
 
 
-def main(out_path, method, guided):
-  config = tiny_config(method, guided == 'gsg', **{'batch_size': 32})
+def main(out_path, name):
+  config = tiny_config(name, batch_size=32)
   mesh = parallel.create_mesh()
   batch = parallel.batch_sharding(mesh)
   trainer = build_trainer(config, steps_per_epoch=10, num_classes=None)
@@ -26,8 +26,8 @@ def main(out_path, method, guided):
     state, metrics = step(state, {'image': jax.device_put(images, batch)}, jax.random.key(1))
     losses.append(float(metrics['loss']))
   flat = {jax.tree_util.keystr(k): np.asarray(v) for k, v in
-          jax.tree_util.tree_leaves_with_path({'params': state.params, 'stats': state.batch_stats,
-                                               'target': state.target_params})}
+          jax.tree_util.tree_leaves_with_path({'params': state.params, 'stats': state.model_state,
+                                               'extras': state.extras})}
   np.savez(out_path, losses=np.array(losses), devices=jax.device_count(), **flat)
 
 

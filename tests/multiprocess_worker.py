@@ -26,7 +26,7 @@ def main(out_path, num_processes, process_id, port):
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     jax.distributed.initialize(coordinator_address=f'127.0.0.1:{port}', num_processes=num_processes,
                                process_id=process_id, initialization_timeout=60)
-  config = tiny_config('simsiam', True, batch_size=BATCH)
+  config = tiny_config('simsiam_gsg', batch_size=BATCH)
   mesh = parallel.create_mesh()
   batch = parallel.batch_sharding(mesh)
   trainer = build_trainer(config, steps_per_epoch=10, num_classes=None)
@@ -43,7 +43,7 @@ def main(out_path, num_processes, process_id, port):
   # Replicated outputs: every process holds a full copy on its addressable device.
   fetch = lambda a: np.asarray(a.addressable_data(0))
   flat = {jax.tree_util.keystr(k): fetch(v) for k, v in
-          jax.tree_util.tree_leaves_with_path({'params': state.params, 'stats': state.batch_stats})}
+          jax.tree_util.tree_leaves_with_path({'params': state.params, 'stats': state.model_state})}
   np.savez(out_path, losses=np.array(losses), devices=jax.device_count(), processes=jax.process_count(), **flat)
   if num_processes > 1:
     jax.distributed.shutdown()

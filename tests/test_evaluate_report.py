@@ -17,8 +17,8 @@ def runs(tmp_path_factory):
   from gsg_jax import train
   root = tmp_path_factory.mktemp('runs')
   a, b = str(root / 'simsiam_gsg'), str(root / 'byol_nopred')
-  train.train_and_evaluate(tiny_config('simsiam', True, **_SMALL), a)
-  train.train_and_evaluate(tiny_config('byol', False, **{'method.predictor': False, **_SMALL}), b)
+  train.train_and_evaluate(tiny_config('simsiam_gsg', **_SMALL), a)
+  train.train_and_evaluate(tiny_config('byol', **{'method.predictor': 'none', **_SMALL}), b)
   return a, b
 
 

@@ -98,7 +98,7 @@ def final_params(workdir):
   import jax
   from gsg_jax.training import build_trainer
   from gsg_jax.training.checkpointing import Checkpointer
-  config = tiny_config('simsiam', True, num_epochs=1, checkpoint_every_steps=2, log_every_steps=2)
+  config = tiny_config('simsiam_gsg', num_epochs=1, checkpoint_every_steps=2, log_every_steps=2)
   template = build_trainer(config, STEPS, num_classes=10).init(jax.random.key(0), (32, 32, 3))
   checkpointer = Checkpointer(str(workdir), 2, 3)
   try:
@@ -107,7 +107,7 @@ def final_params(workdir):
   finally:
     checkpointer.close()
   return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(
-      {'params': state.params, 'stats': state.batch_stats, 'opt': state.opt_state})}
+      {'params': state.params, 'stats': state.model_state, 'opt': state.opt_state})}
 
 
 def assert_same(got, want):

@@ -98,19 +98,32 @@ def test_ema_update_and_schedules():
   cosine = methods.momentum_schedule(0.996, 'cosine', 100)
   np.testing.assert_allclose([cosine(0), cosine(50), cosine(100)], [0.996, 0.998, 1.0], rtol=1e-6)
   np.testing.assert_allclose(methods.momentum_schedule(0.99, 'constant', 100)(37), 0.99)
-  with pytest.raises(ValueError, match='ema_schedule'):
+  with pytest.raises(ValueError, match='ema.schedule'):
     methods.momentum_schedule(0.99, 'linear', 100)
 
 
-def test_build_method_views_and_targets():
-  from ml_collections import ConfigDict
-  cfg = lambda name, guided, pred: ConfigDict(dict(name=name, guided=guided, predictor=pred))
-  m = methods.build_method(cfg('byol', True, False))
-  assert (m.num_views, m.target, m.use_predictor) == (4, 'ema', False)
-  m = methods.build_method(cfg('simsiam', False, True))
-  assert (m.num_views, m.target, m.use_predictor) == (2, 'online', True)
-  with pytest.raises(ValueError, match='method.name'):
-    methods.build_method(cfg('simclr', False, True))
+def test_build_method_from_the_registries():
+  from gsg_jax.methods import predictors, targets
+  m = methods.build_method(methods.default_method_config('gsg', 'ema', 'none'), total_steps=10)
+  assert (m.name, m.num_views) == ('byol+gsg (no predictor)', 4)
+  assert isinstance(m.target, targets.EMATarget) and m.predictor.module(None, None) is None
+  m = methods.build_method(methods.default_method_config('negcos', 'online', 'directpred'))
+  assert (m.name, m.num_views) == ('simsiam+directpred', 2)
+  assert isinstance(m.predictor, predictors.SetPredictor) and m.predictor.freq == 1
+  assert m.optimizer_rules == (('predictor/.*', {'schedule': 'frozen'}),)  # Set every step: not trained.
+  config = methods.default_method_config('negcos', 'online', 'directcopy')
+  config.directcopy.freq = 5
+  assert methods.build_method(config).optimizer_rules == ()  # Trained by SGD between settings.
+  for key, bad in (('loss', 'simclr'), ('target', 'momentum'), ('predictor', 'True')):
+    config = methods.default_method_config('negcos', 'online', 'mlp')
+    config[key] = bad
+    with pytest.raises(ValueError, match=f'method.{key}'):
+      methods.build_method(config)
+  # One list of allowed values: every registered component has its defaults in the config block.
+  config = methods.default_method_config('negcos', 'online', 'mlp')
+  for registry in (methods.LOSSES, methods.TARGETS, methods.PREDICTORS):
+    for name, entry in registry.items():
+      assert (name in config) == bool(entry.defaults)
 
 
 def test_loss_gradient_is_finite_for_a_zero_prediction():
@@ -121,20 +134,26 @@ def test_loss_gradient_is_finite_for_a_zero_prediction():
   assert bool(jnp.isfinite(grads).all())
 
 
-@pytest.mark.parametrize('pairing', ['symmetric', 'guided'])
-def test_stop_gradient_losses_cut_the_gradient_into_their_targets(pairing):
-  """The train step passes targets with their gradient; SimSiam's, BYOL's and GSG's losses cut it themselves.
+@pytest.mark.parametrize('name', sorted(methods.LOSSES))
+def test_every_loss_keeps_its_declared_stop_gradient_contract(name):
+  """The train step passes targets with their gradient; each loss declares whether it cuts it, and does.
 
-  No predictor: predictions and targets are the same array, and the gradient
-  must be the predictions' alone (the targets' path contributes nothing).
+  Cutting: the gradient into the targets is exactly 0 and, with no predictor
+  (predictions and targets the same array), the gradient is the predictions'
+  alone. Not cutting (contrastive losses): the targets get a gradient.
   """
-  num_views, loss_fn = methods.LOSSES[pairing]
+  loss = methods.LOSSES[name]
+  config = methods.default_method_config(name, 'online', 'none')
+  loss_fn = methods.build_method(config).loss_fn
   rng = jax.random.key(0)
-  p = jax.random.normal(jax.random.key(1), (8, num_views, 16))
-  z = jax.random.normal(jax.random.key(2), (8, num_views, 16))
+  p = jax.random.normal(jax.random.key(1), (8, loss.num_views, 16))
+  z = jax.random.normal(jax.random.key(2), (8, loss.num_views, 16))
   grad_z = jax.grad(lambda z: loss_fn(p, z, rng)[0])(z)
-  assert float(jnp.abs(grad_z).max()) == 0.0
   shared = jax.grad(lambda x: loss_fn(x, x, rng)[0])(p)
   predictions_only = jax.grad(lambda x: loss_fn(x, p, rng)[0])(p)
-  np.testing.assert_allclose(shared, predictions_only, rtol=1e-6, atol=1e-7)
-  assert float(jnp.abs(shared).max()) > 0
+  assert float(jnp.abs(predictions_only).max()) > 0
+  if loss.cuts_target_gradient:
+    assert float(jnp.abs(grad_z).max()) == 0.0
+    np.testing.assert_allclose(shared, predictions_only, rtol=1e-6, atol=1e-7)
+  else:
+    assert float(jnp.abs(grad_z).max()) > 0

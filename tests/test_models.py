@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from gsg_jax import models
+from gsg_jax.models.heads import Predictor
 from gsg_jax.models.normalization import ViewBatchNorm
 
 
 def model_config(**overrides):
   c = ml_collections.ConfigDict(dict(backbone='resnet18', width=8, cifar_stem=True, dtype='float32', remat=False,
                                      projection_dim=32, projector_hidden_dim=32, projector_layers=3,
-                                     predictor_hidden_dim=8))
+                                     projector_output_bn=True, predictor_hidden_dim=8))
   c.update(overrides)
   return c
 
@@ -44,7 +45,7 @@ def test_view_batchnorm_normalises_each_view_over_its_own_batch():
 
 def test_view_order_does_not_matter_within_a_batch():
   """Per-view statistics: shuffling images inside a batch permutes the outputs and nothing else."""
-  net = models.build_network(model_config(backbone='convnet'))
+  net = models.build_network(model_config(backbone='convnet'), Predictor(8, 32))
   variables = models.init_variables(net, jax.random.key(0), (16, 16, 3))
   x = jax.random.normal(jax.random.key(1), (8 * 2, 16, 16, 3))
   apply = jax.jit(lambda x: net.apply(variables, x, train=True, num_views=2, mutable=['batch_stats'])[0]['prediction'])
@@ -66,7 +67,7 @@ def test_backbone_shapes(backbone, cifar_stem, size, features):
 
 
 def test_resnet_details():
-  net = models.build_network(model_config())
+  net = models.build_network(model_config(), Predictor(8, 32))
   params = models.init_variables(net, jax.random.key(0), (32, 32, 3))['params']
   stem = params['backbone']['stem_conv']['kernel']
   assert stem.shape == (3, 3, 3, 8)  # CIFAR stem: 3×3, stride 1 (spatial size kept, checked below).
@@ -81,7 +82,7 @@ def test_resnet_details():
 
 
 def test_no_predictor_means_prediction_is_projection():
-  net = models.build_network(model_config(backbone='convnet'), use_predictor=False)
+  net = models.build_network(model_config(backbone='convnet'), predictor=None)
   variables = models.init_variables(net, jax.random.key(0), (16, 16, 3))
   assert 'predictor' not in variables['params']
   out = net.apply(variables, jnp.ones((2, 16, 16, 3)), train=False)
@@ -111,3 +112,11 @@ def test_bfloat16_with_remat_keeps_float32_params_and_finite_grads():
   params, grads = _backbone_grads(dtype=jnp.bfloat16, remat=True)
   assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params))
   assert all(bool(jnp.isfinite(g).all()) for g in jax.tree_util.tree_leaves(grads))
+
+
+def test_projector_without_output_bn_ends_with_a_biased_linear():
+  """BYOL / DirectPred's projector: Linear-BN-ReLU-Linear, the last with a bias and no BN after it."""
+  net = models.build_network(model_config(backbone='convnet', projector_layers=2, projector_output_bn=False))
+  variables = models.init_variables(net, jax.random.key(0), (16, 16, 3))
+  projector = variables['params']['projector']
+  assert sorted(projector) == ['Dense_0', 'Dense_1', 'ViewBatchNorm_0'] and 'bias' in projector['Dense_1']

@@ -18,7 +18,7 @@ TOLERANCE = 0.02
 
 
 def _train(dtype):
-  config = tiny_config('simsiam', True, batch_size=32, **{'model.dtype': dtype})
+  config = tiny_config('simsiam_gsg', batch_size=32, **{'model.dtype': dtype})
   trainer = build_trainer(config, steps_per_epoch=10, num_classes=None)
   state = jax.jit(trainer.init, static_argnums=1)(jax.random.key(0), (32, 32, 3))
   step = jax.jit(trainer.train_step)
@@ -37,7 +37,7 @@ def test_bfloat16_compute_matches_float32_and_keeps_float32_params():
   diff = np.abs(losses16 - losses32)
   assert np.all(diff < TOLERANCE), (losses32, losses16)
   assert not np.array_equal(losses16, losses32)  # bfloat16 really was used.
-  for tree in (state16.params, state16.batch_stats, state16.opt_state):
+  for tree in (state16.params, state16.model_state, state16.opt_state):
     for leaf in jax.tree_util.tree_leaves(tree):
       if jnp.issubdtype(leaf.dtype, jnp.floating):
         assert leaf.dtype == jnp.float32, leaf.dtype

@@ -20,9 +20,9 @@ def read_metrics(workdir):
     return [json.loads(line) for line in f]
 
 
-@pytest.mark.parametrize('method,guided,predictor', [('simsiam', True, True), ('byol', False, False)])
-def test_training_writes_outputs(tmp_path, method, guided, predictor):
-  config = tiny_config(method, guided, **{'method.predictor': predictor})
+@pytest.mark.parametrize('name,predictor', [('simsiam_gsg', 'mlp'), ('byol', 'none'), ('byol_directpred', 'directpred')])
+def test_training_writes_outputs(tmp_path, name, predictor):
+  config = tiny_config(name, **{'method.predictor': predictor})
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary['steps'] == 16 and np.isfinite(summary['final_loss'])
   records = read_metrics(tmp_path)
@@ -34,31 +34,35 @@ def test_training_writes_outputs(tmp_path, method, guided, predictor):
     assert key in train_records[-1]
   assert 0 <= eval_records[-1]['knn_top1'] <= 100
   assert 0 <= eval_records[-1]['online_probe_top1'] <= 100 and 'probe/loss' in train_records[-1]
-  if guided:
+  if config.method.loss == 'gsg':
     assert 'gsg/pair_11' in train_records[-1]
-  if method == 'byol':
-    assert train_records[-1]['ema_momentum'] == pytest.approx(0.99)
+  if config.method.target == 'ema':
+    assert train_records[-1]['ema_momentum'] == pytest.approx(config.method.ema.momentum)
+  if predictor == 'directpred':
+    last = train_records[-1]
+    assert last['predictor/wp_eig_max'] == pytest.approx(1.1, abs=1e-4)  # √1 + ε for the top eigenvalue.
+    assert 0 <= last['predictor/correlation_eig_min'] <= last['predictor/correlation_eig_max']
   assert os.path.isdir(tmp_path / 'checkpoints' / '16')
-  assert json.load(open(tmp_path / 'config.json'))['method']['name'] == method
+  assert json.load(open(tmp_path / 'config.json'))['method']['predictor'] == predictor
   assert os.listdir(tmp_path / 'tensorboard')
 
 
-@pytest.mark.parametrize('method', ['simsiam', 'byol'])
-def test_online_probe_gradient_reaches_only_the_probe(method):
+@pytest.mark.parametrize('name', ['simsiam', 'byol'])
+def test_online_probe_gradient_reaches_only_the_probe(name):
   """The probe's cross-entropy must not change the representation: stop-gradient at the features."""
-  config = tiny_config(method, False)
+  config = tiny_config(name)
   with_probe, without_probe = build_trainer(config, 8, num_classes=10), build_trainer(config, 8, num_classes=None)
   state = jax.jit(with_probe.init, static_argnums=1)(jax.random.key(0), (32, 32, 3))
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
   labels = rng.integers(0, 10, (16,), dtype=np.int32)
-  x = jax.jit(with_probe.views)(images, jax.random.key(1))
-  targets = None
-  if method == 'byol':
-    targets, _ = jax.jit(with_probe.target_projections)(state, x)
+  x = jax.jit(lambda b, k: with_probe.views(b, k, 2))({'image': images}, jax.random.key(1))
+  target = with_probe.method.target
+  targets, _ = jax.jit(lambda e, x: target.projections(e, with_probe.network, x, 2))(state.extras['target'], x)
+  assert (targets is None) == (name == 'simsiam')
 
   def grad_fn(trainer):
-    objective = lambda p, labels: trainer.loss(p, state.batch_stats, x, targets, jax.random.key(2), labels)[0]
+    objective = lambda p, labels: trainer.loss(p, state.model_state, x, targets, jax.random.key(2), labels)[0]
     return jax.jit(jax.grad(objective))
 
   grad = grad_fn(with_probe)
@@ -90,7 +94,10 @@ def test_restoring_a_mismatched_checkpoint_says_why(tmp_path):
 
 
 @pytest.mark.parametrize('key,value,message', [
-    ('method.name', 'simclr', 'method.name'),
+    ('method.loss', 'simclr', 'method.loss'),
+    ('method.predictor', 'True', 'method.predictor'),
+    ('method.target', 'momentum', 'method.target'),
+    ('optim.rules', (('predictor/.*', {'schedul': 'constant'}),), 'schedul'),
     ('model.backbone', 'vit', 'model.backbone'),
     ('optim.base_lr', -1.0, 'optim.base_lr'),
     ('batch_size', 1, 'batch_size'),
@@ -106,12 +113,15 @@ def run_main(*args):
                         timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_rejects_misspelt_key_and_bad_value(tmp_path):
   result = run_main('--config=configs/simsiam_gsg.py:quick', f'--workdir={tmp_path}', '--config.methd.name=byol')
   assert result.returncode != 0 and 'methd' in result.stderr
   result = run_main('--config=configs/simsiam_gsg.py:quick', f'--workdir={tmp_path}', '--config.batch_size=abc')
   assert result.returncode != 0 and 'batch_size' in result.stderr
-  result = run_main('--config=configs/simsiam_gsg.py:quick', f'--workdir={tmp_path}', '--config.method.name=moco')
-  assert result.returncode == 1 and 'method.name' in result.stderr
+  result = run_main('--config=configs/simsiam_gsg.py:quick', f'--workdir={tmp_path}', '--config.method.loss=moco')
+  assert result.returncode == 1 and 'method.loss' in result.stderr
+  result = run_main('--config=configs/simsiam_gsg.py:quick', f'--workdir={tmp_path}', '--config.method.predictor=False')
+  assert result.returncode != 0 and 'predictor' in result.stderr  # A string, never read as a boolean.
   result = run_main('--config=configs/simsiam_gsg.py:nope', f'--workdir={tmp_path}')
   assert result.returncode != 0 and 'nope' in result.stderr

@@ -128,11 +128,10 @@ def uniformity(x, t: float = 2.0, chunk_size: int = 1024):
   return jnp.log(_chunked_sum(potential, z, chunk_size) / (n * (n - 1)))
 
 
-@functools.partial(jax.jit, static_argnames='chunk_size')
-def _eigenspace_terms(w, inputs, chunk_size):
+@jax.jit
+def _eigenspace_terms(w, f):
   """Eigenvalues of F (descending), |cos(W u_j, u_j)| per eigenvector, and ‖offdiag(UᵀWU)‖_F / ‖UᵀWU‖_F."""
-  f = _second_moment(inputs, chunk_size) / inputs.shape[0]
-  eigenvalues, u = jnp.linalg.eigh(f)
+  eigenvalues, u = jnp.linalg.eigh(0.5 * (f + f.T))
   eigenvalues, u = eigenvalues[::-1], u[:, ::-1]
   wu = jnp.matmul(w, u, precision=_HIGHEST)
   m = jnp.matmul(u.T, wu, precision=_HIGHEST)
@@ -142,7 +141,8 @@ def _eigenspace_terms(w, inputs, chunk_size):
   return eigenvalues, cosines, ratio
 
 
-def eigenspace_alignment(predictor_matrix, inputs, top_k: int = 10, chunk_size: int = 4096) -> dict:
+def eigenspace_alignment(predictor_matrix, inputs, top_k: int = 10, chunk_size: int = 4096,
+                         correlation=None) -> dict:
   """How well a linear predictor W [D, D] aligns with the eigenbasis of its inputs (Tian, Chen & Ganguli 2021).
 
   W acts on column vectors, p = W z (a Flax Dense kernel is its transpose).
@@ -157,9 +157,13 @@ def eigenspace_alignment(predictor_matrix, inputs, top_k: int = 10, chunk_size: 
   eigenvalues), ``off_diagonal_ratio``. Eigenvectors of (near-)repeated
   eigenvalues are not unique, so the per-vector cosines are only meaningful
   for a well-separated spectrum; a W that commutes with F scores 1 and 0 regardless.
+  ``correlation``: F itself (e.g. DirectPred's moving F̂), in place of ``inputs``.
   """
   w = jnp.asarray(predictor_matrix, jnp.float32)
-  _, cosines, ratio = _eigenspace_terms(w, jnp.asarray(inputs, jnp.float32), chunk_size)
+  if correlation is None:
+    inputs = jnp.asarray(inputs, jnp.float32)
+    correlation = jax.jit(_second_moment, static_argnums=1)(inputs, chunk_size) / inputs.shape[0]
+  _, cosines, ratio = _eigenspace_terms(w, jnp.asarray(correlation, jnp.float32))
   return {'alignment_all': float(jnp.mean(cosines)),
           'alignment_top_k': float(jnp.mean(cosines[:min(top_k, cosines.shape[0])])),
           'off_diagonal_ratio': float(ratio)}

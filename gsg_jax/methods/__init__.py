@@ -1,53 +1,121 @@
-"""Self-supervised methods: what to compare, and how.
+"""Self-supervised methods as three components: a loss, a target and a predictor.
 
-A ``Method`` is everything the train step needs to know about the objective:
+A method is chosen by ``config.method``::
 
-* ``num_views``: augmented views per image (2 for SimSiam/BYOL, 4 with GSG);
-* ``target``: where the stop-gradient targets come from: ``'online'`` (the
-  online projections, SimSiam) or ``'ema'`` (a moving-average target network,
-  BYOL);
-* ``use_predictor``: whether the online branch has a predictor (else p = z);
-* ``loss_fn(predictions [B, V, D], targets [B, V, D], rng) -> (loss, aux)``:
-  a pure function of the views' outputs. ``targets`` arrive as the network
-  made them (the online projections carry gradient): the loss routes the
-  stop-gradient itself, with explicit ``jax.lax.stop_gradient`` branches.
+    method.loss      = 'negcos' | 'gsg'                          (LOSSES)
+    method.target    = 'online' | 'ema'                          (TARGETS)
+    method.predictor = 'mlp' | 'linear' | 'none' | 'directpred' | 'directcopy'   (PREDICTORS)
 
-A new objective (DirectPred's predictor, a contrastive loss such as InfoNCE)
-is one new module with a loss of that signature, registered in ``LOSSES``.
+and each component's hyperparameters sit in a sub-block named after it
+(``method.ema.momentum``, ``method.directpred.eps``, ...), with the defaults
+that the registry entries below declare. SimSiam is negcos/online/mlp, BYOL
+negcos/ema/mlp, their GSG versions use the ``gsg`` loss; every predictor
+composes with every target and loss.
+
+A loss is a pure ``fn(predictions [B, V, D], targets [B, V, D], rng,
+**hyperparameters) -> (loss, aux)``. The targets arrive with their gradient
+(the online projections, or the EMA network's, which carry none): the loss
+puts what it treats as a target under ``jax.lax.stop_gradient`` itself, in
+explicit branches, and declares it with ``cuts_target_gradient`` (checked for
+every registered loss by tests/test_methods.py). A contrastive loss, which
+takes gradients through both views, declares False.
+
+The registries are the one list of allowed values: ``config_lib.validate``
+and ``build_method`` both read them.
 """
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
-from gsg_jax.methods import byol, gsg, simsiam
-from gsg_jax.methods.byol import ema_update, momentum_schedule
+from gsg_jax.methods import gsg, predictors, simsiam, targets
+from gsg_jax.methods.targets import ema_update, momentum_schedule
 
-METHODS = ('simsiam', 'byol')
-LOSSES: dict[str, tuple[int, Callable]] = {
-    # pairing → (views per image, loss)
-    'symmetric': (2, simsiam.symmetric_loss),
-    'guided': (4, gsg.guided_loss),
+
+@dataclasses.dataclass(frozen=True)
+class Loss:
+  num_views: int
+  fn: Callable
+  cuts_target_gradient: bool
+  defaults: dict = dataclasses.field(default_factory=dict)  # Hyperparameters: config.method.<name>.
+
+
+@dataclasses.dataclass(frozen=True)
+class Component:
+  build: Callable          # (config.method.<name> or None, ...) -> component.
+  defaults: dict = dataclasses.field(default_factory=dict)
+
+
+LOSSES: dict[str, Loss] = {
+    'negcos': Loss(2, simsiam.symmetric_loss, cuts_target_gradient=True),
+    'gsg': Loss(4, gsg.guided_loss, cuts_target_gradient=True),
+}
+TARGETS: dict[str, Component] = {
+    'online': Component(targets.build_online),
+    # GSG reference: fixed 0.99; BYOL's paper: 'cosine' from 0.996 up to 1.
+    'ema': Component(targets.build_ema, {'momentum': 0.99, 'schedule': 'constant'}),
+}
+_SET_DEFAULTS = {'rho': 0.3, 'eps': 0.1, 'freq': 1}  # Tian et al.'s code: dyn_lambda 0.3, dyn_eps 0.1, freq 1.
+PREDICTORS: dict[str, Component] = {
+    'mlp': Component(predictors.build_trained('mlp')),
+    'linear': Component(predictors.build_trained('linear')),
+    'none': Component(predictors.build_trained('none')),
+    'directpred': Component(predictors.build_set('directpred'), dict(_SET_DEFAULTS)),
+    'directcopy': Component(predictors.build_set('directcopy'), dict(_SET_DEFAULTS)),
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-  name: str
+  name: str                 # A label for logs and reports, e.g. 'byol+gsg+directpred'.
+  loss: str
   num_views: int
-  target: str
-  use_predictor: bool
-  loss_fn: Callable
+  loss_fn: Callable         # (predictions, targets, rng) -> (loss, aux), hyperparameters bound.
+  target: Any               # gsg_jax.methods.targets component.
+  predictor: Any            # gsg_jax.methods.predictors component.
+
+  @property
+  def optimizer_rules(self) -> tuple:
+    return tuple(self.predictor.optimizer_rules)
 
 
-def build_method(config) -> Method:
-  """The method described by the ``config.method`` block."""
-  if config.name not in METHODS:
-    raise ValueError(f'method.name={config.name!r}: expected one of {METHODS}.')
-  pairing = 'guided' if config.guided else 'symmetric'
-  num_views, loss_fn = LOSSES[pairing]
-  target = 'ema' if config.name == 'byol' else 'online'
-  label = config.name + ('+gsg' if config.guided else '') + ('' if config.predictor else ' (no predictor)')
-  return Method(label, num_views, target, bool(config.predictor), loss_fn)
+def label(loss: str, target: str, predictor: str) -> str:
+  """'simsiam', 'byol+gsg', 'byol+directpred', 'simsiam (no predictor)', ..."""
+  name = {'online': 'simsiam', 'ema': 'byol'}[target] + ('+gsg' if loss == 'gsg' else '')
+  if predictor == 'none':
+    return name + ' (no predictor)'
+  return name if predictor == 'mlp' else f'{name}+{predictor}'
 
 
-__all__ = ['Method', 'build_method', 'ema_update', 'momentum_schedule', 'METHODS', 'LOSSES']
+def _sub_block(config, name: str, defaults: dict):
+  return config[name] if defaults else None
+
+
+def build_method(config, total_steps: int = 1) -> Method:
+  """The method that the ``config.method`` block describes (``total_steps``: for momentum schedules)."""
+  for key, registry in (('loss', LOSSES), ('target', TARGETS), ('predictor', PREDICTORS)):
+    if config[key] not in registry:
+      raise ValueError(f'config.method.{key}={config[key]!r} is invalid: expected one of {tuple(registry)}.')
+  loss = LOSSES[config.loss]
+  hyperparameters = dict(config[config.loss]) if loss.defaults else {}
+  loss_fn = lambda p, z, rng: loss.fn(p, z, rng, **hyperparameters)
+  target = TARGETS[config.target]
+  predictor = PREDICTORS[config.predictor]
+  return Method(label(config.loss, config.target, config.predictor), config.loss, loss.num_views, loss_fn,
+                target.build(_sub_block(config, config.target, target.defaults), total_steps),
+                predictor.build(_sub_block(config, config.predictor, predictor.defaults)))
+
+
+def default_method_config(loss: str, target: str, predictor: str):
+  """``config.method``: the three choices and a sub-block of defaults for every component that has some."""
+  import ml_collections
+  c = ml_collections.ConfigDict()
+  c.loss, c.target, c.predictor = loss, target, predictor
+  for registry in (LOSSES, TARGETS, PREDICTORS):
+    for name, entry in registry.items():
+      if entry.defaults:
+        c[name] = ml_collections.ConfigDict(entry.defaults)
+  return c
+
+
+__all__ = ['LOSSES', 'Loss', 'Method', 'PREDICTORS', 'TARGETS', 'build_method', 'default_method_config',
+           'ema_update', 'label', 'momentum_schedule']

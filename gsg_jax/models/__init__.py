@@ -1,6 +1,6 @@
 """Networks: backbones, heads, and the Siamese network that combines them.
 
-``build_network(model_config, use_predictor)`` returns a ``SiameseNetwork``:
+``build_network(model_config, predictor)`` returns a ``SiameseNetwork``:
 
     features   = backbone(x)            # the representation that is evaluated
     projection = projector(features)    # z
@@ -10,7 +10,8 @@ Called as ``network.apply(variables, x, train=..., num_views=V)`` on image-major
 rows (row ``b·V + v`` is view ``v`` of image ``b``), it returns a dict of the
 three arrays. ``with_predictor=False`` runs backbone and projector only: the
 BYOL target network is that part of the online network, with its own
-(EMA) parameters ``{'backbone', 'projector'}``.
+(EMA) parameters ``{'backbone', 'projector'}``. The predictor module comes
+from the method's predictor component (``gsg_jax.methods.predictors``).
 """
 
 from typing import Any, Optional
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from gsg_jax.models.convnet import ConvNet
-from gsg_jax.models.heads import Predictor, Projector
+from gsg_jax.models.heads import Projector
 from gsg_jax.models.resnet import resnet18, resnet50
 
 BACKBONES = ('resnet18', 'resnet50', 'convnet')
@@ -57,11 +58,11 @@ def build_backbone(config) -> nn.Module:
   return factories[config.backbone](width=config.width, cifar_stem=config.cifar_stem, remat=config.remat, dtype=dtype)
 
 
-def build_network(config, use_predictor: bool = True) -> SiameseNetwork:
-  """The Siamese network described by ``config`` (the ``config.model`` block)."""
+def build_network(config, predictor: Optional[nn.Module] = None) -> SiameseNetwork:
+  """The Siamese network described by ``config`` (the ``config.model`` block), with ``predictor`` (None: p = z)."""
   dtype = DTYPES[config.dtype]
-  projector = Projector(config.projector_hidden_dim, config.projection_dim, config.projector_layers, dtype)
-  predictor = Predictor(config.predictor_hidden_dim, config.projection_dim, dtype) if use_predictor else None
+  projector = Projector(config.projector_hidden_dim, config.projection_dim, config.projector_layers, dtype,
+                        config.projector_output_bn)
   return SiameseNetwork(build_backbone(config), projector, predictor)
 
 

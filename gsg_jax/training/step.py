@@ -1,37 +1,37 @@
-"""The train state and the pure train step.
+"""The train state and the pure, data-agnostic train step.
 
-``build_trainer(config, steps_per_epoch, num_classes)`` collects what is
-static about a run (network, method, optimiser, augmentation, online probe)
-and returns a ``Trainer`` whose two functions are pure and jit-able:
+``Trainer(network, method, views, tx, learning_rate, probe)`` holds what is
+static about a run; its two functions are pure and jit-able:
 
-    state = trainer.init(rng, image_shape)
+    state = trainer.init(rng, input_shape)
     state, metrics = trainer.train_step(state, batch, rng)
 
-``batch`` is ``{'image': uint8 [B, H, W, C]}``, plus ``'label': int32 [B]``
-when the online probe is on.
+* ``network``: a Flax module called as ``apply(variables, rows, train=...,
+  num_views=V, with_predictor=..., mutable=['batch_stats'])`` that returns
+  ``{'features', 'projection', 'prediction'}`` (``gsg_jax.models.SiameseNetwork``
+  for images; any module with that call for other data).
+* ``method``: loss, target and predictor components (``gsg_jax.methods``).
+* ``views``: the view maker (``gsg_jax.data.views``): batch → view rows
+  [B·V, ...], example-major.
 
 One step:
-  1. V augmented views of every image, on the accelerator, per-example keys;
-     rows laid out image-major [B·V, h, w, C] so one pass serves all views
-     with per-view BatchNorm statistics.
-  2. Online network → predictions p (= projections when there is no
-     predictor). Targets z: the online projections (SimSiam) or the EMA
-     target network's (BYOL). Each loss puts what it treats as a target under
-     ``jax.lax.stop_gradient`` itself (explicit branches in the method's
-     module), so a loss with gradients through both views (a contrastive
-     one) needs no change here.
-  3. loss = method.loss_fn(p, z, rng). With the online probe (solo-learn's
-     protocol), a linear classifier on ``stop_gradient(features)`` of every
-     view adds its cross-entropy: its gradient reaches only the probe's own
-     parameters, so the representation never sees a label.
-  4. Gradients; optimiser update. BYOL: target ← m·target + (1 − m)·online.
+  1. V views of every example (``views``); one network pass over all rows.
+  2. Targets: the target component's projections (BYOL's EMA network), or the
+     online projections with their gradient (SimSiam); the loss puts what it
+     treats as a target under ``jax.lax.stop_gradient`` itself.
+  3. Objective = method loss (+ the online probe's cross-entropy on
+     ``stop_gradient(features)`` when the probe is on: its gradient reaches
+     only ``params['probe']``, so the representation never sees a label).
+  4. Gradient of the objective with respect to ``params``; optimiser update.
+  5. Component updates after the optimiser step: target (EMA), predictor
+     (DirectPred's correlation and W_p), each on its own ``extras`` entry.
 
 Randomness is ``fold_in(rng, step)``: the same base key and step give the
-same augmentations and GSG permutation, so a resumed run repeats exactly.
+same views and GSG permutation, so a resumed run repeats exactly.
 """
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import flax
 import flax.linen as nn
@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import optax
 
 from gsg_jax import methods, models
-from gsg_jax.data import augment
+from gsg_jax.data.views import ImageViews
 from gsg_jax.methods.similarity import l2_normalize
 from gsg_jax.training.optim import build_optimizer
 
@@ -48,73 +48,51 @@ from gsg_jax.training.optim import build_optimizer
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array
-  params: Any
-  batch_stats: Any
+  params: Any        # Trained by the optimiser: backbone, projector, predictor, probe.
+  model_state: Any   # The online network's BatchNorm statistics ({} for a net without BatchNorm).
   opt_state: Any
-  target_params: Any        # BYOL's EMA network ({'backbone', 'projector'}); {} for SimSiam.
-  target_batch_stats: Any
+  extras: Any        # One entry per method component: 'target' (EMA network), 'predictor' (F̂, ...).
 
 
 @dataclasses.dataclass(frozen=True)
 class Trainer:
-  network: models.SiameseNetwork
+  network: nn.Module
   method: methods.Method
+  views: Any
   tx: optax.GradientTransformation
   learning_rate: optax.Schedule
-  ema_momentum: Callable[[jax.Array], jax.Array]
-  augment_config: Any
   probe: Optional[nn.Module] = None  # Online linear probe, params['probe']; None: off.
 
-  def init(self, rng: jax.Array, image_shape) -> TrainState:
-    """A fresh state for images of ``image_shape`` (H, W, C) as they come from the data source."""
-    crop = self.augment_config.crop_size
-    variables = models.init_variables(self.network, rng, (crop, crop, image_shape[-1]))
-    params, batch_stats = dict(variables['params']), variables['batch_stats']
+  def init(self, rng: jax.Array, input_shape) -> TrainState:
+    """A fresh state for inputs of ``input_shape`` (one example, as the data source yields it)."""
+    x = jnp.zeros((2,) + tuple(self.views.row_shape(input_shape)), jnp.float32)
+    variables = self.network.init(rng, x, train=True)
+    params, model_state = dict(variables['params']), dict(variables.get('batch_stats', {}))
     if self.probe is not None:
-      x = jnp.zeros((1, crop, crop, image_shape[-1]), jnp.float32)
-      features = jax.eval_shape(lambda: self.network.apply(variables, x, method='encode'))
+      features = jax.eval_shape(lambda: self.network.apply(variables, x, train=False)['features'])
       params['probe'] = self.probe.init(jax.random.fold_in(rng, 1), jnp.zeros(features.shape))['params']
-    target_params, target_stats = {}, {}
-    if self.method.target == 'ema':
-      # The target starts as a copy of the online backbone and projector.
-      target_params = {k: params[k] for k in ('backbone', 'projector')}
-      target_stats = {k: batch_stats[k] for k in ('backbone', 'projector')}
-    return TrainState(jnp.zeros((), jnp.int32), params, batch_stats, self.tx.init(params),
-                      target_params, target_stats)
+    extras = {'target': self.method.target.init(params, model_state),
+              'predictor': self.method.predictor.init(params)}
+    return TrainState(jnp.zeros((), jnp.int32), params, model_state, self.tx.init(params), extras)
 
-  def views(self, images, rng):
-    """uint8 [B, H, W, C] → float [B·V, h, w, C], image-major."""
-    v = augment.augment_batch(rng, images, self.method.num_views, self.augment_config)
-    return v.reshape((-1,) + v.shape[2:])
-
-  def target_projections(self, state: TrainState, x):
-    """BYOL's target network on view rows ``x`` (training-mode BatchNorm); returns (projections, new stats)."""
-    out, updates = self.network.apply(
-        {'params': state.target_params, 'batch_stats': state.target_batch_stats}, x, train=True,
-        num_views=self.method.num_views, with_predictor=False, mutable=['batch_stats'])
-    return out['projection'], updates['batch_stats']
-
-  def network_variables(self, params, batch_stats) -> dict:
-    """The Siamese network's variables from the online ``params`` (which may hold the probe's too)."""
-    return {'params': {k: v for k, v in params.items() if k != 'probe'}, 'batch_stats': batch_stats}
+  def network_variables(self, params, model_state) -> dict:
+    """The network's variables from the trained ``params`` (which may hold the probe's too)."""
+    return {'params': {k: v for k, v in params.items() if k != 'probe'}, 'batch_stats': model_state}
 
   def probe_logits(self, params, features):
     """The online probe's class scores for backbone ``features`` (gradient stops at the features)."""
     return self.probe.apply({'params': params['probe']}, jax.lax.stop_gradient(features))
 
-  def loss(self, params, batch_stats, x, target_projections, rng, labels=None):
-    """Objective of the online ``params`` on view rows ``x``.
+  def loss(self, params, model_state, x, target_projections, rng, labels=None):
+    """Objective of ``params`` on view rows ``x``.
 
-    ``target_projections`` are the EMA network's, or None to use the online
-    projections (SimSiam). The objective is the method's loss, plus the
-    online probe's cross-entropy on ``labels`` when the probe is on.
-    Returns (objective, (aux, new batch stats, outputs)); ``aux['loss']`` is
-    the method's loss alone.
+    ``target_projections``: the target component's, or None for the online
+    projections. Returns (objective, (aux, new model state, outputs));
+    ``aux['loss']`` is the method's loss alone.
     """
     num_views = self.method.num_views
-    out, updates = self.network.apply(
-        self.network_variables(params, batch_stats), x, train=True, num_views=num_views,
-        with_predictor=self.method.use_predictor, mutable=['batch_stats'])
+    out, updates = self.network.apply(self.network_variables(params, model_state), x, train=True,
+                                      num_views=num_views, mutable=['batch_stats'])
     targets = out['projection'] if target_projections is None else target_projections
     to_views = lambda a: a.reshape(x.shape[0] // num_views, num_views, -1)
     loss, aux = self.method.loss_fn(to_views(out['prediction']), to_views(targets), rng)
@@ -122,45 +100,42 @@ class Trainer:
     objective = loss
     if self.probe is not None:
       logits = self.probe_logits(params, out['features'])
-      view_labels = jnp.repeat(labels, num_views)  # Rows are image-major: b·V + v.
+      view_labels = jnp.repeat(labels, num_views)  # Rows are example-major: b·V + v.
       probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, view_labels).mean()
       aux['probe/loss'] = probe_loss
       aux['probe/train_top1'] = 100.0 * jnp.mean(jnp.argmax(logits, -1) == view_labels)
       objective = loss + probe_loss
-    return objective, (aux, updates['batch_stats'], out)
+    return objective, (aux, updates.get('batch_stats', {}), out)
 
   def train_step(self, state: TrainState, batch, rng):
     """One optimisation step on a global batch. Pure: (state, batch, rng) → (state, metrics).
 
-    ``batch['image']``: uint8 [B, H, W, C]; ``batch['label']``: int32 [B], read only by the online probe.
+    ``batch``: what ``views`` reads (images: ``'image'`` uint8 [B, H, W, C]), and
+    ``'label'`` int32 [B] when the online probe is on (read by the probe only).
     """
-    augment_rng, loss_rng = jax.random.split(jax.random.fold_in(rng, state.step))
-    x = self.views(batch['image'], augment_rng)
+    view_rng, loss_rng = jax.random.split(jax.random.fold_in(rng, state.step))
+    x = self.views(batch, view_rng, self.method.num_views)
+    target, predictor = self.method.target, self.method.predictor
+    target_projections, target_entry = target.projections(state.extras['target'], self.network, x,
+                                                          self.method.num_views)
     labels = batch['label'] if self.probe is not None else None
-
-    target_projections, target_stats = None, state.target_batch_stats
-    if self.method.target == 'ema':
-      target_projections, target_stats = self.target_projections(state, x)
-
-    (_, (aux, batch_stats, out)), grads = jax.value_and_grad(self.loss, has_aux=True)(
-        state.params, state.batch_stats, x, target_projections, loss_rng, labels)
+    (_, (aux, model_state, out)), grads = jax.value_and_grad(self.loss, has_aux=True)(
+        state.params, state.model_state, x, target_projections, loss_rng, labels)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 
-    metrics = {'learning_rate': self.learning_rate(state.step),
-               'projection_std': normalized_std(out['projection']), **aux}
-    target_params = state.target_params
-    if self.method.target == 'ema':
-      momentum = self.ema_momentum(state.step)
-      target_params = methods.ema_update(state.target_params, params, momentum)
-      metrics['ema_momentum'] = momentum
-    new_state = TrainState(state.step + 1, params, batch_stats, opt_state, target_params, target_stats)
-    return new_state, metrics
+    target_entry, target_metrics = target.update(target_entry, params, state.step)
+    predictor_entry, params, predictor_metrics = predictor.update(
+        state.extras['predictor'], params, out['projection'], state.step)
+    extras = {**state.extras, 'target': target_entry, 'predictor': predictor_entry}
+    metrics = {'learning_rate': self.learning_rate(state.step), 'projection_std': normalized_std(out['projection']),
+               **aux, **target_metrics, **predictor_metrics}
+    return TrainState(state.step + 1, params, model_state, opt_state, extras), metrics
 
-  def encode(self, state: TrainState, images_u8):
-    """Backbone features of uint8 images with evaluation preprocessing (running BN statistics)."""
-    x = augment.preprocess_eval(images_u8, self.augment_config)
-    return self.network.apply(self.network_variables(state.params, state.batch_stats), x, method='encode')
+  def encode(self, state: TrainState, inputs):
+    """Backbone features with evaluation preprocessing (running BatchNorm statistics)."""
+    x = self.views.preprocess_eval(inputs)
+    return self.network.apply(self.network_variables(state.params, state.model_state), x, train=False)['features']
 
 
 def normalized_std(x):
@@ -169,16 +144,15 @@ def normalized_std(x):
 
 
 def build_trainer(config, steps_per_epoch: int, num_classes: Optional[int]) -> Trainer:
-  """The static parts of a run described by ``config``.
+  """The image trainer that ``config`` describes: the step core with the Siamese network and image views.
 
   The online probe is built when ``config.online_probe.enabled`` and
   ``num_classes`` is given (the dataset's); batches must then carry labels.
   ``num_classes=None``: no probe, for unlabelled data.
   """
-  method = methods.build_method(config.method)
-  network = models.build_network(config.model, use_predictor=method.use_predictor)
-  tx, schedule = build_optimizer(config, steps_per_epoch)
-  momentum = methods.momentum_schedule(config.method.ema_momentum, config.method.ema_schedule,
-                                       config.num_epochs * steps_per_epoch)
+  method = methods.build_method(config.method, config.num_epochs * steps_per_epoch)
+  predictor = method.predictor.module(config.model, models.DTYPES[config.model.dtype])
+  network = models.build_network(config.model, predictor)
+  tx, schedule = build_optimizer(config, steps_per_epoch, method.optimizer_rules)
   probe = nn.Dense(num_classes) if config.online_probe.enabled and num_classes else None
-  return Trainer(network, method, tx, schedule, momentum, config.augment, probe)
+  return Trainer(network, method, ImageViews(config.augment), tx, schedule, probe)
