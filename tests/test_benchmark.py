@@ -16,6 +16,8 @@ import pytest
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # Subprocesses: the full tier only.
+
 
 @pytest.fixture(scope='module')
 def benchmark_json(tmp_path_factory):

@@ -26,6 +26,8 @@ import pytest
 
 from conftest import REPO, tiny_config
 
+pytestmark = pytest.mark.slow  # Subprocesses: the full tier only.
+
 TIMEOUT = 300
 STEPS = 8  # 512 images / batch 64, one epoch.
 TINY = ['--config.data.builtin_num_train=512', '--config.data.builtin_num_heldout=256', '--config.model.width=8',

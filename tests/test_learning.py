@@ -1,24 +1,24 @@
-"""Training learns: kNN accuracy after a short run beats the same network at random initialisation.
+"""Training learns: kNN accuracy after a run beats the same network at random initialisation.
 
 The random-init figure is the run's own step-0 evaluation (same seed, same
 held-out split, same k), so the comparison is like for like.
+
+These tests must hold on any CPU. XLA's floating-point results differ between
+processors, and self-supervised training amplifies a rounding difference into
+a different trajectory, so another machine behaves like another seed: every
+margin below is set from the spread over several seeds, not from one run.
 """
 
-import importlib.util
 import json
 import os
 
 import pytest
 
 from gsg_jax import train
-from conftest import REPO, cifar10_zip
+from gsg_jax.config_lib import named_config as load_config
+from conftest import cifar10_zip
 
-
-def load_config(name: str, preset: str):
-  spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, 'configs', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(preset)
+pytestmark = pytest.mark.slow
 
 
 def knn_by_step(workdir) -> dict:
@@ -28,18 +28,22 @@ def knn_by_step(workdir) -> dict:
 
 
 def test_quick_preset_learns_above_random_init(tmp_path):
-  """The README's quick run (SimSiam+GSG, built-in data), cut to 2 of its 6 epochs.
+  """The README's quick run as it is (SimSiam+GSG, built-in data, 6 epochs).
 
-  Measured on 2 CPU cores: 24.1% at random init, 37.1% after 2 epochs of the
-  full 6-epoch run, 39.3% after all 6.
+  The earlier version of this test stopped after 2 epochs and asked for +6
+  points: it failed on an AMD EPYC (24.1 → 29.8 %). Two epochs are too few
+  to be stable: on one Intel machine, seeds 0, 1, 2 of a 2-epoch run gained
+  +9.1, +5.1 and +1.5 points. The whole 6-epoch run gained +13.7, +14.6 and
+  +11.1 (benchmarks/RESULTS.md, "Learning-test margins"), so +6 leaves 5
+  points below the worst seed and still fails a run that learns nothing.
   """
   config = load_config('simsiam_gsg', 'quick')
-  config.num_epochs = 2
+  config.eval_every_epochs = 6
   config.distributed.mode = 'off'
   summary = train.train_and_evaluate(config, str(tmp_path))
   knn = knn_by_step(tmp_path)
-  assert summary['steps'] == 64 and set(knn) == {0, 64}
-  assert knn[64] > knn[0] + 6.0, knn
+  assert summary['steps'] == 192 and set(knn) == {0, 192}
+  assert knn[192] > knn[0] + 6.0, knn
   assert summary['projection_std'] > 0.02  # Not collapsed (1/√256 ≈ 0.0625 when spread out).
 
 

@@ -16,6 +16,8 @@ import numpy as np
 
 from conftest import REPO
 
+pytestmark = pytest.mark.slow  # Subprocesses: the full tier only.
+
 WORKER = os.path.join(REPO, 'tests', 'multiprocess_worker.py')
 TIMEOUT = 400
 
