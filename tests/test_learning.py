@@ -56,10 +56,11 @@ def test_cifar10_subset_learns_above_random_init(tmp_path):
   """SimSiam+GSG on 8,192 CIFAR-10 images from the shared zip, at 16×16 to fit a CPU budget.
 
   A random-init ConvNet is a strong kNN baseline on CIFAR-10 (colour alone
-  carries much of the label), and SSL overtakes it slowly. Measured on 2 CPU
-  cores (2026-11-23), 115 s: 32.5% at random init → 35.6% after 6 epochs
-  (1,020 held-out queries, k = 20). At 32×32, or with base lr 0.1, the same
-  budget did not beat random init.
+  carries much of the label), and SSL overtakes it slowly (1,020 held-out
+  queries, k = 20). Seeds 0, 1, 2 on one 2-core machine (2026-12-01):
+  32.5 → 34.9 (+2.5), 30.4 → 35.2 (+4.8), 32.7 → 35.7 (+2.9); the margin
+  +1.0 is below the worst of them by 1.5 points (benchmarks/RESULTS.md). At
+  32×32, or with base lr 0.1, the same budget did not beat random init.
   """
   config = load_config('simsiam_gsg', 'quick')
   config.data.source = 'folder'
@@ -74,4 +75,4 @@ def test_cifar10_subset_learns_above_random_init(tmp_path):
   summary = train.train_and_evaluate(config, str(tmp_path))
   knn = knn_by_step(tmp_path)
   assert summary['dataset'] == 'cifar10-train-jpeg' and set(knn) == {0, summary['steps']}
-  assert knn[summary['steps']] > knn[0] + 1.5, knn
+  assert knn[summary['steps']] > knn[0] + 1.0, knn
