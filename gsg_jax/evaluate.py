@@ -16,7 +16,9 @@ the memory and held-out splits. Protocols:
   slow on a CPU, so off by default.
 * ``diagnostics``: effective rank, normalised std and singular spectrum of
   held-out features and projections, collapse flag, alignment / uniformity of
-  two augmented views of the held-out images, and, for runs with a predictor,
+  two augmented views of the held-out images, the covariance rank and RankMe
+  (Garrido et al. 2023) of features and projections, the Wasserstein
+  uniformity of the projections (Koromilas et al. 2024), and, for runs with a predictor,
   the eigenspace alignment of the predictor's local linear map (its Jacobian
   at the mean projection) with the eigenbasis of E[z zᵀ] of its inputs.
 
@@ -153,6 +155,7 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
     metrics['linear_top1'], metrics['linear_top5'] = float(r['top1']), float(r['top5'])
   if 'diagnostics' in protocols:
     metrics.update(diagnostics.collapse_report(held_f, held_p))
+    metrics.update(diagnostics.rank_report(held_f, held_p))
     metrics['features/singular_values'] = [float(s) for s in diagnostics.singular_values(held_f)]
     metrics['projections/singular_values'] = [float(s) for s in diagnostics.singular_values(held_p)]
 

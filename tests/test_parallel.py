@@ -20,9 +20,13 @@ def run_worker(tmp_path, devices, name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', ['simsiam_gsg', 'byol', 'byol_directpred'])
+@pytest.mark.parametrize('name', ['simsiam_gsg', 'byol', 'byol_directpred', 'simclr', 'dcl', 'dhel', 'kcl'])
 def test_one_and_eight_devices_agree(tmp_path, name):
-  """BYOL+DirectPred: F̂ is a global-batch statistic, so W_p (set from it) must not depend on the device count."""
+  """BYOL+DirectPred: F̂ is a global-batch statistic, so W_p (set from it) must not depend on the device count.
+
+  The contrastive losses (simclr = InfoNCE, dcl, dhel, kcl) take their negatives from the global batch: with
+  per-device negatives the loss itself would change with the device count, not only its rounding.
+  """
   one = run_worker(tmp_path, 1, name)
   eight = run_worker(tmp_path, 8, name)
   assert int(one['devices']) == 1 and int(eight['devices']) == 8

@@ -5,13 +5,16 @@ Features are [N, D] jax or NumPy arrays. Sums over samples run under
 masked), so N can be large; pairwise quantities never hold more than
 ``chunk_size × N`` entries. Matmuls use full float32 precision (no TF32 on
 GPUs). The single metrics return jax scalars/arrays (usable inside jit); the
-report functions return Python floats.
+report functions return Python floats. The rank, RankMe and Wasserstein
+uniformity of the last section finish in NumPy (float64) and return Python
+numbers; the Wasserstein uniformity looks at ≤ 2,048 rows (≈ 2.1 M pairs).
 """
 
 import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from gsg_jax.methods.similarity import l2_normalize
 
@@ -47,9 +50,9 @@ def _second_moment(x, chunk_size: int, mean=None):
   return _chunked_sum(gram, x, chunk_size)
 
 
-@functools.partial(jax.jit, static_argnames='chunk_size')
-def singular_values(x, chunk_size: int = 4096):
-  """Singular values σ_1 ≥ … ≥ σ_r, r = min(N, D), of the *centred* features X − 1μᵀ.
+@functools.partial(jax.jit, static_argnames=('chunk_size', 'centered'))
+def singular_values(x, chunk_size: int = 4096, centered: bool = True):
+  """Singular values σ_1 ≥ … ≥ σ_r, r = min(N, D), of the *centred* features X − 1μᵀ (``centered=False``: of X).
 
   For N ≤ D a direct SVD. For N > D (the usual case) the eigenvectors v_j of
   the centred Gram matrix G = Σ_i (x_i − μ)(x_i − μ)ᵀ are found first and then
@@ -59,8 +62,8 @@ def singular_values(x, chunk_size: int = 4096):
   x = jnp.asarray(x, jnp.float32)
   n, d = x.shape
   if n <= d:
-    return jnp.linalg.svd(x - x.mean(0), compute_uv=False)
-  mean = _mean(x, chunk_size)
+    return jnp.linalg.svd(x - x.mean(0) if centered else x, compute_uv=False)
+  mean = _mean(x, chunk_size) if centered else jnp.zeros((d,), x.dtype)
   _, vectors = jnp.linalg.eigh(_second_moment(x, chunk_size, mean))
   def squared_norms(c, valid, _):
     return jnp.sum(jnp.where(valid[:, None], jnp.matmul(c - mean, vectors, precision=_HIGHEST), 0) ** 2, 0)
@@ -197,4 +200,85 @@ def collapse_report(features, projections, chunk_size: int = 4096) -> dict:
     report[f'{name}/normalized_std'] = float(normalized_std(x, chunk_size))
   dim = jnp.shape(projections)[-1]
   report['collapsed'] = bool(report['projections/normalized_std'] < 0.1 / dim ** 0.5)
+  return report
+
+
+# ---------------------------------------------------------------- rank, RankMe, Wasserstein uniformity
+# Koromilas et al. (ICML 2024) report these for the contrastive losses (their DHEL-KCL metrics.py).
+
+
+def numerical_rank(x, tol: float = 1e-5, chunk_size: int = 4096) -> int:
+  """Rank of the sample covariance C = (X − 1μᵀ)ᵀ(X − 1μᵀ)/(N − 1): how many eigenvalues λ_j(C) exceed ``tol``.
+
+  λ_j = σ_j²/(N − 1), σ_j the singular values of the centred features
+  (``singular_values``). The absolute tolerance 1e-5 is Koromilas et al.'s
+  (``np.linalg.matrix_rank(np.cov(Z.T), tol=1e-5)``). Needs N ≥ 2.
+  """
+  sigma = np.asarray(singular_values(jnp.asarray(x, jnp.float32), chunk_size), np.float64)
+  return int(np.sum(sigma ** 2 / (np.shape(x)[0] - 1) > tol))
+
+
+def rankme(x, eps: float = 1e-7, chunk_size: int = 4096) -> float:
+  """RankMe (Garrido et al. 2023, eq. 1): exp(−Σ_k p_k log p_k), p_k = σ_k/‖σ‖₁ + ε.
+
+  σ_k are the singular values of X itself, not centred (as in the paper and
+  Koromilas et al.'s code), k ≤ min(N, D). Between about 1 and min(N, D).
+  """
+  sigma = np.asarray(singular_values(jnp.asarray(x, jnp.float32), chunk_size, centered=False), np.float64)
+  p = sigma / max(np.sum(sigma), np.finfo(np.float64).tiny) + eps
+  return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def inner_product_samples(dim: int, num_samples: int = 100_000, seed: int = 0) -> np.ndarray:
+  """Samples of t = ⟨a, b⟩ for a, b independent and uniform on the unit sphere of R^dim.
+
+  Its density is Γ(dim/2)/(Γ((dim−1)/2)√π) · (1 − t²)^((dim−3)/2) on [−1, 1],
+  i.e. (1 + t)/2 ~ Beta((dim−1)/2, (dim−1)/2), which is how they are drawn
+  (seeded: the metric is deterministic). Koromilas et al.'s ``DotProdDist``
+  is this density with their d = dim − 1 (d = 127 for 128-d projections).
+  """
+  if dim < 2:
+    raise ValueError(f'inner_product_samples: dim={dim}, needs a sphere of dimension >= 1 (dim >= 2).')
+  a = (dim - 1) / 2
+  return 2.0 * np.random.default_rng(seed).beta(a, a, num_samples) - 1.0
+
+
+def wasserstein_1d(u, v) -> float:
+  """1-Wasserstein distance between the empirical distributions of samples ``u`` and ``v``: ∫ |F_u − F_v| dx."""
+  u, v = np.sort(np.ravel(u)), np.sort(np.ravel(v))
+  grid = np.sort(np.concatenate([u, v]))
+  cdf_u = np.searchsorted(u, grid[:-1], side='right') / u.size
+  cdf_v = np.searchsorted(v, grid[:-1], side='right') / v.size
+  return float(np.sum(np.abs(cdf_u - cdf_v) * np.diff(grid)))
+
+
+def pairwise_cosines(x, max_points: int = 2048, seed: int = 0) -> np.ndarray:
+  """cos(x_i, x_j) for all i < j, in float64; above ``max_points`` rows, of a seeded random subset of that many rows."""
+  z = np.asarray(x, np.float64)
+  if z.shape[0] > max_points:
+    z = z[np.sort(np.random.default_rng(seed).choice(z.shape[0], max_points, replace=False))]
+  z = z / np.maximum(np.linalg.norm(z, axis=-1, keepdims=True), 1e-12)
+  return (z @ z.T)[np.triu_indices(z.shape[0], k=1)]
+
+
+def wasserstein_uniformity(x, num_samples: int = 100_000, max_points: int = 2048, seed: int = 0) -> float:
+  """Koromilas et al.'s uniformity: W₁ between the pairwise cosines of the ℓ2-normalised rows of ``x`` [N, D]
+  (``pairwise_cosines``) and samples of the inner product of two uniform points on the sphere of R^D.
+
+  D is the data's own dimension (the authors' code fixes d = 127). 0 for
+  points as spread as uniform ones; about 1 for a collapsed set (all
+  cosines 1). The authors draw 10,000 samples; 100,000 here, seeded.
+  """
+  cosines = pairwise_cosines(x, max_points, seed)
+  return wasserstein_1d(cosines, inner_product_samples(np.shape(x)[1], num_samples, seed))
+
+
+def rank_report(features, projections, chunk_size: int = 4096) -> dict:
+  """``{features,projections}/rank`` (``numerical_rank``), ``.../rankme`` (``rankme``) and
+  ``projections/wasserstein_uniformity`` (``wasserstein_uniformity``), as Python numbers."""
+  report = {}
+  for name, x in (('features', features), ('projections', projections)):
+    report[f'{name}/rank'] = numerical_rank(x, chunk_size=chunk_size)
+    report[f'{name}/rankme'] = rankme(x, chunk_size=chunk_size)
+  report['projections/wasserstein_uniformity'] = wasserstein_uniformity(projections)
   return report

@@ -2,15 +2,16 @@
 
 A method is chosen by ``config.method``::
 
-    method.loss      = 'negcos' | 'gsg'                          (LOSSES)
+    method.loss      = 'negcos' | 'gsg' | 'infonce' | 'dcl' | 'dhel' | 'kcl'   (LOSSES)
     method.target    = 'online' | 'ema'                          (TARGETS)
     method.predictor = 'mlp' | 'linear' | 'none' | 'directpred' | 'directcopy'   (PREDICTORS)
 
 and each component's hyperparameters sit in a sub-block named after it
 (``method.ema.momentum``, ``method.directpred.eps``, ...), with the defaults
 that the registry entries below declare. SimSiam is negcos/online/mlp, BYOL
-negcos/ema/mlp, their GSG versions use the ``gsg`` loss; every predictor
-composes with every target and loss.
+negcos/ema/mlp, their GSG versions use the ``gsg`` loss; SimCLR is
+infonce/online/none (the contrastive losses of ``contrastive.py``: infonce,
+dcl, dhel, kcl); every predictor composes with every target and loss.
 
 A loss is a pure ``fn(predictions [B, V, D], targets [B, V, D], rng,
 **hyperparameters) -> (loss, aux)``. The targets arrive with their gradient
@@ -27,7 +28,7 @@ and ``build_method`` both read them.
 import dataclasses
 from typing import Any, Callable
 
-from gsg_jax.methods import gsg, predictors, simsiam, targets
+from gsg_jax.methods import contrastive, gsg, predictors, simsiam, targets
 from gsg_jax.methods.targets import ema_update, momentum_schedule
 
 
@@ -48,6 +49,14 @@ class Component:
 LOSSES: dict[str, Loss] = {
     'negcos': Loss(2, simsiam.symmetric_loss, cuts_target_gradient=True),
     'gsg': Loss(4, gsg.guided_loss, cuts_target_gradient=True),
+    # Contrastive losses (gradients through both views). simclr-pytorch's CIFAR-10 config: τ = 0.5;
+    # Koromilas et al.'s code (DHEL-KCL losses.py): DHEL τ = 0.3 with both views' energies, KCL t = 2, γ = 16.
+    'infonce': Loss(2, contrastive.infonce_loss, cuts_target_gradient=False, defaults={'temperature': 0.5}),
+    'dcl': Loss(2, contrastive.dcl_loss, cuts_target_gradient=False, defaults={'temperature': 0.5}),
+    'dhel': Loss(2, contrastive.dhel_loss, cuts_target_gradient=False,
+                 defaults={'temperature': 0.3, 'include_augs': True}),
+    'kcl': Loss(2, contrastive.kcl_loss, cuts_target_gradient=False,
+                defaults={'t': 2.0, 'gamma': 16.0, 'kernel': 'gaussian'}),
 }
 TARGETS: dict[str, Component] = {
     'online': Component(targets.build_online),
@@ -79,7 +88,13 @@ class Method:
 
 
 def label(loss: str, target: str, predictor: str) -> str:
-  """'simsiam', 'byol+gsg', 'byol+directpred', 'simsiam (no predictor)', ..."""
+  """'simsiam', 'byol+gsg', 'byol+directpred', 'simsiam (no predictor)', 'infonce', 'dhel+ema+mlp', ...
+
+  A loss that takes gradients through both views (a contrastive one) names the
+  method itself; a non-default target ('ema') and predictor follow it.
+  """
+  if loss in LOSSES and not LOSSES[loss].cuts_target_gradient:
+    return loss + ('+ema' if target == 'ema' else '') + ('' if predictor == 'none' else f'+{predictor}')
   name = {'online': 'simsiam', 'ema': 'byol'}[target] + ('+gsg' if loss == 'gsg' else '')
   if predictor == 'none':
     return name + ' (no predictor)'

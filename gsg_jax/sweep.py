@@ -1,0 +1,327 @@
+"""Grid sweeps of one config, one run directory per point, and their report.
+
+    python -m gsg_jax.sweep --config=configs/simclr.py:quick --grid=batch_size=16,32,64,128,256 \
+        [--grid=method.infonce.temperature=0.2,0.5 ...] [--config.num_epochs=...] --workdir=DIR
+    python -m gsg_jax.sweep --report DIR [DIR ...] --out=OUT
+
+A point of the grid (the product of the ``--grid`` axes, ``--config.*``
+overrides under them) trains in ``DIR/<key>=<value>[,<key>=<value>]`` with
+``gsg_jax.train.train_and_evaluate`` and is then evaluated with
+``gsg_jax.evaluate.evaluate_run`` (kNN, fast linear probe, diagnostics).
+Every point's config is validated before the first one trains; a grid key
+the config lacks, or a value of the wrong type, stops at once with a
+one-line error.
+
+Resuming: a point with ``summary.json`` and ``eval/latest.json`` is done and
+skipped; one with ``summary.json`` only is evaluated; any other resumes from
+its latest checkpoint (``train_and_evaluate`` does that). A point whose
+directory holds a run of a different config is refused, not mixed. The same
+command, run again, finishes an interrupted sweep; on a cluster, one job per
+point can run the same command with a one-value ``--grid``.
+
+Then ``DIR/sweep.md`` (a row per point: method, batch size, the peak
+learning rate actually used, kNN and fast-linear top-1, RankMe of
+projections and features, Wasserstein and Wang–Isola uniformity, wall time)
+and ``DIR/sweep.png`` (those against batch size, one line per method) are
+written. ``--report DIR1 DIR2 ...`` writes the same for several sweeps
+together (e.g. one per method, in sibling directories) to ``--out``.
+"""
+
+import copy
+import itertools
+import json
+import os
+import sys
+import time
+
+_PROTOCOLS = ('knn', 'fast_linear', 'diagnostics')
+_POINT_FILE = 'sweep_point.json'
+
+
+# ---------------------------------------------------------------- the grid
+
+def _lookup(config, key: str):
+  """(the block holding ``key``, its last part), e.g. (config.method.ema, 'momentum') for 'method.ema.momentum'."""
+  block, parts = config, key.split('.')
+  for part in parts:
+    if not hasattr(block, 'keys') or part not in block:
+      raise ValueError(f'--grid: the config has no key {key!r}.')
+    parent, block = block, block[part]
+  return parent, parts[-1]
+
+
+def _parse_value(key: str, text: str, current):
+  kind = type(current).__name__
+  try:
+    if isinstance(current, bool):
+      if text.lower() not in ('true', 'false'):
+        raise ValueError
+      return text.lower() == 'true'
+    if isinstance(current, int):
+      return int(text)
+    if isinstance(current, float):
+      return float(text)
+  except ValueError:
+    raise ValueError(f'--grid: {key}={text!r} is not a valid {kind} (config.{key} is {current!r}).') from None
+  if isinstance(current, str):
+    return text
+  raise ValueError(f'--grid: config.{key} is a {kind}, not a number, bool or string: it cannot be a grid axis.')
+
+
+def parse_grid(specs, config) -> list[tuple[str, list]]:
+  """``['batch_size=16,32', ...]`` → ``[('batch_size', [16, 32]), ...]``, values typed as the config's."""
+  axes = []
+  for spec in specs:
+    key, sep, values = spec.partition('=')
+    key = key.strip()
+    if not sep or not key or not values.strip():
+      raise ValueError(f'--grid={spec!r}: expected KEY=VALUE[,VALUE...], e.g. --grid=batch_size=16,32,64.')
+    if key in (k for k, _ in axes):
+      raise ValueError(f'--grid: {key!r} is given twice.')
+    block, leaf = _lookup(config, key)
+    axes.append((key, [_parse_value(key, v.strip(), block[leaf]) for v in values.split(',')]))
+  return axes
+
+
+def grid_points(axes) -> list[dict]:
+  """Every combination of the axes' values, the first axis slowest: ``[{key: value, ...}, ...]``."""
+  return [dict(zip([k for k, _ in axes], values)) for values in itertools.product(*[v for _, v in axes])]
+
+
+def point_name(point: dict) -> str:
+  return ','.join(f'{k}={v}' for k, v in point.items()).replace(os.sep, '_') or 'base'
+
+
+def point_config(config, point: dict):
+  c = copy.deepcopy(config)
+  for key, value in point.items():
+    block, leaf = _lookup(c, key)
+    block[leaf] = value
+  return c
+
+
+# ---------------------------------------------------------------- running
+
+def _read_json(path: str):
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _config_differences(stored: dict, config) -> list[str]:
+  """Keys whose value in ``stored`` (a run's config.json) differs from ``config``'s."""
+  def flat(d, prefix=''):
+    out = {}
+    for k, v in d.items():
+      out.update(flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {prefix + k: v})
+    return out
+  a, b = flat(stored), flat(json.loads(config.to_json_best_effort()))
+  return [f'{k}: {a.get(k)!r} → {b.get(k)!r}' for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+def _record(run_dir: str, point: dict, **seconds) -> None:
+  record = _read_json(os.path.join(run_dir, _POINT_FILE)) or {}
+  record['point'] = point
+  for key, value in seconds.items():
+    record[key] = record.get(key, 0.0) + value
+  with open(os.path.join(run_dir, _POINT_FILE), 'w') as f:
+    json.dump(record, f, indent=2)
+
+
+def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) -> str:
+  """Train and evaluate every grid point of ``config`` under ``workdir``; returns the report's Markdown.
+
+  ``evaluate_kwargs`` go to ``gsg_jax.evaluate.evaluate_run`` (e.g. ``fast_linear_epochs``).
+  """
+  from gsg_jax import config_lib
+  points = grid_points(parse_grid(grid_specs, config))
+  configs = [point_config(config, p) for p in points]
+  for point, c in zip(points, configs):
+    try:
+      config_lib.validate(c)
+    except ValueError as e:
+      raise ValueError(f'grid point {point_name(point)}: {e}') from None
+  workdir = os.path.abspath(workdir)
+  for point, c in zip(points, configs):  # Refuse before any training: nothing is mixed into an old run.
+    stored = _read_json(os.path.join(workdir, point_name(point), 'config.json'))
+    differences = [] if stored is None else _config_differences(stored, c)
+    if differences:
+      raise ValueError(f'{os.path.join(workdir, point_name(point))} holds a run of another config '
+                       f'({"; ".join(differences[:3])}): use another --workdir or delete it.')
+
+  from gsg_jax import train
+  from gsg_jax.evaluate import evaluate_run
+  for index, (point, c) in enumerate(zip(points, configs), 1):
+    name, run_dir = point_name(point), os.path.join(workdir, point_name(point))
+    prefix = f'[{index}/{len(points)}] {name}:'
+    has_summary = os.path.exists(os.path.join(run_dir, 'summary.json'))
+    if has_summary and os.path.exists(os.path.join(run_dir, 'eval', 'latest.json')):
+      log(f'{prefix} done, skipped (summary.json and eval/latest.json present).')
+      continue
+    if not has_summary:
+      log(f'{prefix} training in {run_dir}')
+      start = time.perf_counter()
+      try:
+        train.train_and_evaluate(c, run_dir)
+      finally:
+        if os.path.isdir(run_dir):
+          _record(run_dir, point, train_wall_seconds=time.perf_counter() - start)
+    start = time.perf_counter()
+    result = evaluate_run(run_dir, protocols=_PROTOCOLS, **evaluate_kwargs)
+    _record(run_dir, point, eval_seconds=time.perf_counter() - start)
+    m = result['metrics']
+    log(f"{prefix} kNN top-1 {m['knn_top1@20']:.2f}%, fast linear {m['fast_linear_top1']:.2f}%, "
+        f"RankMe {m['projections/rankme']:.1f}, W-uniformity {m['projections/wasserstein_uniformity']:.4f}")
+  text = write_report([workdir], workdir)
+  log(f'Report: {os.path.join(workdir, "sweep.md")}, {os.path.join(workdir, "sweep.png")}')
+  return text
+
+
+# ---------------------------------------------------------------- the report
+
+def collect(sweep_dirs) -> list[dict]:
+  """One row per evaluated point (``<dir>/<point>/eval/latest.json``) of each sweep directory, in order."""
+  rows = []
+  for sweep_dir in sweep_dirs:
+    if not os.path.isdir(sweep_dir):
+      raise FileNotFoundError(f'sweep directory {sweep_dir!r} does not exist.')
+    for name in sorted(os.listdir(sweep_dir)):
+      run_dir = os.path.join(sweep_dir, name)
+      result = _read_json(os.path.join(run_dir, 'eval', 'latest.json'))
+      config = _read_json(os.path.join(run_dir, 'config.json'))
+      if result is None or config is None:
+        continue
+      record = _read_json(os.path.join(run_dir, _POINT_FILE)) or {}
+      summary = _read_json(os.path.join(run_dir, 'summary.json')) or {}
+      point = record.get('point') or dict(p.split('=', 1) for p in name.split(',') if '=' in p)
+      wall = record.get('train_wall_seconds', summary.get('train_seconds'))
+      if wall is not None:
+        wall += record.get('eval_seconds', 0.0)
+      m = result['metrics']
+      rows.append({'sweep': os.path.basename(os.path.normpath(sweep_dir)), 'run_dir': run_dir,
+                   'method': result['method'], 'batch_size': int(config['batch_size']),
+                   'extra': ', '.join(f'{k}={v}' for k, v in point.items() if k != 'batch_size'),
+                   # The linear scaling rule of gsg_jax.training.optim.peak_learning_rate.
+                   'peak_lr': config['optim']['base_lr'] * config['batch_size'] / 256,
+                   'epochs': result['epochs'], 'knn': m.get('knn_top1@20'), 'linear': m.get('fast_linear_top1'),
+                   'rankme_projections': m.get('projections/rankme'), 'rankme_features': m.get('features/rankme'),
+                   'w_uniformity': m.get('projections/wasserstein_uniformity'),
+                   'uniformity': m.get('projections/uniformity'), 'wall_seconds': wall})
+  return rows
+
+
+def _line_labels(rows) -> list[str]:
+  """A line per (sweep, method, non-batch point values); the sweep's name is added only where labels clash."""
+  keys = list(dict.fromkeys((r['sweep'], r['method'], r['extra']) for r in rows))
+  label = lambda k: k[1] + (f' ({k[2]})' if k[2] else '')
+  clashes = {label(k) for k in keys if sum(label(j) == label(k) for j in keys) > 1}
+  return [label(k) + (f' [{k[0]}]' if label(k) in clashes else '') for k in keys], keys
+
+
+def _fmt(value, spec):
+  return '–' if value is None else format(value, spec)
+
+
+def markdown(rows) -> str:
+  labels, keys = _line_labels(rows)
+  by_key = dict(zip(keys, labels))
+  lines = ['Peak learning rate = base_lr × batch/256 (each config\'s linear scaling rule), then its schedule. '
+           'kNN: k = 20, T = 0.1; linear: the fast probe on frozen features; RankMe (Garrido et al. 2023) and '
+           'Wasserstein uniformity (Koromilas et al. 2024, 0 = as uniform as random points) of held-out '
+           'projections; uniformity: Wang & Isola, t = 2. Wall time: training and evaluation.', '',
+           '| method | batch size | peak lr | epochs | kNN top-1 (%) | linear top-1 (%) | RankMe proj. '
+           '| RankMe feat. | W-uniformity | uniformity | wall time |',
+           '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+  order = {k: i for i, k in enumerate(keys)}
+  for r in sorted(rows, key=lambda r: (order[(r['sweep'], r['method'], r['extra'])], r['batch_size'])):
+    wall = '–' if r['wall_seconds'] is None else f"{r['wall_seconds'] / 60:.1f} min"
+    lines.append(f"| {by_key[(r['sweep'], r['method'], r['extra'])]} | {r['batch_size']} | {r['peak_lr']:.4g} "
+                 f"| {r['epochs']:.3g} | {_fmt(r['knn'], '.2f')} | {_fmt(r['linear'], '.2f')} "
+                 f"| {_fmt(r['rankme_projections'], '.1f')} | {_fmt(r['rankme_features'], '.1f')} "
+                 f"| {_fmt(r['w_uniformity'], '.4f')} | {_fmt(r['uniformity'], '.3f')} | {wall} |")
+  return '\n'.join(lines) + '\n'
+
+
+def plot(rows, path: str) -> None:
+  """2×2 panels against batch size (log₂ axis), one line per method: kNN, linear, RankMe, W-uniformity."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  panels = (('knn', 'kNN top-1 (%)'), ('linear', 'fast linear top-1 (%)'),
+            ('rankme_projections', 'RankMe of projections'),
+            ('w_uniformity', 'Wasserstein uniformity (lower: more uniform)'))
+  fig, axes = plt.subplots(2, 2, figsize=(12, 9), dpi=100)
+  labels, keys = _line_labels(rows)
+  sizes = sorted({r['batch_size'] for r in rows})
+  for ax, (field, title) in zip(axes.ravel(), panels):
+    for key, label in zip(keys, labels):
+      line = sorted((r['batch_size'], r[field]) for r in rows
+                    if (r['sweep'], r['method'], r['extra']) == key and r[field] is not None)
+      if line:
+        ax.plot(*zip(*line), marker='o', label=label)
+    ax.set_xscale('log', base=2)
+    ax.set_xticks(sizes, [str(s) for s in sizes])
+    ax.set(title=title, xlabel='batch size')
+    ax.grid(alpha=0.3)
+  axes[0, 0].legend(fontsize='small')
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def write_report(sweep_dirs, out_dir: str) -> str:
+  """``out_dir/sweep.md`` and ``out_dir/sweep.png`` for the points of ``sweep_dirs``; returns the Markdown."""
+  rows = collect(sweep_dirs)
+  if not rows:
+    raise FileNotFoundError(f'no evaluated grid point (…/<point>/eval/latest.json) in {list(sweep_dirs)}.')
+  os.makedirs(out_dir, exist_ok=True)
+  text = markdown(rows)
+  with open(os.path.join(out_dir, 'sweep.md'), 'w') as f:
+    f.write(text)
+  plot(rows, os.path.join(out_dir, 'sweep.png'))
+  return text
+
+
+# ---------------------------------------------------------------- command line
+
+def main(argv):
+  from absl import flags
+  from gsg_jax import train
+  from gsg_jax.training.outputs import quiet_library_logs
+  f = flags.FLAGS
+  quiet_library_logs()
+  try:
+    if f.report:
+      if len(argv) < 2 or not f.out:
+        raise ValueError('--report takes the sweep directories as arguments and --out=DIR.')
+      print(write_report(argv[1:], f.out), end='')
+      print(f'Written to {os.path.join(f.out, "sweep.md")} and sweep.png')
+      return
+    if len(argv) > 1:
+      raise ValueError(f'unexpected arguments {argv[1:]} (the sweep directories go with --report).')
+    if f.config is None or not f.workdir or not f.grid:
+      raise ValueError('--config, --grid and --workdir are required (or --report DIR ... --out=DIR).')
+    print(run_sweep(f.config, f.grid, f.workdir), end='')
+  except (ValueError, FileNotFoundError, PermissionError, train.NonFiniteLoss) as e:
+    print(f'error: {e}', file=sys.stderr)
+    sys.exit(1)
+  except train.Preempted as e:
+    print(f'{e} (the sweep resumes there too)', file=sys.stderr)
+    sys.exit(143)
+
+
+def _define_flags():
+  from absl import flags
+  from ml_collections import config_flags
+  config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/simclr.py:quick.', lock_config=True)
+  flags.DEFINE_multi_string('grid', [], 'KEY=V1,V2,...: a grid axis (repeatable), e.g. batch_size=16,32,64.')
+  flags.DEFINE_string('workdir', None, 'Sweep directory: one run directory per grid point, sweep.md, sweep.png.')
+  flags.DEFINE_bool('report', False, 'Only write the report of the sweep directories given as arguments.')
+  flags.DEFINE_string('out', None, 'With --report: where sweep.md and sweep.png go.')
+
+
+if __name__ == '__main__':
+  from absl import app
+  _define_flags()
+  app.run(main)
