@@ -1,0 +1,138 @@
+"""The figures of the landscape experiments, drawn from the results that ``run.run`` assembles.
+
+* ``recovery_curves.png``: per objective of the ``grid`` study, min/median/max over latents of
+  max_j |cos(w_j, M_i)| against the epoch, mean over seeds with the seed range as a band, at the setting
+  nearest ``figure_mask_prob``/``figure_sparsity`` (InfoNCE: its complementary masks);
+* ``support_and_collapse.png``: output variance and std of f/‖f‖ (collapse), support match, false
+  support and sparsity gap over training, same setting, mean over seeds;
+* ``end_vs_mask.png`` / ``end_vs_sparsity.png``: the end value of min_i max_j |cos| against the mask
+  probability (a panel per sparsity; InfoNCE, mask-free, as a horizontal line) and against the sparsity
+  (a panel per mask probability), mean ± std over seeds;
+* ``warm_start.png``: end min_i max_j |cos| against the warm-start level c, per sparsity, with the value
+  at initialisation: does each objective stay near the ground truth?
+"""
+
+import os
+
+import numpy as np
+
+
+def _select(res, **fixed):
+  return [r for r in res['runs'] if all(r[k] == v for k, v in fixed.items() if k in r and v != '*')]
+
+
+def _nearest(values, target):
+  values = sorted({v for v in values if v is not None})
+  return min(values, key=lambda v: abs(v - target)) if values else None
+
+
+def _curve_runs(res, mask_prob, sparsity):
+  """The runs of the curve figures: the setting nearest (mask_prob, sparsity), random init where there is one."""
+  runs = res['runs']
+  q = _nearest([r['sparsity'] for r in runs], sparsity)
+  mp = _nearest([r['mask_prob'] for r in runs], mask_prob)
+  runs = _select(res, sparsity=q, mask_prob=mp)
+  return [r for r in runs if r['c'] is None] or runs
+
+
+def write_all(results: dict, cfg, workdir: str) -> None:
+  """Every figure whose study is in ``results``, into ``workdir``."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  grid = results['studies'].get('grid') or next(iter(results['studies'].values()), None)
+  if grid:
+    names = list(grid)
+    mp, q = cfg.figure_mask_prob, cfg.figure_sparsity
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+      res = grid[name]
+      runs = _curve_runs(res, mp, q)
+      epochs = np.asarray(res['epochs'])
+      for key, color in (('max', 'C2'), ('median', 'C0'), ('min', 'C3')):
+        y = np.array([r['curves'][key] for r in runs], float)
+        ax.plot(epochs, y.mean(0), color=color, label=f'{key} over latents')
+        ax.fill_between(epochs, y.min(0), y.max(0), color=color, alpha=0.2)
+      ax.set(title=name, ylim=(0, 1.02), xlabel='epoch', ylabel=r'max$_j$|cos(w$_j$, M$_i$)|')
+      ax.grid(alpha=0.3)
+    for ax in axes.flat[len(names):]:
+      ax.axis('off')
+    axes.flat[0].legend(fontsize=7, loc='lower right')
+    fig.suptitle(f'Dictionary recovery (mask {mp}, sparsity {q}; InfoNCE: complementary masks); '
+                 f'mean over {cfg.num_seeds} seeds, band = seed range')
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, 'recovery_curves.png'), dpi=100)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 5, figsize=(23, 3.8))
+    for i, name in enumerate(names):
+      res = grid[name]
+      runs = _curve_runs(res, mp, q)
+      epochs = np.asarray(res['epochs'])
+      for ax, key in zip(axes, ('output_variance', 'normalized_std', 'match', 'false_support', 'sparsity_gap')):
+        y = np.array([r['curves'][key] for r in runs], float).mean(0)
+        style = dict(color=f'C{i % 10}', ls='-' if i < 10 else '--', label=name)
+        if key == 'output_variance':
+          ax.semilogy(epochs, np.maximum(y, 1e-12), **style)
+        else:
+          ax.plot(epochs, y, **style)
+    for ax, title in zip(axes, ('output variance (collapse check)', 'std of f/|f| (collapse: 0, healthy ~1/sqrt(m))',
+                                'support match', 'false support', 'sparsity gap')):
+      ax.set(title=title, xlabel='epoch')
+      ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=6)
+    fig.suptitle(f'Collapse and support recovery (mask {mp}, sparsity {q}), mean over seeds')
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, 'support_and_collapse.png'), dpi=100)
+    plt.close(fig)
+
+    _end_plot(plt, grid, 'mask_prob', 'sparsity', 'mask probability', os.path.join(workdir, 'end_vs_mask.png'))
+    _end_plot(plt, grid, 'sparsity', 'mask_prob', 'sparsity level q', os.path.join(workdir, 'end_vs_sparsity.png'))
+  warm = results['studies'].get('warm_start')
+  if warm:
+    sparsities = sorted({r['sparsity'] for res in warm.values() for r in res['runs']})
+    fig, axes = plt.subplots(1, len(sparsities), figsize=(5 * len(sparsities), 3.8), squeeze=False)
+    for ax, q in zip(axes[0], sparsities):
+      for i, (name, res) in enumerate(warm.items()):
+        cs = sorted({r['c'] for r in res['runs']})
+        end = [np.array([r['end']['min'] for r in _select(res, sparsity=q, c=c)], float) for c in cs]
+        start = [np.mean([r['curves']['min'][0] for r in _select(res, sparsity=q, c=c)]) for c in cs]
+        ax.errorbar(cs, [e.mean() for e in end], [e.std() for e in end], color=f'C{i % 10}', marker='o',
+                    capsize=3, label=name)
+        if i == 0:
+          ax.plot(cs, start, 'k:', label='at initialisation')
+      ax.set(title=f'warm start, sparsity {q}', xlabel='c (noise std p$^{-c/2}$)', ylabel='end min max|cos|',
+             ylim=(0, 1.02))
+      ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, 'warm_start.png'), dpi=100)
+    plt.close(fig)
+
+
+def _end_plot(plt, grid, x_key, panel_key, xlabel, path):
+  panels = sorted({r[panel_key] for res in grid.values() for r in res['runs'] if r[panel_key] is not None})
+  fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.8), squeeze=False)
+  for ax, v in zip(axes[0], panels):
+    for i, (name, res) in enumerate(grid.items()):
+      style = dict(color=f'C{i % 10}', ls='-' if i < 10 else '--')
+      if res['objective'] == 'infonce' and x_key == 'mask_prob':
+        e = np.array([r['end']['min'] for r in _select(res, sparsity=v)], float)
+        if e.size:
+          ax.axhline(e.mean(), label=f'{name} (complementary masks)', **style)
+        continue
+      runs = _select(res, **{panel_key: (None if res['objective'] == 'infonce' else v)})
+      xs = sorted({r[x_key] for r in runs if r[x_key] is not None})
+      ends = [np.array([r['end']['min'] for r in runs if r[x_key] == x], float) for x in xs]
+      if xs:
+        ax.errorbar(xs, [e.mean() for e in ends], [e.std() for e in ends], marker='o', capsize=3, label=name,
+                    **style)
+    ax.set(title=f'{panel_key} {v}', xlabel=xlabel, ylabel='end min$_i$ max$_j$|cos| (mean ± std over seeds)',
+           ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+  axes[0, -1].legend(fontsize=6)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

@@ -1,0 +1,445 @@
+"""The landscape experiments (gsg_jax/experiments/landscape): data model, encoder, metrics, objectives, runs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from gsg_jax import methods
+from gsg_jax.experiments.landscape import data as data_lib
+from gsg_jax.experiments.landscape import metrics
+from gsg_jax.experiments.landscape import run as run_lib
+from gsg_jax.experiments.landscape.model import SymReLUNetwork, encoder_matrix, sym_relu
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def landscape_config(preset=None):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location('landscape_config', os.path.join(REPO, 'configs', 'landscape.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(preset)
+
+
+def tiny_config(**overrides):
+  """A few-second run: n = 96, batch 32 (3 steps per epoch), p = 12, d = 4, m = 8, 2 seeds, 4 epochs."""
+  c = landscape_config('quick')
+  c.n, c.batch_size, c.p, c.d, c.m = 96, 32, 12, 4, 8
+  c.num_seeds, c.num_epochs, c.log_every_epochs, c.chunk_epochs, c.eval_size = 2, 4, 2, 2, 32
+  c.study.grid = study_block((0.5, 0.75), (0.25,))
+  for key, value in overrides.items():
+    c[key] = value
+  return c
+
+
+def study_block(mask_probs, sparsities, warm_start=()):
+  return ml_collections.ConfigDict({'mask_probs': mask_probs, 'sparsities': sparsities, 'warm_start': warm_start,
+                                    'p': 0, 'd': 0, 'm': 0, 'objectives': ()})
+
+
+# ----------------------------------------------------------------------------- data model
+
+@pytest.mark.parametrize('p,d', [(50, 10), (20, 20), (7, 3)])
+def test_dictionary_has_orthonormal_columns(p, d):
+  m_dict = data_lib.dictionary(np.random.default_rng(p * d), p, d)
+  assert m_dict.shape == (p, d)
+  np.testing.assert_allclose(m_dict.T @ m_dict, np.eye(d), atol=1e-12)
+
+
+def test_sparsity_counts_follow_the_authors_formula():
+  # k₋ = ⌈dq/2⌉, k₊ = max(⌈dq⌉, ⌈dq/2⌉ + 1) − k₋, written out for the paper's levels.
+  assert [data_lib.sparsity_counts(10, q) for q in (0.1, 0.2, 0.3)] == [(1, 1), (1, 1), (2, 1)]
+  assert [data_lib.sparsity_counts(20, q) for q in (0.1, 0.2, 0.3)] == [(1, 1), (2, 2), (3, 3)]
+
+
+@pytest.mark.parametrize('d,q', [(10, 0.1), (10, 0.2), (10, 0.3), (20, 0.3)])
+def test_latents_have_exact_counts_at_random_positions(d, q):
+  n = 4000
+  z = data_lib.latents(np.random.default_rng(0), n, d, q)
+  num_neg, num_pos = data_lib.sparsity_counts(d, q)
+  assert set(np.unique(z)) <= {-1, 0, 1}
+  np.testing.assert_array_equal((z == -1).sum(1), num_neg)
+  np.testing.assert_array_equal((z == 1).sum(1), num_pos)
+  # Positions: every coordinate is non-zero with frequency (k₋ + k₊)/d (binomial std ≈ 0.007 here).
+  np.testing.assert_allclose((z != 0).mean(0), (num_neg + num_pos) / d, atol=0.035)
+  assert len({row.tobytes() for row in z[:200]}) > 5
+
+
+def test_one_hot_latents():
+  z = data_lib.latents(np.random.default_rng(1), 3000, 10, 0.0, 'one_hot')
+  np.testing.assert_array_equal(np.abs(z).sum(1), 1)
+  assert 0.45 < (z.sum(1) > 0).mean() < 0.55  # Random sign per sample.
+  np.testing.assert_allclose((z != 0).mean(0), 0.1, atol=0.025)
+
+
+def test_make_dataset_is_mz_plus_gaussian_noise():
+  a = data_lib.make_dataset(3, 50, 10, 3000, 0.2)
+  b = data_lib.make_dataset(3, 50, 10, 3000, 0.3)
+  np.testing.assert_array_equal(a['M'], b['M'])  # One dictionary per seed, shared by the sparsity levels.
+  noise = a['x'] - a['z'] @ a['M'].T
+  sigma = np.sqrt(np.log(10)) / 10
+  assert noise.std() == pytest.approx(sigma, rel=0.01)
+  assert abs(noise.mean()) < 0.005
+  again = data_lib.make_dataset(3, 50, 10, 3000, 0.2)
+  np.testing.assert_array_equal(a['x'], again['x'])
+  assert not np.array_equal(a['x'], data_lib.make_dataset(4, 50, 10, 3000, 0.2)['x'])
+
+
+@pytest.mark.parametrize('keep', [0.75, 0.5, 0.25, 0.1])
+def test_independent_mask_statistics(keep):
+  views = data_lib.MaskViews('independent')
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2000, 50)), jnp.float32)
+  rows = views({'x': x, 'keep_prob': keep}, jax.random.key(0), 2)
+  v = np.asarray(rows).reshape(2000, 2, 50)
+  kept = v != 0
+  assert np.all((v == 0) | (v == np.asarray(x)[:, None]))  # x_v = D_v x, no rescaling.
+  assert kept.mean() == pytest.approx(keep, abs=0.005)  # 200,000 draws: std ≤ 0.0011.
+  both = (kept[:, 0] & kept[:, 1]).mean()
+  assert both == pytest.approx(keep ** 2, abs=0.005)  # The two views' masks are independent.
+  assert np.abs(np.corrcoef(kept[:, 0, :10].T)[np.triu_indices(10, 1)]).max() < 0.08  # So are coordinates.
+
+
+def test_bernoulli16_quantisation():
+  draws = data_lib.bernoulli16(jax.random.key(1), 0.1, (1000, 1001))  # Odd size: the last word's half is cut.
+  assert draws.shape == (1000, 1001)
+  assert float(draws.mean()) == pytest.approx(6554 / 65536, abs=0.001)
+  assert not bool(data_lib.bernoulli16(jax.random.key(1), 0.0, (100,)).any())
+  assert bool(data_lib.bernoulli16(jax.random.key(1), 1.0, (100,)).all())
+
+
+def test_complementary_masks():
+  views = data_lib.MaskViews('complementary')
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(1000, 50)), jnp.float32)
+  v = np.asarray(views({'x': x, 'keep_prob': 0.1}, jax.random.key(2), 4)).reshape(1000, 4, 50)
+  for a, b in ((0, 1), (2, 3)):
+    np.testing.assert_allclose(0.5 * (v[:, a] + v[:, b]), x, rtol=1e-6)  # ½(x₁ + x₂) = x.
+    assert np.all(v[:, a] * v[:, b] == 0)
+    assert np.all((v[:, a] == 0) | (v[:, a] == 2 * np.asarray(x)))
+    assert (v[:, a] != 0).mean() == pytest.approx(0.5, abs=0.01)  # D ~ Bernoulli(½), whatever keep_prob says.
+  assert (v[:, 0] != v[:, 2]).mean() > 0.3  # Each pair has its own D.
+  with pytest.raises(ValueError, match='pairs'):
+    views({'x': x}, jax.random.key(0), 3)
+
+
+def test_init_kernel_random_and_warm_start():
+  m_dict = data_lib.dictionary(np.random.default_rng(0), 50, 10)
+  w = data_lib.init_kernel(np.random.default_rng(1), m_dict, 50)
+  assert w.shape == (50, 50)
+  assert w.std() == pytest.approx(np.sqrt(1 / 500), rel=0.05)  # N(0, 1/(p·d)).
+  rng = np.random.default_rng(2)
+  exact = data_lib.init_kernel(np.random.default_rng(2), m_dict, 50, np.inf)
+  cols = rng.choice(10, 50)  # The same draw: M_S = M[:, cols] (with replacement, m > d).
+  np.testing.assert_array_equal(exact, m_dict[:, cols].astype(np.float32))
+  for c in (1.0, 2.0):
+    warm = data_lib.init_kernel(np.random.default_rng(2), m_dict, 50, c)
+    assert (warm - exact).std() == pytest.approx(50 ** (-c / 2), rel=0.05)  # Noise std p^{−c/2}.
+  np.testing.assert_array_equal(data_lib.init_kernel(rng, m_dict, 10, np.inf), m_dict.astype(np.float32))  # m = d.
+
+
+# ----------------------------------------------------------------------------- encoder
+
+def test_sym_relu_values():
+  u = jnp.array([-3.0, -1.0, -0.2, 0.0, 0.2, 1.0, 3.0])  # u = ⟨w, x⟩.
+  for b in (-0.5, 0.0, 0.5):
+    got = np.asarray(sym_relu(u + b, b))
+    expected = np.maximum(np.asarray(u) + b, 0) - np.maximum(-np.asarray(u) + b, 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(sym_relu(-u + b, b)), -got, rtol=1e-6)  # Odd in ⟨w, x⟩.
+  # b < 0: a dead zone |u| ≤ −b, then u + b with the sign of u (soft thresholding).
+  np.testing.assert_allclose(np.asarray(sym_relu(u - 0.5, -0.5)), [-2.5, -0.5, 0, 0, 0, 0.5, 2.5], atol=1e-6)
+  # b > 0: linear (2u) around 0, clipped to ±2b... plus the ReLU beyond: ReLU(u+b) − ReLU(b−u).
+  np.testing.assert_allclose(np.asarray(sym_relu(u + 0.5, 0.5)), [-3.5, -1.5, -0.4, 0, 0.4, 1.5, 3.5], atol=1e-6)
+
+
+def _np_bn(h):
+  return (h - h.mean(0)) / np.sqrt(h.var(0) + 1e-5)
+
+
+@pytest.mark.parametrize('batch_norm', [False, True])
+def test_network_is_the_authors_encoder(batch_norm):
+  net = SymReLUNetwork(m=6, towers=2, batch_norm=batch_norm)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(16, 4, 5)), jnp.float32)  # 16 samples, 4 views, p = 5.
+  variables = net.init(jax.random.key(0), x[:2, 0], train=True)
+  params = variables['params']
+  assert set(params) == {'backbone', 'projector'}
+  assert set(params['backbone']) == set(params['projector']) == {'tower_0', 'tower_1'}  # Both, from one view.
+  bound = 1 / np.sqrt(5)
+  assert np.all(np.abs(np.asarray(params['projector']['tower_0']['bias'])) <= bound)  # torch's U(±1/√p).
+  out, _ = net.apply(variables, x.reshape(64, 5), train=True, num_views=4, mutable=['batch_stats'])
+  z = np.asarray(out['projection']).reshape(16, 4, 6)
+  np.testing.assert_array_equal(z, np.asarray(out['prediction']).reshape(16, 4, 6))  # No predictor: p = z.
+  for v in range(4):
+    t = v % 2  # Views a, c → tower A; b, d → tower B.
+    w = np.asarray(params['backbone'][f'tower_{t}']['kernel'])
+    b = np.asarray(params['projector'][f'tower_{t}']['bias'])
+    h = np.asarray(x[:, v]) @ w + b
+    if batch_norm:  # The authors' BN(Wx + b), then ReLU(h) − ReLU(2b − h).
+      h = _np_bn(h)
+    np.testing.assert_allclose(z[:, v], np.maximum(h, 0) - np.maximum(2 * b - h, 0), rtol=1e-4, atol=1e-5)
+  single, _ = net.apply(variables, x[:, 0], train=True, num_views=1, mutable=['batch_stats'])
+  np.testing.assert_allclose(np.asarray(single['projection']), z[:, 0], rtol=1e-5, atol=1e-6)  # One view: tower A.
+  np.testing.assert_array_equal(encoder_matrix(params), params['backbone']['tower_0']['kernel'].T)
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def np_recovery(w, m_dict):
+  """The authors' check_sparse_coding_learning, in NumPy: per latent, the best |cos| over neurons."""
+  best = []
+  for i in range(m_dict.shape[1]):
+    cos = [abs(w[j] @ m_dict[:, i]) / (np.linalg.norm(w[j]) * np.linalg.norm(m_dict[:, i])) for j in range(len(w))]
+    best.append(max(cos))
+  return max(best), float(np.median(best)), min(best)
+
+
+def test_recovery_against_numpy_on_a_hand_built_w():
+  m_dict = data_lib.dictionary(np.random.default_rng(0), 20, 4)
+  rng = np.random.default_rng(1)
+  w = np.stack([
+      3.0 * m_dict[:, 0],                                   # Latent 0: |cos| = 1.
+      -0.5 * m_dict[:, 1],                                  # Latent 1: the sign does not matter.
+      m_dict[:, 2] + m_dict[:, 3],                          # Latents 2, 3: cos = 1/√2 each.
+      rng.normal(size=20),
+      0.6 * m_dict[:, 1] + 0.8 * rng.normal(size=20) / np.sqrt(20),
+  ])
+  got = metrics.recovery(jnp.asarray(w), jnp.asarray(m_dict))
+  ref = np_recovery(w, m_dict)
+  np.testing.assert_allclose([got['max'], got['median'], got['min']], ref, rtol=1e-5)
+  np.testing.assert_allclose(ref, [1.0, (1.0 + 2 ** -0.5) / 2, 2 ** -0.5], rtol=1e-6)  # By construction.
+  rand = rng.normal(size=(7, 20))
+  got = metrics.recovery(jnp.asarray(rand), jnp.asarray(m_dict))
+  np.testing.assert_allclose([got['max'], got['median'], got['min']], np_recovery(rand, m_dict), rtol=1e-5)
+
+
+def test_warm_start_c_to_infinity_recovers_exactly():
+  m_dict = data_lib.dictionary(np.random.default_rng(5), 50, 10)
+  for m in (10, 50):
+    w = data_lib.init_kernel(np.random.default_rng(0), m_dict, m, np.inf).T  # W = M_Sᵀ.
+    covered = len({tuple(np.round(row, 6)) for row in w})
+    assert covered == 10  # Every column of M drawn at least once (m = 50 draws with replacement at this seed).
+    r = metrics.recovery(jnp.asarray(w), jnp.asarray(m_dict))
+    np.testing.assert_allclose([r['min'], r['median'], r['max']], 1.0, atol=1e-6)
+  ends = [float(metrics.recovery(jnp.asarray(data_lib.init_kernel(np.random.default_rng(0), m_dict, 50, c).T),
+                                 jnp.asarray(m_dict))['min']) for c in (1.0, 2.0, 4.0)]
+  assert ends[0] < ends[1] < ends[2] < 1.0 and ends[2] > 0.99  # Noise std p^{−c/2} shrinks with c.
+
+
+def np_support(w, m_dict, z, rep):
+  """The authors' check_support, transcribed (greedy signed-cosine pairing; match, false support, sparsity)."""
+  cos = (w @ m_dict) / np.outer(np.linalg.norm(w, axis=1), np.linalg.norm(m_dict, axis=0))
+  order = np.array(np.unravel_index(np.argsort(-cos, axis=None), cos.shape))
+  neurons, latents = [], []
+  for _ in range(m_dict.shape[1]):
+    j, i = order[0, 0], order[1, 0]
+    neurons.append(j)
+    latents.append(i)
+    order = order[:, order[0] != j]
+    order = order[:, order[1] != i]
+  z_est = np.sign(rep)
+  match, false, sparse = [], [], []
+  for s in range(z.shape[0]):
+    match.append(np.sum(np.abs(z[s, latents] * z_est[s, neurons])) / np.sum(np.abs(z[s])))
+    false.append(np.sum((z[s, latents] == 0) * np.abs(z_est[s, neurons])) / max(np.sum(np.abs(z_est[s])), 1))
+    sparse.append(np.mean(np.abs(z_est[s])) - np.mean(np.abs(z[s])))
+  return np.mean(match), np.mean(false), np.mean(sparse)
+
+
+def test_support_recovery_against_the_authors_loop():
+  rng = np.random.default_rng(0)
+  m_dict = data_lib.dictionary(rng, 12, 4)
+  z = data_lib.latents(rng, 64, 4, 0.5).astype(np.float32)
+  w = np.concatenate([m_dict.T[[2, 0, 3, 1]], rng.normal(size=(2, 12))])  # 6 neurons, 4 of them exact.
+  perfect = np.zeros((64, 6), np.float32)
+  perfect[:, :4] = z[:, [2, 0, 3, 1]]  # Neuron j is latent L[j] = [2, 0, 3, 1][j] and fires exactly with it.
+  got = metrics.support_recovery(jnp.asarray(w), jnp.asarray(m_dict), jnp.asarray(z), jnp.asarray(perfect))
+  np.testing.assert_allclose([got['match'], got['false_support'], got['sparsity_gap']],
+                             [1.0, 0.0, np.abs(perfect).mean() - np.abs(z).mean()], atol=1e-6)
+  noisy = rng.normal(size=(64, 6)) * (rng.random((64, 6)) < 0.4)
+  got = metrics.support_recovery(jnp.asarray(w), jnp.asarray(m_dict), jnp.asarray(z), jnp.asarray(noisy))
+  np.testing.assert_allclose([got['match'], got['false_support'], got['sparsity_gap']],
+                             np_support(w, m_dict, z, noisy), rtol=1e-5, atol=1e-6)
+
+
+def test_collapse_check():
+  rep = jnp.asarray(np.random.default_rng(0).normal(size=(256, 8)) * 2.0)
+  assert float(metrics.output_variance(rep)) == pytest.approx(4.0, rel=0.1)
+  assert float(metrics.output_variance(jnp.ones((256, 8)) * 3.0)) == 0.0
+
+
+# ----------------------------------------------------------------------------- objectives and the step core
+
+ALL_OBJECTIVES = ['infonce'] + [f'{l}_{s}_{p}' for l in ('negcos', 'gsg') for s in ('alt', 'simsiam', 'ema')
+                                for p in ('none', 'linear', 'directpred')]
+FAST_OBJECTIVES = ('infonce', 'negcos_alt_linear', 'gsg_simsiam_directpred', 'negcos_ema_none')
+
+
+def _tiny_program(name, cfg=None, seeds=2):
+  cfg = cfg or tiny_config()
+  study = run_lib.study_config(cfg, 'grid')
+  obj = run_lib.objective(name)
+  runs = run_lib.run_settings(obj, study, seeds, cfg.seed)
+  return (*run_lib.build_program(cfg, study, obj, runs), runs)
+
+
+@pytest.mark.parametrize('name', [pytest.param(n, marks=() if n in FAST_OBJECTIVES else pytest.mark.slow)
+                                  for n in ALL_OBJECTIVES])
+def test_every_objective_trains_through_the_step_core(name):
+  program, data, rngs, state, runs = _tiny_program(name)
+  obj = program.obj
+  assert program.trainer.method.num_views == methods.LOSSES[obj.loss].num_views
+  assert program.trainer.method.loss == obj.loss  # The registry's loss, target and predictor.
+  step = jax.jit(jax.vmap(program.trainer.train_step))
+  batch = {'x': data['x'][:, :32], 'keep_prob': data['keep']}
+  before = state.params
+  for _ in range(3):
+    state, m = step(state, batch, rngs)
+    assert np.all(np.isfinite(np.asarray(m['loss'])))
+  moved = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()), before, state.params)
+  assert moved['backbone']['tower_0']['kernel'] > 0
+  assert int(state.step[0]) == 3
+  if obj.predictor == 'directpred':  # Set from F̂, symmetric (frozen in the optimiser).
+    k = np.asarray(state.params['predictor']['linear']['kernel'][0])
+    np.testing.assert_allclose(k, k.T, atol=1e-5)
+  if obj.target == 'ema':
+    assert 'params' in state.extras['target']
+
+
+def test_alternating_steps_train_one_tower_at_a_time():
+  program, data, rngs, state, _ = _tiny_program('negcos_alt_linear')
+  step = jax.jit(jax.vmap(program.trainer.train_step))
+  batch = {'x': data['x'][:, :32], 'keep_prob': data['keep']}
+  kernel = lambda s, t: np.asarray(s.params['backbone'][f'tower_{t}']['kernel'])
+  pred = lambda s: np.asarray(s.params['predictor']['linear']['kernel'])
+  for k in range(4):
+    new, _ = step(state, batch, rngs)
+    active, idle = k % 2, 1 - k % 2
+    assert np.abs(kernel(new, active) - kernel(state, active)).max() > 0
+    np.testing.assert_array_equal(kernel(new, idle), kernel(state, idle))
+    np.testing.assert_array_equal(new.params['projector'][f'tower_{idle}']['bias'],
+                                  state.params['projector'][f'tower_{idle}']['bias'])
+    assert np.abs(pred(new) - pred(state)).max() > 0  # The shared predictor trains at every step.
+    state = new
+
+
+def test_alternating_step_is_the_authors_update():
+  """Tower A's step equals W ← W − 0.005·∇[2 − 2 cos(A x₁, sg B x₂)] (their online step, lr 0.005)."""
+  cfg = tiny_config()
+  program, data, rngs, state, _ = _tiny_program('negcos_alt_none', cfg)
+  trainer = program.trainer
+  run = lambda tree: jax.tree_util.tree_map(lambda a: a[0], tree)
+  s0, rng = run(state), rngs[0]
+  batch = {'x': data['x'][0, :32], 'keep_prob': data['keep'][0]}
+  new, _ = jax.jit(trainer.train_step)(s0, batch, rng)
+  view_rng, _ = jax.random.split(jax.random.fold_in(rng, 0))
+  x = trainer.views(batch, view_rng, 2).reshape(32, 2, -1)
+
+  def authors_loss(w_a, b_a):
+    z_o = sym_relu(x[:, 0] @ w_a + b_a, b_a)
+    b_b = s0.params['projector']['tower_1']['bias']
+    z_t = jax.lax.stop_gradient(sym_relu(x[:, 1] @ s0.params['backbone']['tower_1']['kernel'] + b_b, b_b))
+    unit = lambda a: a / jnp.linalg.norm(a, axis=1, keepdims=True)
+    return 2.0 - 2.0 * jnp.mean(jnp.sum(unit(z_o) * unit(z_t), 1))
+  w_a, b_a = s0.params['backbone']['tower_0']['kernel'], s0.params['projector']['tower_0']['bias']
+  g_w, g_b = jax.grad(authors_loss, argnums=(0, 1))(w_a, b_a)
+  np.testing.assert_allclose(new.params['backbone']['tower_0']['kernel'], w_a - cfg.lr * g_w,
+                             rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(new.params['projector']['tower_0']['bias'], b_a - cfg.lr * g_b, rtol=1e-4, atol=1e-7)
+
+
+def test_negcos_is_half_of_two_minus_two_cos():
+  """The authors' 2 − 2cos(p₁, sg z₂) = 2(1 + D₁₂), D₁₂ = −cos(p₁, z₂): the registry's negcos per direction."""
+  rng = np.random.default_rng(0)
+  p1, z2 = jnp.asarray(rng.normal(size=(8, 5))), jnp.asarray(rng.normal(size=(8, 5)))
+  unit = lambda a: a / jnp.linalg.norm(a, axis=-1, keepdims=True)
+  two_minus_two_cos = lambda p1: 2 - 2 * jnp.mean(jnp.sum(unit(p1) * unit(z2), -1))
+  # With both directions equal, negcos = −½(cos(p₁, z₂) + cos(p₁, z₂)) = D₁₂.
+  d12 = lambda p1: methods.LOSSES['negcos'].fn(jnp.stack([p1, p1], 1), jnp.stack([z2, z2], 1), None)[0]
+  np.testing.assert_allclose(two_minus_two_cos(p1), 2 * (1 + d12(p1)), rtol=1e-6)
+  np.testing.assert_allclose(jax.grad(two_minus_two_cos)(p1), 2 * jax.grad(d12)(p1), rtol=1e-5, atol=1e-7)
+
+
+def test_learning_rates_and_batch_norm_follow_the_authors():
+  cfg = landscape_config()
+  assert run_lib.learning_rates(run_lib.objective('infonce'), cfg) == (0.005, 0.005)
+  assert run_lib.learning_rates(run_lib.objective('negcos_simsiam_linear'), cfg) == (0.01, 0.01)
+  assert run_lib.learning_rates(run_lib.objective('gsg_alt_linear'), cfg) == (0.02, 0.01)
+  assert run_lib.uses_batch_norm(run_lib.objective('infonce'), 'authors')
+  assert not run_lib.uses_batch_norm(run_lib.objective('negcos_alt_none'), 'authors')
+  assert run_lib.uses_batch_norm(run_lib.objective('negcos_alt_linear'), 'authors')
+  with pytest.raises(ValueError, match='objective'):
+    run_lib.objective('negcos_byol_none')
+
+
+def test_steps_per_epoch_keep_or_drop_the_last_batch():
+  cfg = tiny_config(n=100)
+  assert _tiny_program('negcos_alt_none', cfg)[0].steps_per_epoch == 4  # 3 × 32 + a last batch of 4.
+  assert _tiny_program('infonce', cfg)[0].steps_per_epoch == 3          # drop_last, as main_simclr.py.
+
+
+# ----------------------------------------------------------------------------- vmapped runs
+
+def test_vmapped_run_is_deterministic(tmp_path):
+  cfg = tiny_config(objectives=('negcos_alt_linear',))
+  a = run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'a'), progress=lambda s: None)
+  b = run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'b'), progress=lambda s: None)
+  assert len(a['runs']) == 2 * 1 * 2  # mask probabilities × sparsities × seeds, in one vmapped program.
+  assert [r['curves'] for r in a['runs']] == [r['curves'] for r in b['runs']]
+  assert a['runs'][0]['curves']['min'] != a['runs'][1]['curves']['min']  # Different seeds, different runs.
+  assert a['runs'][0]['curves']['min'][-1] != a['runs'][0]['curves']['min'][0]  # Training moved W.
+  assert a['epochs'] == [0, 2, 4]
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_to_the_same_end(tmp_path):
+  cfg = tiny_config(objectives=('negcos_alt_linear',))
+  a = run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'a'), progress=lambda s: None)
+  # Interrupted right after the first chunk's checkpoint (epoch 2 of 4): a rerun resumes to the same end.
+
+  class Interrupt(Exception):
+    pass
+
+  def interrupt(line):
+    raise Interrupt(line)
+  with pytest.raises(Interrupt, match='epoch 2/4'):
+    run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'c'), progress=interrupt)
+  assert int(np.load(tmp_path / 'c' / 'checkpoint.npz')['epochs_done']) == 2
+  assert not (tmp_path / 'c' / 'result.json').exists()
+  c = run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'c'), progress=lambda s: None)
+  np.testing.assert_allclose([r['curves']['min'] for r in c['runs']], [r['curves']['min'] for r in a['runs']],
+                             rtol=1e-5)
+  more = tiny_config(objectives=('negcos_alt_linear', 'infonce'))  # Another objective list: the result is reused.
+  assert run_lib.train_objective(more, 'grid', 'negcos_alt_linear', str(tmp_path / 'a'), progress=interrupt) == a
+  other = tiny_config(objectives=('negcos_alt_linear',))
+  other.num_epochs = 2
+  with pytest.raises(ValueError, match='different configuration'):
+    run_lib.train_objective(other, 'grid', 'negcos_alt_linear', str(tmp_path / 'a'), progress=lambda s: None)
+
+
+@pytest.mark.slow
+def test_command_line_writes_results_and_figures_and_skips_finished(tmp_path):
+  args = [sys.executable, '-m', 'gsg_jax.experiments.landscape', '--config=configs/landscape.py:quick',
+          f'--workdir={tmp_path}', '--config.n=96', '--config.batch_size=32', '--config.p=12', '--config.d=4',
+          '--config.m=8', '--config.num_epochs=4', '--config.log_every_epochs=2', '--config.chunk_epochs=2',
+          '--config.eval_size=32', "--config.objectives=('infonce','gsg_alt_none')",
+          "--config.studies=('grid','warm_start')", '--config.study.warm_start.sparsities=(0.25,)',
+          '--config.study.grid.sparsities=(0.25,)']
+  first = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert 'epoch 4/4' in first.stdout
+  results = json.loads((tmp_path / 'results.json').read_text())
+  assert set(results['studies']['grid']) == {'infonce', 'gsg_alt_none'}
+  assert {r['c'] for r in results['studies']['warm_start']['infonce']['runs']} == {1.0, 1.25, 1.5, 2.0}
+  for figure in ('recovery_curves.png', 'support_and_collapse.png', 'end_vs_mask.png', 'end_vs_sparsity.png',
+                 'warm_start.png'):
+    assert (tmp_path / figure).stat().st_size > 10_000
+  second = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert ': epoch ' not in second.stdout  # Nothing retrained: every objective's result.json is reused.
+  assert json.loads((tmp_path / 'results.json').read_text())['studies'] == results['studies']
