@@ -1,5 +1,7 @@
 """DirectPred / DirectCopy: the rules against NumPy, the predictor component in the step, optimiser rules, extras."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,6 +57,7 @@ def test_directcopy_rule_and_commutation():
   np.testing.assert_allclose(s, [0.1, 0.6, 1.1], rtol=1e-6)
 
 
+@functools.lru_cache(maxsize=None)  # One compiled step per setting for the whole module (states are not donated).
 def _trainer_and_batch(freq, predictor='directpred'):
   config = tiny_config('byol_directpred', **{'method.predictor': predictor, f'method.{predictor}.freq': freq})
   trainer = build_trainer(config, steps_per_epoch=8, num_classes=10)

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import tiny_config
 
+pytestmark = pytest.mark.slow  # Trains two runs end to end.
+
 _SMALL = {'num_epochs': 1, 'data.builtin_num_train': 256, 'data.builtin_num_heldout': 128,
           'eval.batch_size': 128}
 

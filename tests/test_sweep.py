@@ -59,6 +59,7 @@ def test_invalid_point_stops_before_training(tmp_path):
   assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow  # Trains two runs end to end.
 def test_sweep_resumes_skips_and_reports(tmp_path, monkeypatch, capsys):
   from gsg_jax.training.checkpointing import Checkpointer
   workdir = str(tmp_path / 'simclr')

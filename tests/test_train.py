@@ -20,6 +20,7 @@ def read_metrics(workdir):
     return [json.loads(line) for line in f]
 
 
+@pytest.mark.slow  # Trains end to end.
 @pytest.mark.parametrize('name,predictor', [('simsiam_gsg', 'mlp'), ('byol', 'none'), ('byol_directpred', 'directpred')])
 def test_training_writes_outputs(tmp_path, name, predictor):
   config = tiny_config(name, **{'method.predictor': predictor})
