@@ -94,6 +94,7 @@ import ml_collections
 import numpy as np
 from jax import lax
 
+from gsg_jax.experiments import jsonable
 from gsg_jax.methods.directpred import predictor_from_correlation
 
 PREDICTORS = ('learned', 'identity', 'directpred', 'directpred_normalized')
@@ -573,20 +574,6 @@ def directpred_figure(cfg, out):
           'directpred_random_init': summary(random_init)}
 
 
-def _jsonable(obj):
-  if isinstance(obj, dict):
-    return {str(k): _jsonable(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [_jsonable(v) for v in obj]
-  if isinstance(obj, (np.ndarray, jax.Array)):
-    return _jsonable(np.asarray(obj).tolist())
-  if isinstance(obj, (float, np.floating)):
-    return float(obj) if np.isfinite(obj) else None
-  if isinstance(obj, (np.integer, np.bool_)):
-    return obj.item()
-  return obj
-
-
 def run(cfg, out):
   """All four stages; writes the figures and results.json to ``out`` and returns the results."""
   import matplotlib
@@ -600,7 +587,7 @@ def run(cfg, out):
     results[name] = stage(cfg, out)
     print(f'[{name}] done in {time.time() - start:.1f}s -> {os.path.join(out, name + ".png")}', flush=True)
   with open(os.path.join(out, 'results.json'), 'w') as f:
-    json.dump(_jsonable(results), f, indent=1)
+    json.dump(jsonable(results), f, indent=1)
   return results
 
 

@@ -87,6 +87,7 @@ import numpy as np
 import optax
 
 from gsg_jax import methods
+from gsg_jax.experiments import jsonable
 from gsg_jax.experiments.landscape import data as data_lib
 from gsg_jax.experiments.landscape import figures
 from gsg_jax.experiments.landscape import metrics as metrics_lib
@@ -354,20 +355,6 @@ def _load(path: str, template):
     return state, history, int(f['epochs_done']), json.loads(str(f['meta']))
 
 
-def _jsonable(obj):
-  if isinstance(obj, dict):
-    return {str(k): _jsonable(v) for k, v in obj.items()}
-  if isinstance(obj, (list, tuple)):
-    return [_jsonable(v) for v in obj]
-  if isinstance(obj, (np.ndarray, jax.Array)):
-    return _jsonable(np.asarray(obj).tolist())
-  if isinstance(obj, (float, np.floating)):
-    return round(float(obj), 6) if np.isfinite(obj) else None
-  if isinstance(obj, (np.integer, np.bool_)):
-    return obj.item()
-  return obj
-
-
 def _duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
   return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m' if seconds >= 3600 else f'{seconds // 60}m{seconds % 60:02d}s'
@@ -435,7 +422,7 @@ def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=prin
             'steps_per_s': (trained_epochs * steps_per_epoch / train_s) if train_s else None,
             'runs': [{**run, 'end': {k: curves[k][i, -1] for k in curves},
                       'curves': {k: curves[k][i] for k in CURVE_KEYS if k in curves}} for i, run in enumerate(runs)]}
-  result = _jsonable(result)
+  result = jsonable(result, 6)
   with open(result_path + '.tmp', 'w') as f:
     json.dump(result, f)
   os.replace(result_path + '.tmp', result_path)
@@ -445,12 +432,12 @@ def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=prin
 def _run_config(cfg) -> dict:
   keys = ('seed', 'num_seeds', 'n', 'latent', 'noise_std', 'num_epochs', 'batch_size', 'lr', 'match_lr',
           'batch_norm', 'temperature', 'ema_momentum', 'log_every_epochs', 'eval_size')
-  return _jsonable({**{k: cfg[k] for k in keys}, 'directpred': cfg.directpred.to_dict()})
+  return jsonable({**{k: cfg[k] for k in keys}, 'directpred': cfg.directpred.to_dict()}, 6)
 
 
 def _check_meta(saved: dict, meta: dict, path: str) -> None:
-  if _jsonable(saved) != _jsonable(meta):
-    diff = sorted(k for k in meta if _jsonable(saved.get(k)) != _jsonable(meta[k]))
+  if jsonable(saved, 6) != jsonable(meta, 6):
+    diff = sorted(k for k in meta if jsonable(saved.get(k), 6) != jsonable(meta[k], 6))
     raise ValueError(f'{path} was written by a different configuration (differs in {diff}): '
                      'use a fresh --workdir or delete that file.')
 
@@ -461,14 +448,14 @@ def run(cfg, workdir: str, progress=print) -> dict:
   """Every study and objective of ``cfg`` (skipping finished ones), then results.json and the figures."""
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    json.dump(_jsonable(cfg.to_dict()), f, indent=1)
+    json.dump(jsonable(cfg.to_dict(), 6), f, indent=1)
   jobs = [(s, o) for s in cfg.studies for o in study_config(cfg, s)['objectives']]
   for s, o in jobs:
     objective(o)  # Fail on a misspelt name before training anything.
     if s not in STUDIES:
       raise ValueError(f'study {s!r}: expected one of {STUDIES}.')
   start = time.time()
-  results = {'config': _jsonable(cfg.to_dict()), 'studies': {}}
+  results = {'config': jsonable(cfg.to_dict(), 6), 'studies': {}}
   for i, (s, o) in enumerate(jobs):
     t0 = time.time()
     res = train_objective(cfg, s, o, os.path.join(workdir, 'runs', s, o), progress)
@@ -477,7 +464,7 @@ def run(cfg, workdir: str, progress=print) -> dict:
   results['wall_s'] = time.time() - start
   results['summary'] = summary_table(results)
   with open(os.path.join(workdir, 'results.json'), 'w') as f:
-    json.dump(_jsonable(results), f)
+    json.dump(jsonable(results, 6), f)
   figures.write_all(results, cfg, workdir)
   return results
 
