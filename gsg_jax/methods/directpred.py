@@ -59,18 +59,32 @@ def directpred_eigenvalues(s, eps: float = 0.1):
   return jnp.maximum(jnp.sqrt(s) + eps, 1e-4)
 
 
+KINDS = ('directpred', 'directcopy')
+
+
+def set_predictor(correlation, kind: str, eps: float = 0.1):
+  """W_p by rule ``kind`` from F̂, with one eigendecomposition; returns (W_p, s of F̂ ascending, W_p's eigenvalues).
+
+  The eigenvalues come back for the training metrics, which would otherwise
+  need a second decomposition every step.
+  """
+  correlation = jnp.asarray(correlation, jnp.float32)
+  s, u = _symmetric_eigh(correlation)
+  if kind == 'directpred':
+    p = directpred_eigenvalues(s, eps)
+    return (u * p) @ u.T, s, p
+  if kind == 'directcopy':
+    s_max = jnp.maximum(s[-1], jnp.finfo(jnp.float32).tiny)
+    w = 0.5 * (correlation + correlation.T) / s_max + eps * jnp.eye(s.shape[0])
+    return w, s, s / s_max + eps
+  raise ValueError(f'unknown set-predictor rule {kind!r}: expected one of {KINDS}.')
+
+
 def predictor_from_correlation(correlation, eps: float = 0.1):
   """DirectPred: W_p = U diag(max(√(s⁺/s_max) + ε, 10⁻⁴)) Uᵀ for F̂ = U diag(s) Uᵀ. [d, d] → [d, d], symmetric."""
-  s, u = _symmetric_eigh(correlation)
-  return (u * directpred_eigenvalues(s, eps)) @ u.T
+  return set_predictor(correlation, 'directpred', eps)[0]
 
 
 def directcopy_predictor(correlation, eps: float = 0.1):
   """DirectCopy: W_p = F̂ / s_max + ε·I. [d, d] → [d, d], symmetric."""
-  correlation = jnp.asarray(correlation, jnp.float32)
-  correlation = 0.5 * (correlation + correlation.T)
-  s_max = jnp.max(jnp.linalg.eigvalsh(correlation))
-  return correlation / jnp.maximum(s_max, jnp.finfo(jnp.float32).tiny) + eps * jnp.eye(correlation.shape[0])
-
-
-RULES = {'directpred': predictor_from_correlation, 'directcopy': directcopy_predictor}
+  return set_predictor(correlation, 'directcopy', eps)[0]

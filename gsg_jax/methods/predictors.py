@@ -76,12 +76,7 @@ class SetPredictor:
     """F̂ from this step's projections; W_p ← rule(F̂) when ``step`` (0-based) is a multiple of ``freq``."""
     correlation, count = directpred.update_correlation(
         entry['correlation'], entry['count'], jax.lax.stop_gradient(projections), self.rho)
-    s = jnp.linalg.eigvalsh(0.5 * (correlation + correlation.T))
-    if self.kind == 'directpred':
-      w_eigenvalues = directpred.directpred_eigenvalues(s, self.eps)
-    else:
-      w_eigenvalues = s / jnp.maximum(s[-1], jnp.finfo(jnp.float32).tiny) + self.eps
-    w = directpred.RULES[self.kind](correlation, self.eps)
+    w, s, w_eigenvalues = directpred.set_predictor(correlation, self.kind, self.eps)
     kernel = params['predictor']['linear']['kernel']
     kernel = jnp.where(step % self.freq == 0, w.T.astype(kernel.dtype), kernel)
     params = {**params, 'predictor': {'linear': {'kernel': kernel}}}

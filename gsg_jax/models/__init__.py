@@ -66,7 +66,7 @@ def build_network(config, predictor: Optional[nn.Module] = None) -> SiameseNetwo
   return SiameseNetwork(build_backbone(config), projector, predictor)
 
 
-def init_variables(network: SiameseNetwork, rng: jax.Array, image_shape) -> dict[str, Any]:
-  """Parameters and batch statistics for inputs of ``image_shape`` (H, W, C)."""
-  x = jnp.zeros((2,) + tuple(image_shape), jnp.float32)
+def init_variables(network: nn.Module, rng: jax.Array, row_shape) -> dict[str, Any]:
+  """Parameters and batch statistics (if any) of ``network`` for rows of ``row_shape`` (images: H, W, C)."""
+  x = jnp.zeros((2,) + tuple(row_shape), jnp.float32)
   return dict(jax.jit(lambda r: network.init(r, x, train=True))(rng))

@@ -65,10 +65,11 @@ class Trainer:
 
   def init(self, rng: jax.Array, input_shape) -> TrainState:
     """A fresh state for inputs of ``input_shape`` (one example, as the data source yields it)."""
-    x = jnp.zeros((2,) + tuple(self.views.row_shape(input_shape)), jnp.float32)
-    variables = self.network.init(rng, x, train=True)
+    row_shape = tuple(self.views.row_shape(input_shape))
+    variables = models.init_variables(self.network, rng, row_shape)
     params, model_state = dict(variables['params']), dict(variables.get('batch_stats', {}))
     if self.probe is not None:
+      x = jnp.zeros((2,) + row_shape, jnp.float32)
       features = jax.eval_shape(lambda: self.network.apply(variables, x, train=False)['features'])
       params['probe'] = self.probe.init(jax.random.fold_in(rng, 1), jnp.zeros(features.shape))['params']
     extras = {'target': self.method.target.init(params, model_state),
