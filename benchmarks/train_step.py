@@ -21,9 +21,6 @@ import subprocess
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
 # Dense peak FLOP/s by device kind and dtype, for the fraction-of-peak column (vendor figures, no sparsity).
 PEAK_FLOPS = {
     ('NVIDIA H100 80GB HBM3', 'bfloat16'): 989e12, ('NVIDIA H100 80GB HBM3', 'float32'): 67e12,

@@ -1,24 +1,21 @@
 """A small ablation from a notebook or script: SimSiam with/without GSG, with/without predictor.
 
-    python examples/ablation.py [--steps 150]
+    python examples/ablation.py [--steps 150]      # after `pip install -e .`
 
 Imports the pure train step and runs it directly on the built-in dataset,
 then judges each encoder with the weighted kNN monitor. Each row prints the
 final loss, the collapse signal (std of ℓ2-normalised projections; ≈1/√d
-healthy, 0 collapsed) and kNN top-1 accuracy.
+healthy, 0 collapsed) and kNN top-1 accuracy. ``examples/ablation.ipynb``
+runs a smaller version in a notebook and plots it.
 """
 
 import argparse
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
 
-import jax  # noqa: E402
-
-from gsg_jax import config_lib, data, parallel  # noqa: E402
-from gsg_jax.train import make_monitor  # noqa: E402
-from gsg_jax.training import build_trainer  # noqa: E402
+from gsg_jax import config_lib, data, parallel
+from gsg_jax.train import make_monitor
+from gsg_jax.training import build_trainer
 
 
 def run(loss: str, predictor: str, steps: int, dataset, mesh):

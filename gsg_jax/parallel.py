@@ -12,9 +12,13 @@ import os
 
 import jax
 import numpy as np
+from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from gsg_jax.errors import ConfigError
+
 DATA_AXIS = 'data'
+LARGE_BATCH = 1024  # A batch this large is sized for accelerators (warn_if_cpu_only).
 
 
 def initialize_distributed(config) -> None:
@@ -37,7 +41,7 @@ def initialize_distributed(config) -> None:
         local_device_ids=list(config.local_device_ids) or None)
     return
   if mode != 'auto':
-    raise ValueError(f"distributed.mode={mode!r}: expected 'auto', 'explicit' or 'off'.")
+    raise ConfigError(f"distributed.mode={mode!r}: expected 'auto', 'explicit' or 'off'.")
   in_slurm = int(os.environ.get('SLURM_NTASKS', '1')) > 1
   on_tpu_pod = 'TPU_WORKER_HOSTNAMES' in os.environ or 'MEGASCALE_COORDINATOR_ADDRESS' in os.environ
   if in_slurm or on_tpu_pod or 'JAX_COORDINATOR_ADDRESS' in os.environ:
@@ -75,4 +79,26 @@ def jit_trainer(trainer, mesh: Mesh):
 
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   if batch_size % mesh.size:
-    raise ValueError(f'batch_size={batch_size} is not divisible by the {mesh.size} devices of the mesh.')
+    raise ConfigError(f'batch_size={batch_size} is not divisible by the {mesh.size} devices of the mesh.')
+
+
+def warn_if_cpu_only(config, devices=None) -> str | None:
+  """Log one warning when ``config`` is sized for an accelerator but ``devices`` (default ``jax.devices()``) are CPUs.
+
+  Sized for an accelerator: bfloat16 compute (``model.dtype``; XLA's CPU
+  backend has no fast bfloat16 arithmetic) or a batch of ``LARGE_BATCH`` or
+  more. Only CPUs on such a run usually means jaxlib was installed without
+  its GPU/TPU plugin. Returns the warning, or None when there is none.
+  """
+  devices = jax.devices() if devices is None else devices
+  if any(d.platform != 'cpu' for d in devices):
+    return None
+  asks = (['bfloat16 compute (model.dtype)'] if config.model.dtype == 'bfloat16' else []) + (
+      [f'batch_size={config.batch_size}'] if config.batch_size >= LARGE_BATCH else [])
+  if not asks:
+    return None
+  message = (f'the config asks for {" and ".join(asks)}, but JAX sees only CPU devices ({len(devices)}): this run '
+             'will be slow. On an NVIDIA GPU install `pip install gsg-jax[cuda12]`, on a TPU VM `gsg-jax[tpu]`; '
+             'check with `python -c "import jax; print(jax.devices())"`.')
+  logging.warning(message)
+  return message

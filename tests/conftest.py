@@ -3,13 +3,11 @@
 import atexit
 import os
 import shutil
-import sys
 import tempfile
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
 
 # One persistent XLA compilation cache for the session, inherited by the CLI runs that tests start as
 # subprocesses: the same tiny train step is compiled once instead of once per process (CPU compiles
@@ -44,6 +42,7 @@ def tiny_config(name='simsiam', **overrides):
   c.eval_every_epochs = 1
   c.eval.batch_size = 256
   c.eval.knn_k = 20
+  c.eval.floors = False  # Tests of the floors switch them on; the rest need not pay for them.
   c.distributed.mode = 'off'
   for key, value in overrides.items():
     target = c
@@ -57,7 +56,3 @@ def tiny_config(name='simsiam', **overrides):
 @pytest.fixture
 def make_tiny_config():
   return tiny_config
-
-
-def pytest_configure(config):
-  config.addinivalue_line('markers', 'slow: subprocess and learning tests (deselect with -m "not slow": the fast tier)')

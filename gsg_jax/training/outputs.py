@@ -3,8 +3,9 @@
 * ``<workdir>/metrics.jsonl``: one JSON object per logged step or evaluation,
   ``{"step", "epoch", "time", ...metrics}``; appended to on resume.
 * TensorBoard summaries through clu's metric writers, when clu (and with it
-  TensorFlow) is importable; otherwise only the JSON file (e.g. on a
-  minimal GPU image) and a one-line notice.
+  TensorFlow) is importable, i.e. installed with the ``tf`` extra; otherwise
+  only the JSON file (e.g. on a minimal GPU image) and a one-line warning
+  saying how to turn them on.
 * A live progress line: step/total, epoch, loss, images/s, ETA.
 
 Only process 0 writes.
@@ -38,7 +39,9 @@ class MetricsLogger:
         from clu import metric_writers  # Imports TensorFlow: kept off the import path of the library.
         self.summary_writer = metric_writers.SummaryWriter(os.path.join(workdir, 'tensorboard'))
       except ImportError as e:
-        print(f'[gsg_jax] TensorBoard summaries off ({e}); metrics.jsonl is still written.', file=sys.stderr)
+        from absl import logging
+        logging.warning('TensorBoard summaries off (%s); metrics.jsonl is still written. To turn them on: '
+                        '`pip install gsg-jax[tf]` (in a checkout: `pip install -e .[tf]`).', e)
     self._last_time, self._last_step = None, None
     self._tty = sys.stdout.isatty()
 
