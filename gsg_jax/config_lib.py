@@ -15,17 +15,49 @@ Presets:
 Each value carries a comment saying where it comes from.
 """
 
+import importlib.resources
+import importlib.util
+import os
+
 import ml_collections
 
 from gsg_jax.data import default_data_config
 from gsg_jax.data.augment import default_augment_config
-
-import importlib.util
-import os
+from gsg_jax.errors import ConfigError
 
 PRESETS = ('cifar10', 'cifar10_zip', 'imagenet', 'quick')
 CIFAR10_ZIP = '../shared/data/cifar10-train-jpeg.zip'
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
+
+
+def _find_config_dir() -> str:
+  """The config files: the copy of the top-level ``configs/`` that a wheel ships as ``gsg_jax/configs``, else the
+  checkout's own ``configs/`` (a checkout or an editable install, where the package has no such folder)."""
+  packaged = importlib.resources.files('gsg_jax') / 'configs'
+  if packaged.is_dir():
+    return str(packaged)
+  return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
+
+
+CONFIG_DIR = _find_config_dir()
+
+
+def resolve_config_argv(argv: list[str]) -> list[str]:
+  """``argv`` with ``--config=configs/<name>.py[:preset]`` read from ``CONFIG_DIR`` when that relative path does not
+  exist in the working directory, so every command that takes ``--config`` runs from any folder, installed or not."""
+  resolved = list(argv)
+  for i, arg in enumerate(argv):
+    if arg.startswith(('--config=', '-config=')):
+      flag, _, value = arg.partition('=')
+      prefix = flag + '='
+    elif i > 0 and argv[i - 1] in ('--config', '-config'):
+      prefix, value = '', arg
+    else:
+      continue
+    path, colon, preset = value.partition(':')
+    packaged = os.path.join(CONFIG_DIR, os.path.basename(path))
+    if not os.path.exists(path) and os.path.dirname(os.path.normpath(path)) == 'configs' and os.path.isfile(packaged):
+      resolved[i] = prefix + packaged + colon + preset
+  return resolved
 
 
 def named_config(name: str, preset: str | None = None) -> ml_collections.ConfigDict:
@@ -33,7 +65,7 @@ def named_config(name: str, preset: str | None = None) -> ml_collections.ConfigD
   path = os.path.join(CONFIG_DIR, f'{name}.py')
   if not os.path.isfile(path):
     names = sorted(f[:-3] for f in os.listdir(CONFIG_DIR) if f.endswith('.py'))
-    raise ValueError(f'no config named {name!r}: expected one of {names}.')
+    raise ConfigError(f'no config named {name!r}: expected one of {names}.')
   spec = importlib.util.spec_from_file_location(f'gsg_jax_configs_{name}', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -46,7 +78,7 @@ def make_config(loss: str = 'negcos', target: str = 'online', predictor: str = '
   from gsg_jax import methods  # Local: keep this module light to import.
   preset = preset or 'cifar10'
   if preset not in PRESETS:
-    raise ValueError(f'unknown preset {preset!r}: expected one of {PRESETS}.')
+    raise ConfigError(f'unknown preset {preset!r}: expected one of {PRESETS}.')
   c = ml_collections.ConfigDict()
   c.seed = 0
 
@@ -60,16 +92,28 @@ def make_config(loss: str = 'negcos', target: str = 'online', predictor: str = '
   c.model.cifar_stem = True         # 3×3 stride-1 stem, no max-pool.
   c.model.projection_dim = 2048     # Reference projector/predictor output: 2048.
   c.model.projector_hidden_dim = 2048
-  c.model.projector_layers = 3      # Linear-BN-ReLU ×2, Linear, BN (no affine).
+  # SimSiam's CIFAR recipe (its appendix D): a 2-layer projector, Linear-BN-ReLU, Linear, BN (no affine), 2048-d.
+  # 3 (Linear-BN-ReLU ×2, Linear, BN): the reference's ImageNet projector (the imagenet preset).
+  c.model.projector_layers = 2
   c.model.projector_output_bn = True  # The reference's last BN; False: a Linear with bias ends the projector.
   c.model.predictor_hidden_dim = 512  # Reference predictor bottleneck.
   c.model.dtype = 'float32'         # or 'bfloat16' compute (parameters stay float32).
   c.model.remat = False             # Rematerialise ResNet blocks to save memory.
+  # Heads' initialisation (gsg_jax.models.heads): 'torch', PyTorch's nn.Linear default as the reference (weights and
+  # biases U(±1/√fan_in)), or 'flax', nn.Dense's default (lecun_normal, √3 times the std; zero biases).
+  # The ResNet convolutions are torchvision's Kaiming normal (fan_out) under both.
+  c.model.init = 'torch'
 
   c.data = default_data_config()
   c.data.source = 'tfds'
   c.data.tfds_name = 'cifar10'
   c.augment = default_augment_config()  # SimSiam's CIFAR augmentations (no blur).
+  # Streamed datasets crop every view on the host, from the full image (gsg_jax/data/tfds_source.py): the method's
+  # number of views, with the augment block's crop (linked: overriding either key sets both).
+  c.data.stream_views = methods.LOSSES[loss].num_views
+  c.data.stream_image_size = c.augment.get_ref('crop_size')
+  c.data.stream_crop_scale = c.augment.get_ref('crop_scale')
+  c.data.stream_crop_ratio = c.augment.get_ref('crop_ratio')
 
   c.optim = ml_collections.ConfigDict()
   c.optim.optimizer = 'sgd'         # SimSiam: SGD, momentum 0.9.
@@ -92,9 +136,12 @@ def make_config(loss: str = 'negcos', target: str = 'online', predictor: str = '
   c.keep_checkpoints = 3
   c.eval_every_epochs = 10          # kNN monitor period.
   c.eval = ml_collections.ConfigDict()
-  c.eval.knn_k = 200                # InstDisc / SimSiam kNN monitor: k = 200, T = 0.1.
-  c.eval.knn_temperature = 0.1
+  c.eval.knn_k = 200                # GSG reference main_knn.py: k = 200, T = 0.2 (evaluate adds T = 0.1,
+  c.eval.knn_temperature = 0.2      # InstDisc's / SimSiam's monitor, and k = 20, 200 beside them).
   c.eval.batch_size = 1024
+  c.eval.floors = True              # Raw-pixel and random-init floors beside every kNN / linear figure.
+  c.eval.floor_cache_dir = ''       # Where floors are cached ('' = floor_cache/ beside the workdir).
+  c.eval.fast_linear_max_gb = 16.0  # Fast probe's training features (N·D·4 bytes); above: a random subset.
 
   c.online_probe = ml_collections.ConfigDict()
   c.online_probe.enabled = True     # solo-learn: linear head on stop-gradient features (its rule: optim.rules).
@@ -113,10 +160,12 @@ def make_config(loss: str = 'negcos', target: str = 'online', predictor: str = '
   elif preset == 'imagenet':
     c.model.backbone = 'resnet50'   # GSG/SimSiam reference: ResNet-50.
     c.model.cifar_stem = False
+    c.model.projector_layers = 3    # GSG/SimSiam reference (gsg/builder.py): 3-layer projector.
     c.data.tfds_name = 'imagenet2012'
     c.data.train_split, c.data.heldout_split = 'train', 'validation'
-    c.data.image_size = 256
-    c.data.stream_image_size = 256  # Host images; random resized crop to 224 on the accelerator.
+    c.data.image_size = 256         # Memory/held-out images: resize 256, centre 256 (then centre crop 224).
+    # Training: every view RandomResizedCrop(224, scale=(0.2, 1)) from the full decoded image on the host, as the
+    # reference's per-view transforms; colour, grey, blur and flip on the accelerator.
     c.augment.crop_size = 224
     c.augment.blur_prob = 0.5       # SimSiam/BYOL ImageNet recipe.
     c.augment.mean = (0.485, 0.456, 0.406)
@@ -138,6 +187,7 @@ def make_config(loss: str = 'negcos', target: str = 'online', predictor: str = '
     c.model.projection_dim = 256
     c.model.projector_hidden_dim = 256
     c.model.predictor_hidden_dim = 64
+    c.model.projector_layers = 3    # The layout the README's measured quick figures were taken with.
     c.augment.crop_size = 24        # 24×24 views of the 32×32 images: half the cost of 32×32.
     c.optim.base_lr = 0.1
     c.batch_size = 128
@@ -178,6 +228,7 @@ def directpred_recipe(c) -> None:
 def validate(c) -> None:
   """Raise ValueError naming the first invalid key. Unknown keys are rejected by ml_collections itself."""
   from gsg_jax import methods, models, training  # Local: keep this module light.
+  loss_views = methods.LOSSES[c.method.loss].num_views if c.method.loss in methods.LOSSES else 0
   checks = [
       ('method.loss', c.method.loss in methods.LOSSES, f'one of {tuple(methods.LOSSES)}'),
       ('method.target', c.method.target in methods.TARGETS, f'one of {tuple(methods.TARGETS)}'),
@@ -195,6 +246,10 @@ def validate(c) -> None:
       ('model.width', c.model.width > 0, 'positive'),
       ('model.projection_dim', c.model.projection_dim > 0, 'positive'),
       ('model.projector_layers', c.model.projector_layers >= 1, '>= 1'),
+      ('model.init', c.model.init in models.INIT_SCHEMES, f'one of {models.INIT_SCHEMES}'),
+      # Only streamed (TFDS) data crops views on the host; any extra views beyond the method's are unused.
+      ('data.stream_views', c.data.source != 'tfds' or c.data.stream_views >= loss_views,
+       f'>= {loss_views}, the views method.loss={c.method.loss!r} takes'),
       ('optim.optimizer', c.optim.optimizer in training.OPTIMIZERS, f'one of {training.OPTIMIZERS}'),
       ('optim.base_lr', c.optim.base_lr > 0, 'positive'),
       ('optim.weight_decay', c.optim.weight_decay >= 0, '>= 0'),
@@ -207,6 +262,7 @@ def validate(c) -> None:
       ('eval_every_epochs', c.eval_every_epochs > 0, 'positive'),
       ('eval.knn_k', c.eval.knn_k > 0, 'positive'),
       ('eval.knn_temperature', c.eval.knn_temperature > 0, 'positive'),
+      ('eval.fast_linear_max_gb', c.eval.fast_linear_max_gb > 0, 'positive'),
       ('augment.crop_size', c.augment.crop_size > 0, 'positive'),
   ]
   for key, ok, expected in checks:
@@ -214,7 +270,7 @@ def validate(c) -> None:
       value = c
       for part in key.split('.'):
         value = value[part]
-      raise ValueError(f'config.{key}={value!r} is invalid: expected {expected}.')
+      raise ConfigError(f'config.{key}={value!r} is invalid: expected {expected}.')
   training.optim.check_rules(c.optim.rules)
 
 

@@ -1,17 +1,15 @@
 """Command line: ``python -m gsg_jax.main --config=configs/byol_gsg.py[:preset] --workdir=DIR``.
 
 Any config key can be overridden, e.g. ``--config.batch_size=256
---config.method.predictor=False``; a misspelt key or a value of the wrong type
+--config.method.predictor=none``; a misspelt key or a value of the wrong type
 stops at once with a message naming it, and ``config_lib.validate`` rejects
 invalid values before any data is read.
 """
 
-import sys
-
 from absl import app, flags
 from ml_collections import config_flags
 
-from gsg_jax import train
+from gsg_jax import cli, train
 from gsg_jax.training.outputs import quiet_library_logs
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/byol_gsg.py:quick.',
@@ -24,15 +22,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   quiet_library_logs()
-  try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ValueError, FileNotFoundError, PermissionError, train.NonFiniteLoss) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
-  except train.Preempted as e:
-    print(str(e), file=sys.stderr)
-    sys.exit(143)
+  train.train_and_evaluate(cli.config_value(_CONFIG), _WORKDIR.value)
+
+
+def run():
+  """The ``gsg-train`` command."""
+  cli.run(main)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  run()

@@ -31,8 +31,9 @@ import copy
 import itertools
 import json
 import os
-import sys
 import time
+
+from gsg_jax.errors import ConfigError, MissingPathError
 
 _PROTOCOLS = ('knn', 'fast_linear', 'diagnostics')
 _POINT_FILE = 'sweep_point.json'
@@ -45,7 +46,7 @@ def _lookup(config, key: str):
   block, parts = config, key.split('.')
   for part in parts:
     if not hasattr(block, 'keys') or part not in block:
-      raise ValueError(f'--grid: the config has no key {key!r}.')
+      raise ConfigError(f'--grid: the config has no key {key!r}.')
     parent, block = block, block[part]
   return parent, parts[-1]
 
@@ -62,10 +63,10 @@ def _parse_value(key: str, text: str, current):
     if isinstance(current, float):
       return float(text)
   except ValueError:
-    raise ValueError(f'--grid: {key}={text!r} is not a valid {kind} (config.{key} is {current!r}).') from None
+    raise ConfigError(f'--grid: {key}={text!r} is not a valid {kind} (config.{key} is {current!r}).') from None
   if isinstance(current, str):
     return text
-  raise ValueError(f'--grid: config.{key} is a {kind}, not a number, bool or string: it cannot be a grid axis.')
+  raise ConfigError(f'--grid: config.{key} is a {kind}, not a number, bool or string: it cannot be a grid axis.')
 
 
 def parse_grid(specs, config) -> list[tuple[str, list]]:
@@ -75,9 +76,9 @@ def parse_grid(specs, config) -> list[tuple[str, list]]:
     key, sep, values = spec.partition('=')
     key = key.strip()
     if not sep or not key or not values.strip():
-      raise ValueError(f'--grid={spec!r}: expected KEY=VALUE[,VALUE...], e.g. --grid=batch_size=16,32,64.')
+      raise ConfigError(f'--grid={spec!r}: expected KEY=VALUE[,VALUE...], e.g. --grid=batch_size=16,32,64.')
     if key in (k for k, _ in axes):
-      raise ValueError(f'--grid: {key!r} is given twice.')
+      raise ConfigError(f'--grid: {key!r} is given twice.')
     block, leaf = _lookup(config, key)
     axes.append((key, [_parse_value(key, v.strip(), block[leaf]) for v in values.split(',')]))
   return axes
@@ -140,15 +141,15 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
   for point, c in zip(points, configs):
     try:
       config_lib.validate(c)
-    except ValueError as e:
-      raise ValueError(f'grid point {point_name(point)}: {e}') from None
+    except ConfigError as e:
+      raise ConfigError(f'grid point {point_name(point)}: {e}') from None
   workdir = os.path.abspath(workdir)
   for point, c in zip(points, configs):  # Refuse before any training: nothing is mixed into an old run.
     stored = _read_json(os.path.join(workdir, point_name(point), 'config.json'))
     differences = [] if stored is None else _config_differences(stored, c)
     if differences:
-      raise ValueError(f'{os.path.join(workdir, point_name(point))} holds a run of another config '
-                       f'({"; ".join(differences[:3])}): use another --workdir or delete it.')
+      raise ConfigError(f'{os.path.join(workdir, point_name(point))} holds a run of another config '
+                        f'({"; ".join(differences[:3])}): use another --workdir or delete it.')
 
   from gsg_jax import train
   from gsg_jax.evaluate import evaluate_run
@@ -171,7 +172,7 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
     result = evaluate_run(run_dir, protocols=_PROTOCOLS, **evaluate_kwargs)
     _record(run_dir, point, eval_seconds=time.perf_counter() - start)
     m = result['metrics']
-    log(f"{prefix} kNN top-1 {m['knn_top1@20']:.2f}%, fast linear {m['fast_linear_top1']:.2f}%, "
+    log(f"{prefix} kNN top-1 {m['knn_top1']:.2f}%, fast linear {m['fast_linear_top1']:.2f}%, "
         f"RankMe {m['projections/rankme']:.1f}, W-uniformity {m['projections/wasserstein_uniformity']:.4f}")
   text = write_report([workdir], workdir)
   log(f'Report: {os.path.join(workdir, "sweep.md")}, {os.path.join(workdir, "sweep.png")}')
@@ -185,7 +186,7 @@ def collect(sweep_dirs) -> list[dict]:
   rows = []
   for sweep_dir in sweep_dirs:
     if not os.path.isdir(sweep_dir):
-      raise FileNotFoundError(f'sweep directory {sweep_dir!r} does not exist.')
+      raise MissingPathError(f'sweep directory {sweep_dir!r} does not exist.')
     for name in sorted(os.listdir(sweep_dir)):
       run_dir = os.path.join(sweep_dir, name)
       result = _read_json(os.path.join(run_dir, 'eval', 'latest.json'))
@@ -198,13 +199,16 @@ def collect(sweep_dirs) -> list[dict]:
       wall = record.get('train_wall_seconds', summary.get('train_seconds'))
       if wall is not None:
         wall += record.get('eval_seconds', 0.0)
-      m = result['metrics']
+      m, knn = result['metrics'], result.get('knn') or {}
       rows.append({'sweep': os.path.basename(os.path.normpath(sweep_dir)), 'run_dir': run_dir,
                    'method': result['method'], 'batch_size': int(config['batch_size']),
                    'extra': ', '.join(f'{k}={v}' for k, v in point.items() if k != 'batch_size'),
                    # The linear scaling rule of gsg_jax.training.optim.peak_learning_rate.
                    'peak_lr': config['optim']['base_lr'] * config['batch_size'] / 256,
-                   'epochs': result['epochs'], 'knn': m.get('knn_top1@20'), 'linear': m.get('fast_linear_top1'),
+                   'epochs': result['epochs'], 'knn': m.get('knn_top1', m.get('knn_top1@20')),
+                   # Evaluations before the kNN settings were recorded used k = 20, T = 0.1.
+                   'knn_k': knn.get('k', 20), 'knn_t': knn.get('temperature', 0.1),
+                   'linear': m.get('fast_linear_top1'),
                    'rankme_projections': m.get('projections/rankme'), 'rankme_features': m.get('features/rankme'),
                    'w_uniformity': m.get('projections/wasserstein_uniformity'),
                    'uniformity': m.get('projections/uniformity'), 'wall_seconds': wall})
@@ -226,8 +230,10 @@ def _fmt(value, spec):
 def markdown(rows) -> str:
   labels, keys = _line_labels(rows)
   by_key = dict(zip(keys, labels))
+  settings = sorted({(r['knn_k'], r['knn_t']) for r in rows})
+  knn_text = '; '.join(f'k = {k}, T = {t:g}' for k, t in settings)
   lines = ['Peak learning rate = base_lr × batch/256 (each config\'s linear scaling rule), then its schedule. '
-           'kNN: k = 20, T = 0.1; linear: the fast probe on frozen features; RankMe (Garrido et al. 2023) and '
+           f'kNN: {knn_text}; linear: the fast probe on frozen features; RankMe (Garrido et al. 2023) and '
            'Wasserstein uniformity (Koromilas et al. 2024, 0 = as uniform as random points) of held-out '
            'projections; uniformity: Wang & Isola, t = 2. Wall time: training and evaluation.', '',
            '| method | batch size | peak lr | epochs | kNN top-1 (%) | linear top-1 (%) | RankMe proj. '
@@ -274,7 +280,7 @@ def write_report(sweep_dirs, out_dir: str) -> str:
   """``out_dir/sweep.md`` and ``out_dir/sweep.png`` for the points of ``sweep_dirs``; returns the Markdown."""
   rows = collect(sweep_dirs)
   if not rows:
-    raise FileNotFoundError(f'no evaluated grid point (…/<point>/eval/latest.json) in {list(sweep_dirs)}.')
+    raise MissingPathError(f'no evaluated grid point (…/<point>/eval/latest.json) in {list(sweep_dirs)}.')
   os.makedirs(out_dir, exist_ok=True)
   text = markdown(rows)
   with open(os.path.join(out_dir, 'sweep.md'), 'w') as f:
@@ -287,28 +293,22 @@ def write_report(sweep_dirs, out_dir: str) -> str:
 
 def main(argv):
   from absl import flags
-  from gsg_jax import train
+  from gsg_jax import cli
   from gsg_jax.training.outputs import quiet_library_logs
   f = flags.FLAGS
   quiet_library_logs()
-  try:
-    if f.report:
-      if len(argv) < 2 or not f.out:
-        raise ValueError('--report takes the sweep directories as arguments and --out=DIR.')
-      print(write_report(argv[1:], f.out), end='')
-      print(f'Written to {os.path.join(f.out, "sweep.md")} and sweep.png')
-      return
-    if len(argv) > 1:
-      raise ValueError(f'unexpected arguments {argv[1:]} (the sweep directories go with --report).')
-    if f.config is None or not f.workdir or not f.grid:
-      raise ValueError('--config, --grid and --workdir are required (or --report DIR ... --out=DIR).')
-    print(run_sweep(f.config, f.grid, f.workdir), end='')
-  except (ValueError, FileNotFoundError, PermissionError, train.NonFiniteLoss) as e:
-    print(f'error: {e}', file=sys.stderr)
-    sys.exit(1)
-  except train.Preempted as e:
-    print(f'{e} (the sweep resumes there too)', file=sys.stderr)
-    sys.exit(143)
+  if f.report:
+    if len(argv) < 2 or not f.out:
+      raise ConfigError('--report takes the sweep directories as arguments and --out=DIR.')
+    print(write_report(argv[1:], f.out), end='')
+    print(f'Written to {os.path.join(f.out, "sweep.md")} and sweep.png')
+    return
+  if len(argv) > 1:
+    raise ConfigError(f'unexpected arguments {argv[1:]} (the sweep directories go with --report).')
+  config = cli.config_value(flags.FLAGS['config'])
+  if config is None or not f.workdir or not f.grid:
+    raise ConfigError('--config, --grid and --workdir are required (or --report DIR ... --out=DIR).')
+  print(run_sweep(config, f.grid, f.workdir), end='')
 
 
 def _define_flags():
@@ -321,7 +321,12 @@ def _define_flags():
   flags.DEFINE_string('out', None, 'With --report: where sweep.md and sweep.png go.')
 
 
-if __name__ == '__main__':
-  from absl import app
+def run():
+  """The ``gsg-sweep`` command."""
+  from gsg_jax import cli
   _define_flags()
-  app.run(main)
+  cli.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -15,27 +15,19 @@ import time
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from gsg_jax import config_lib, data, parallel
-from gsg_jax.evaluation.features import extract_features
-from gsg_jax.evaluation.knn import weighted_knn
+from gsg_jax.errors import ConfigError, NonFiniteLoss, Preempted, UnusablePathError
 from gsg_jax.training import build_trainer
 from gsg_jax.training.checkpointing import Checkpointer
 from gsg_jax.training.outputs import MetricsLogger
 
 
-class Preempted(Exception):
-  """Raised after a checkpoint has been written in response to SIGTERM/SIGINT."""
-
-
-class NonFiniteLoss(FloatingPointError):
-  pass
-
-
 def prepare_workdir(workdir: str) -> str:
   """Create ``workdir`` and check it is writable, before any accelerator time is spent."""
   if not workdir:
-    raise ValueError('--workdir is required.')
+    raise ConfigError('--workdir is required.')
   workdir = os.path.abspath(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -44,19 +36,28 @@ def prepare_workdir(workdir: str) -> str:
       f.write('ok')
     os.remove(probe)
   except OSError as e:
-    raise PermissionError(f'workdir {workdir!r} is not writable: {e}') from e
+    raise UnusablePathError(f'workdir {workdir!r} is not writable: {e}') from e
   return workdir
 
 
 class _StopSignal:
-  """Records SIGTERM/SIGINT so the loop can stop at a step boundary."""
+  """Records SIGTERM/SIGINT so the loop can stop at a step boundary.
+
+  In a multi-process job a signal reaches one host, but every host must stop at
+  the same step, or the collective checkpoint save hangs. There SIGTERM is left
+  to JAX's preemption service (installed by ``jax.distributed.initialize``),
+  which agrees a step with all hosts: ``should_stop(step)`` asks it at every
+  step, so all hosts checkpoint and stop together. SIGINT stays local.
+  """
 
   def __init__(self):
     self.received = None
     self._previous = {}
+    self._multi_process = jax.process_count() > 1
 
   def __enter__(self):
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    signals = (signal.SIGINT,) if self._multi_process else (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
       try:
         self._previous[sig] = signal.signal(sig, self._handle)
       except ValueError:  # Not the main thread (e.g. some notebooks): no handler.
@@ -67,6 +68,12 @@ class _StopSignal:
     if self.received is not None:  # Second signal: give up waiting.
       raise KeyboardInterrupt
     self.received = signal.Signals(signum).name
+
+  def should_stop(self, step: int) -> bool:
+    """Whether to checkpoint and stop after ``step``; the same answer on every host of a multi-process job."""
+    if self._multi_process and multihost_utils.reached_preemption_sync_point(step):
+      self.received = self.received or 'SIGTERM (preemption agreed by all hosts)'
+    return self.received is not None
 
   def __exit__(self, *exc):
     for sig, handler in self._previous.items():
@@ -83,29 +90,12 @@ def _mean_metrics(pending: list, first_step: int) -> dict:
   return {k: float(np.mean(v)) for k, v in stacked.items()}
 
 
-def make_monitor(trainer, dataset, config, mesh):
-  """``evaluate(state) -> metrics`` on the held-out split, run during training.
-
-  Weighted kNN of held-out backbone features against the memory split and,
-  when the online probe is on, the probe's held-out top-1 accuracy.
-  """
-  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  encode = jax.jit(trainer.encode, in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding)
-  probe_logits = jax.jit(trainer.probe_logits) if trainer.probe is not None else None
-  k = config.eval.knn_k
-
-  def evaluate(state) -> dict:
-    memory = extract_features(encode, state, dataset.memory.images, config.eval.batch_size, batch_sharding)
-    queries = extract_features(encode, state, dataset.heldout.images, config.eval.batch_size, batch_sharding)
-    result = weighted_knn(memory, dataset.memory.labels, queries, dataset.heldout.labels, dataset.num_classes,
-                          ks=(k,), temperature=config.eval.knn_temperature)
-    metrics = {'knn_top1': result[f'knn_top1@{k}'], **result}
-    if probe_logits is not None:
-      predicted = np.argmax(np.asarray(probe_logits(state.params, queries)), axis=-1)
-      metrics['online_probe_top1'] = 100.0 * float(np.mean(predicted == dataset.heldout.labels))
-    return metrics
-
-  return evaluate
+def make_monitor(trainer, dataset, config, mesh, workdir: str | None = None):
+  """The training monitor (``gsg_jax.evaluation.monitor.Monitor``): ``monitor(state) -> metrics`` on the
+  held-out split (kNN at ``config.eval``'s k and T, online probe) with the floors beside them, and
+  ``monitor.message(step, metrics)``, the log line."""
+  from gsg_jax.evaluation.monitor import Monitor
+  return Monitor(trainer, dataset, config, mesh, workdir)
 
 
 def train_and_evaluate(config, workdir: str) -> dict:
@@ -114,6 +104,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   workdir = prepare_workdir(workdir)
   parallel.initialize_distributed(config.distributed)
   mesh = parallel.create_mesh()
+  parallel.warn_if_cpu_only(config)
   parallel.check_batch_size(config.batch_size, mesh)
   parallel.check_batch_size(config.eval.batch_size, mesh)
   batch_sharding = parallel.batch_sharding(mesh)
@@ -121,7 +112,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   dataset = data.load_dataset(config.data)
   steps_per_epoch = dataset.train.steps_per_epoch(config.batch_size)
   if steps_per_epoch < 1:
-    raise ValueError(f'batch_size={config.batch_size} exceeds the {dataset.train.num_examples} training images.')
+    raise ConfigError(f'batch_size={config.batch_size} exceeds the {dataset.train.num_examples} training images.')
   total_steps = config.num_epochs * steps_per_epoch
   trainer = build_trainer(config, steps_per_epoch, dataset.num_classes)
 
@@ -141,11 +132,14 @@ def train_and_evaluate(config, workdir: str) -> dict:
                  f'({dataset.train.num_examples} images), batch {config.batch_size}, '
                  f'{total_steps} steps on {mesh.size} device(s).')
 
-  evaluate = make_monitor(trainer, dataset, config, mesh)
-  if step == 0:  # The random-init encoder: the baseline every later kNN figure is judged against.
+  evaluate = make_monitor(trainer, dataset, config, mesh, workdir) if len(dataset.heldout) else None
+  if not dataset.num_classes:  # An unlabelled folder (gsg_jax.data.image_folder): no labels for the probe.
+    logger.message('Unlabelled training images: the online probe is off' + (
+        '; the kNN monitor uses data.eval_path.' if evaluate else ', and so is the kNN monitor (no data.eval_path).'))
+  if step == 0 and evaluate:  # The random-init encoder: the baseline every later kNN figure is judged against.
     initial = evaluate(state)
     logger.write(0, initial, kind='eval')
-    logger.message(f'step 0 (random init): kNN top-1 {initial["knn_top1"]:.2f}%')
+    logger.message(evaluate.message(0, initial))
 
   pending, last_logged, train_metrics, eval_metrics = [], step, {}, {}
   start_time, start_step, rate = time.perf_counter(), step, 0.0
@@ -159,20 +153,19 @@ def train_and_evaluate(config, workdir: str) -> dict:
         step += 1
         pending.append(metrics)
         end = step == total_steps
-        if step % config.log_every_steps == 0 or end or stop.received or checkpointer.should_save(step):
+        stopping = stop.should_stop(step)
+        if step % config.log_every_steps == 0 or end or stopping or checkpointer.should_save(step):
           train_metrics = _mean_metrics(pending, last_logged)
           pending, last_logged = [], step
           rate = logger.progress(step, train_metrics['loss'])
           logger.write(step, {**train_metrics, 'images_per_second': rate})
         epoch_done = step % steps_per_epoch == 0 and (step // steps_per_epoch) % config.eval_every_epochs == 0
-        if epoch_done or end:
+        if evaluate and (epoch_done or end):
           eval_metrics = evaluate(state)
           logger.write(step, eval_metrics, kind='eval')
-          probe = eval_metrics.get('online_probe_top1')
-          logger.message(f'step {step}: kNN top-1 {eval_metrics["knn_top1"]:.2f}%'
-                         + ('' if probe is None else f', online probe top-1 {probe:.2f}%'))
-        checkpointer.save(step, state, force=end or bool(stop.received))
-        if stop.received:
+          logger.message(evaluate.message(step, eval_metrics))
+        checkpointer.save(step, state, force=end or stopping)
+        if stopping:
           raise Preempted(f'{stop.received} received: stopped after step {step}, checkpoint written in {workdir}. '
                           'Run the same command again to resume.')
   finally:

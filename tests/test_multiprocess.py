@@ -6,11 +6,15 @@ reference is one process with 2 simulated devices. Compiled programs are
 cached in a shared directory so repeated test runs are quick.
 """
 
+import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import pytest
@@ -67,3 +71,93 @@ def test_two_processes_match_one_process(tmp_path):
     for key in ref.files:
       if key not in ('losses', 'devices', 'processes'):
         np.testing.assert_allclose(got[key], ref[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+# ------------------------------------------------- preemption of one host of two
+
+STEPS_PER_EPOCH, EPOCHS = 8, 25  # 512 images / batch 64; long enough that the agreed stop lands before the end.
+TRAIN_FLAGS = ['--config=configs/simsiam_gsg.py:quick', '--config.data.builtin_num_train=512',
+               '--config.data.builtin_num_heldout=256', '--config.model.width=8', '--config.augment.crop_size=16',
+               '--config.batch_size=64', f'--config.num_epochs={EPOCHS}', f'--config.eval_every_epochs={EPOCHS}',
+               '--config.checkpoint_every_steps=1000', '--config.log_every_steps=4',
+               '--config.model.projection_dim=32', '--config.model.projector_hidden_dim=32',
+               '--config.model.predictor_hidden_dim=8', '--config.eval.batch_size=256']
+
+
+def _train(workdir, devices, process_id=None, port=None):
+  if process_id is None:
+    cluster = ['--config.distributed.mode=off']
+  else:
+    cluster = ['--config.distributed.mode=explicit', f'--config.distributed.coordinator_address=127.0.0.1:{port}',
+               '--config.distributed.num_processes=2', f'--config.distributed.process_id={process_id}']
+  env = dict(_env(devices), JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo')
+  return subprocess.Popen([sys.executable, '-m', 'gsg_jax.main', f'--workdir={workdir}', *TRAIN_FLAGS, *cluster],
+                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(procs):
+  try:
+    return [p.communicate(timeout=TIMEOUT) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
+def _logged_step(workdir) -> int:
+  try:
+    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+      records = [json.loads(line) for line in f if line.endswith('\n')]
+  except FileNotFoundError:
+    return 0
+  return max([r['step'] for r in records if r.get('kind') == 'train'], default=0)
+
+
+def _final_state(workdir):
+  import jax
+  from conftest import tiny_config
+  from gsg_jax.training import build_trainer
+  from gsg_jax.training.checkpointing import Checkpointer
+  config = tiny_config('simsiam_gsg')
+  template = build_trainer(config, STEPS_PER_EPOCH, num_classes=10).init(jax.random.key(0), (32, 32, 3))
+  checkpointer = Checkpointer(str(workdir), 1000, 3)
+  try:
+    assert checkpointer.latest_step() == STEPS_PER_EPOCH * EPOCHS
+    state = checkpointer.restore(template)
+  finally:
+    checkpointer.close()
+  return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(
+      {'params': state.params, 'stats': state.model_state})}
+
+
+def test_sigterm_to_one_host_stops_both_at_the_same_step_then_resumes(tmp_path):
+  workdir = tmp_path / 'run'
+  port = _free_port()
+  procs = [_train(workdir, 1, i, port) for i in range(2)]
+  deadline = time.monotonic() + TIMEOUT
+  while _logged_step(workdir) < 8:
+    assert all(p.poll() is None for p in procs), _finish(procs)
+    assert time.monotonic() < deadline, 'timed out waiting for training to start'
+    time.sleep(0.05)
+  procs[1].send_signal(signal.SIGTERM)  # One host only, as a preempted VM.
+  outputs = _finish(procs)
+  stops = []
+  for p, (_, err) in zip(procs, outputs):
+    assert p.returncode == 143, err[-3000:]
+    stops.append(int(re.search(r'stopped after step (\d+)', err).group(1)))
+  assert stops[0] == stops[1] < STEPS_PER_EPOCH * EPOCHS, stops
+  assert sorted(int(e) for e in os.listdir(workdir / 'checkpoints') if e.isdigit())[-1] == stops[0]
+
+  port = _free_port()
+  resumed = [_train(workdir, 1, i, port) for i in range(2)]
+  for p, (out, err) in zip(resumed, _finish(resumed)):
+    assert p.returncode == 0, err[-3000:]
+  reference = tmp_path / 'reference'  # Uninterrupted, one process over 2 devices: the same global program.
+  ref = _train(reference, 2)
+  out, err = _finish([ref])[0]
+  assert ref.returncode == 0, err[-3000:]
+  got, want = _final_state(workdir), _final_state(reference)
+  assert set(got) == set(want)
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=1e-4, atol=1e-5, err_msg=key)

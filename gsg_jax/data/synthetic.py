@@ -38,6 +38,7 @@ import numpy as np
 
 from gsg_jax.data.augment import GRAY_WEIGHTS
 from gsg_jax.data.pipeline import Dataset, InMemoryTrainData, Split
+from gsg_jax.errors import ConfigError
 
 SHAPES = ('disc', 'ring', 'square', 'triangle', 'cross', 'bar', 'star', 'crescent', 'corner', 'dots')
 NUM_CLASSES = len(SHAPES)
@@ -154,11 +155,11 @@ def load_builtin(config) -> Dataset:
   """
   for key in ('builtin_num_train', 'builtin_num_heldout', 'image_size'):
     if config[key] <= 0:
-      raise ValueError(f'config.data.{key}={config[key]!r} is invalid: expected a positive integer.')
+      raise ConfigError(f'config.data.{key}={config[key]!r} is invalid: expected a positive integer.')
   if config.image_size < 8:
-    raise ValueError(f'config.data.image_size={config.image_size!r} is invalid: builtin shapes need at least 8 pixels.')
+    raise ConfigError(f'config.data.image_size={config.image_size!r} is invalid: builtin shapes need at least 8 pixels.')
   if config.builtin_seed < 0:
-    raise ValueError(f'config.data.builtin_seed={config.builtin_seed!r} is invalid: expected >= 0.')
+    raise ConfigError(f'config.data.builtin_seed={config.builtin_seed!r} is invalid: expected >= 0.')
   train = generate(config.builtin_num_train, [config.builtin_seed, 0], config.image_size)
   heldout = generate(config.builtin_num_heldout, [config.builtin_seed, 1], config.image_size)
   return Dataset('builtin', NUM_CLASSES, InMemoryTrainData(train), memory=train, heldout=heldout)

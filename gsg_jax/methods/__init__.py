@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from gsg_jax.methods import contrastive, gsg, predictors, simsiam, targets
 from gsg_jax.methods.targets import ema_update, momentum_schedule
+from gsg_jax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +110,7 @@ def build_method(config, total_steps: int = 1) -> Method:
   """The method that the ``config.method`` block describes (``total_steps``: for momentum schedules)."""
   for key, registry in (('loss', LOSSES), ('target', TARGETS), ('predictor', PREDICTORS)):
     if config[key] not in registry:
-      raise ValueError(f'config.method.{key}={config[key]!r} is invalid: expected one of {tuple(registry)}.')
+      raise ConfigError(f'config.method.{key}={config[key]!r} is invalid: expected one of {tuple(registry)}.')
   loss = LOSSES[config.loss]
   hyperparameters = dict(config[config.loss]) if loss.defaults else {}
   loss_fn = lambda p, z, rng: loss.fn(p, z, rng, **hyperparameters)

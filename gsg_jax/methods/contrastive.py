@@ -60,6 +60,7 @@ import jax
 import jax.numpy as jnp
 
 from gsg_jax.methods.similarity import cosine_similarity, l2_normalize
+from gsg_jax.errors import ConfigError
 
 KERNELS = ('gaussian', 'log', 'imq')
 _MASKED = -1e9  # A logit that contributes exp(−1e9 − max) = 0 to a log-sum-exp, with a zero gradient.
@@ -121,7 +122,7 @@ def _kernel(squared_distance, kernel: str, t: float):
     return -jnp.log1p(t * squared_distance)
   if kernel == 'imq':
     return t / jnp.sqrt(t * t + squared_distance)
-  raise ValueError(f'kcl kernel={kernel!r} is invalid: expected one of {KERNELS}.')
+  raise ConfigError(f'kcl kernel={kernel!r} is invalid: expected one of {KERNELS}.')
 
 
 def _mean_pairwise_kernel(x, kernel: str, t: float):
@@ -135,7 +136,7 @@ def _mean_pairwise_kernel(x, kernel: str, t: float):
 def kcl(z1, z2, t: float = 2.0, gamma: float = 16.0, kernel: str = 'gaussian'):
   """Kernel contrastive loss: −2·alignment kernel + γ·(within-view pairwise kernel energies). Scalar."""
   if kernel not in KERNELS:
-    raise ValueError(f'kcl kernel={kernel!r} is invalid: expected one of {KERNELS}.')
+    raise ConfigError(f'kcl kernel={kernel!r} is invalid: expected one of {KERNELS}.')
   u, v, _ = _normalized_pair(z1, z2)
   alignment = jnp.mean(_kernel(jnp.sum((u - v) ** 2, axis=-1), kernel, t))
   energy_weight = 0.5 if kernel == 'log' else 1.0  # The authors' log_kernel carries −0.5; log_align does not.

@@ -28,6 +28,8 @@ training.
 import jax
 import jax.numpy as jnp
 
+from gsg_jax.errors import ConfigError
+
 _HIGHEST = jax.lax.Precision.HIGHEST
 
 
@@ -77,7 +79,7 @@ def set_predictor(correlation, kind: str, eps: float = 0.1):
     s_max = jnp.maximum(s[-1], jnp.finfo(jnp.float32).tiny)
     w = 0.5 * (correlation + correlation.T) / s_max + eps * jnp.eye(s.shape[0])
     return w, s, s / s_max + eps
-  raise ValueError(f'unknown set-predictor rule {kind!r}: expected one of {KINDS}.')
+  raise ConfigError(f'unknown set-predictor rule {kind!r}: expected one of {KINDS}.')
 
 
 def predictor_from_correlation(correlation, eps: float = 0.1):

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from gsg_jax.methods import directpred
 from gsg_jax.models import heads
+from gsg_jax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +96,7 @@ def build_trained(kind: str):
 def build_set(kind: str):
   def build(config):
     if config.freq < 1 or not 0.0 <= config.rho < 1.0:
-      raise ValueError(f'method.{kind}: freq must be >= 1 and rho in [0, 1); got freq={config.freq}, '
-                       f'rho={config.rho}.')
+      raise ConfigError(f'method.{kind}: freq must be >= 1 and rho in [0, 1); got freq={config.freq}, '
+                        f'rho={config.rho}.')
     return SetPredictor(kind, float(config.rho), float(config.eps), int(config.freq))
   return build

@@ -28,6 +28,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from gsg_jax.errors import ConfigError
+
 SCHEDULES = ('constant', 'cosine')
 _EMA_PARTS = ('backbone', 'projector')
 
@@ -47,7 +49,7 @@ def momentum_schedule(base: float, schedule: str, total_steps: int) -> Callable:
       progress = jnp.minimum(step / max(total_steps, 1), 1.0)
       return 1.0 - (1.0 - base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
     return cosine
-  raise ValueError(f'method.ema.schedule={schedule!r}: expected one of {SCHEDULES}.')
+  raise ConfigError(f'method.ema.schedule={schedule!r}: expected one of {SCHEDULES}.')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,6 +30,8 @@ import re
 import jax
 import optax
 
+from gsg_jax.errors import ConfigError
+
 OPTIMIZERS = ('sgd', 'lars')
 SCHEDULES = ('cosine', 'constant', 'frozen')
 RULE_KEYS = ('lr', 'schedule', 'weight_decay', 'momentum', 'optimizer')
@@ -59,18 +61,18 @@ def check_rules(rules) -> None:
   """ValueError naming the first malformed rule of ``config.optim.rules``."""
   for i, rule in enumerate(rules):
     if len(rule) != 2 or not isinstance(rule[0], str) or not hasattr(rule[1], 'keys'):
-      raise ValueError(f'config.optim.rules[{i}]={rule!r} is invalid: expected (regex, {{setting: value}}).')
+      raise ConfigError(f'config.optim.rules[{i}]={rule!r} is invalid: expected (regex, {{setting: value}}).')
     try:
       re.compile(rule[0])
     except re.error as e:
-      raise ValueError(f'config.optim.rules[{i}]: bad regex {rule[0]!r}: {e}') from e
+      raise ConfigError(f'config.optim.rules[{i}]: bad regex {rule[0]!r}: {e}') from e
     unknown = set(rule[1].keys()) - set(RULE_KEYS)
     if unknown:
-      raise ValueError(f'config.optim.rules[{i}] sets unknown keys {sorted(unknown)}: expected some of {RULE_KEYS}.')
+      raise ConfigError(f'config.optim.rules[{i}] sets unknown keys {sorted(unknown)}: expected some of {RULE_KEYS}.')
     if rule[1].get('schedule', 'cosine') not in SCHEDULES:
-      raise ValueError(f'config.optim.rules[{i}]: schedule {rule[1]["schedule"]!r} is not one of {SCHEDULES}.')
+      raise ConfigError(f'config.optim.rules[{i}]: schedule {rule[1]["schedule"]!r} is not one of {SCHEDULES}.')
     if rule[1].get('optimizer', 'sgd') not in OPTIMIZERS:
-      raise ValueError(f'config.optim.rules[{i}]: optimizer {rule[1]["optimizer"]!r} is not one of {OPTIMIZERS}.')
+      raise ConfigError(f'config.optim.rules[{i}]: optimizer {rule[1]["optimizer"]!r} is not one of {OPTIMIZERS}.')
 
 
 def _group_optimizer(config, settings: dict, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -95,7 +97,7 @@ def build_optimizer(config, steps_per_epoch: int, extra_rules=()) -> tuple[optax
   """
   opt = config.optim
   if opt.optimizer not in OPTIMIZERS:
-    raise ValueError(f'config.optim.optimizer={opt.optimizer!r} is invalid: expected one of {OPTIMIZERS}.')
+    raise ConfigError(f'config.optim.optimizer={opt.optimizer!r} is invalid: expected one of {OPTIMIZERS}.')
   rules = tuple(extra_rules) + tuple(tuple(r) for r in opt.rules)
   check_rules(rules)
   base = {'lr': peak_learning_rate(config), 'schedule': opt.schedule, 'weight_decay': opt.weight_decay,

@@ -57,6 +57,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gsg_jax.errors import ConfigError
+
 LATENTS = ('sparse', 'one_hot')
 VIEW_KINDS = ('independent', 'complementary')
 
@@ -76,7 +78,7 @@ def default_noise_std(d: int) -> float:
 def dictionary(rng: np.random.Generator, p: int, d: int) -> np.ndarray:
   """M [p, d] with orthonormal columns: Q of the QR decomposition of a Gaussian matrix."""
   if p < d:
-    raise ValueError(f'p={p} < d={d}: M cannot have orthonormal columns.')
+    raise ConfigError(f'p={p} < d={d}: M cannot have orthonormal columns.')
   q, _ = np.linalg.qr(rng.normal(size=(p, d)))
   return q
 
@@ -88,10 +90,10 @@ def latents(rng: np.random.Generator, n: int, d: int, q: float, latent: str = 's
     z[np.arange(n), rng.integers(0, d, n)] = rng.choice(np.array([-1, 1], np.int8), n)
     return z
   if latent != 'sparse':
-    raise ValueError(f'latent={latent!r}: expected one of {LATENTS}.')
+    raise ConfigError(f'latent={latent!r}: expected one of {LATENTS}.')
   num_neg, num_pos = sparsity_counts(d, q)
   if num_neg + num_pos > d:
-    raise ValueError(f'sparsity {q} needs {num_neg + num_pos} non-zeros out of d={d}.')
+    raise ConfigError(f'sparsity {q} needs {num_neg + num_pos} non-zeros out of d={d}.')
   template = np.zeros(d, np.int8)
   template[:num_neg] = -1
   template[num_neg:num_neg + num_pos] = 1
@@ -115,7 +117,7 @@ def init_kernel(rng: np.random.Generator, m_dict: np.ndarray, m: int, c: float |
   if c is None:
     return rng.normal(0.0, np.sqrt(1.0 / (p * d)), (p, m)).astype(np.float32)
   if c <= 0:
-    raise ValueError(f'warm-start c={c} must be > 0 (None: random init, inf: W = M_S).')
+    raise ConfigError(f'warm-start c={c} must be > 0 (None: random init, inf: W = M_S).')
   if m > d:
     m_s = m_dict[:, rng.choice(d, m)]
   elif m == d:
@@ -147,14 +149,14 @@ class MaskViews:
 
   def __post_init__(self):
     if self.kind not in VIEW_KINDS:
-      raise ValueError(f'views={self.kind!r}: expected one of {VIEW_KINDS}.')
+      raise ConfigError(f'views={self.kind!r}: expected one of {VIEW_KINDS}.')
 
   def masks(self, rng, keep_prob, batch_size: int, num_views: int, p: int):
     """The diagonal masks [B, V, p] (float32): δ for ``independent``, (2D, 2(1 − D)) pairs for ``complementary``."""
     if self.kind == 'independent':
       return bernoulli16(rng, keep_prob, (batch_size, num_views, p)).astype(jnp.float32)
     if num_views % 2:
-      raise ValueError(f'complementary views come in pairs: num_views={num_views} is odd.')
+      raise ConfigError(f'complementary views come in pairs: num_views={num_views} is odd.')
     d = bernoulli16(rng, 0.5, (batch_size, num_views // 2, 1, p)).astype(jnp.float32)
     return (2.0 * jnp.concatenate([d, 1.0 - d], axis=2)).reshape(batch_size, num_views, p)
 

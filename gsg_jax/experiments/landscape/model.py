@@ -54,6 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gsg_jax.errors import ConfigError
+
 
 def sym_relu(h, b):
   """SymReLU(h, b) = ReLU(h) − ReLU(2b − h) (= ReLU(Wx + b) − ReLU(−Wx + b) for h = Wx + b)."""
@@ -120,7 +122,7 @@ class SymReLUNetwork(nn.Module):
   @nn.compact
   def __call__(self, x, *, train: bool, num_views: int = 1, with_predictor: bool = True) -> dict[str, Any]:
     if self.towers not in (1, 2):
-      raise ValueError(f'towers={self.towers}: expected 1 or 2.')
+      raise ConfigError(f'towers={self.towers}: expected 1 or 2.')
     x = x.astype(jnp.float32)
     p, batch = x.shape[-1], x.shape[0] // num_views
     tower = np.arange(num_views) % self.towers  # Tower of each view (static).

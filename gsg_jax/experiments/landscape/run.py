@@ -94,6 +94,7 @@ from gsg_jax.experiments.landscape import metrics as metrics_lib
 from gsg_jax.experiments.landscape.model import SymReLUNetwork, encoder_matrix
 from gsg_jax.training.optim import build_optimizer
 from gsg_jax.training.step import Trainer, TrainState
+from gsg_jax.errors import ConfigError
 
 SCHEMES = {'alt': 'online', 'simsiam': 'online', 'ema': 'ema'}
 NONCONTRASTIVE_LOSSES = ('negcos', 'gsg')
@@ -129,8 +130,8 @@ def objective(name: str) -> Objective:
   parts = name.split('_')
   if (len(parts) != 3 or parts[0] not in NONCONTRASTIVE_LOSSES or parts[1] not in SCHEMES
       or parts[2] not in methods.PREDICTORS):
-    raise ValueError(f'objective {name!r}: expected infonce or <loss>_<scheme>_<predictor> with loss in '
-                     f'{NONCONTRASTIVE_LOSSES}, scheme in {tuple(SCHEMES)}, predictor in {tuple(methods.PREDICTORS)}.')
+    raise ConfigError(f'objective {name!r}: expected infonce or <loss>_<scheme>_<predictor> with loss in '
+                      f'{NONCONTRASTIVE_LOSSES}, scheme in {tuple(SCHEMES)}, predictor in {tuple(methods.PREDICTORS)}.')
   loss, scheme, predictor = parts
   alt = scheme == 'alt'
   return Objective(name, loss, SCHEMES[scheme], predictor, 2 if alt else 1, 'independent', False,
@@ -141,7 +142,7 @@ def uses_batch_norm(obj: Objective, setting: str) -> bool:
   if setting == 'authors':
     return obj.contrastive or obj.predictor != 'none'
   if setting not in ('on', 'off'):
-    raise ValueError(f"batch_norm={setting!r}: expected 'authors', 'on' or 'off'.")
+    raise ConfigError(f"batch_norm={setting!r}: expected 'authors', 'on' or 'off'.")
   return setting == 'on'
 
 
@@ -438,8 +439,8 @@ def _run_config(cfg) -> dict:
 def _check_meta(saved: dict, meta: dict, path: str) -> None:
   if jsonable(saved, 6) != jsonable(meta, 6):
     diff = sorted(k for k in meta if jsonable(saved.get(k), 6) != jsonable(meta[k], 6))
-    raise ValueError(f'{path} was written by a different configuration (differs in {diff}): '
-                     'use a fresh --workdir or delete that file.')
+    raise ConfigError(f'{path} was written by a different configuration (differs in {diff}): '
+                      'use a fresh --workdir or delete that file.')
 
 
 # ----------------------------------------------------------------------------- the whole experiment
@@ -453,7 +454,7 @@ def run(cfg, workdir: str, progress=print) -> dict:
   for s, o in jobs:
     objective(o)  # Fail on a misspelt name before training anything.
     if s not in STUDIES:
-      raise ValueError(f'study {s!r}: expected one of {STUDIES}.')
+      raise ConfigError(f'study {s!r}: expected one of {STUDIES}.')
   start = time.time()
   results = {'config': jsonable(cfg.to_dict(), 6), 'studies': {}}
   for i, (s, o) in enumerate(jobs):
@@ -494,6 +495,7 @@ def summary_table(results: dict) -> dict:
 def main():
   from absl import app, flags, logging
   from ml_collections import config_flags
+  from gsg_jax import cli
   config = config_flags.DEFINE_config_file('config', None, 'configs/landscape.py[:quick]', lock_config=True)
   flags.DEFINE_string('workdir', None, 'Output directory (resumable).')
   flags.mark_flags_as_required(['config', 'workdir'])
@@ -504,7 +506,7 @@ def main():
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
     start = time.time()
-    results = run(config.value, flags.FLAGS.workdir, progress=lambda s: print(s, flush=True))
+    results = run(cli.config_value(config), flags.FLAGS.workdir, progress=lambda s: print(s, flush=True))
     print(f'all done in {time.time() - start:.1f}s -> {flags.FLAGS.workdir}/results.json', flush=True)
     for s, table in results['summary'].items():
       print(f'\n[{s}] end of training: min / median / max over latents of max_j|cos(w_j, M_i)|, mean over seeds')
@@ -513,4 +515,4 @@ def main():
           print(f'  {o:28s} {label:45s} {v["min"]["mean"]:.3f} / {v["median"]["mean"]:.3f} / '
                 f'{v["max"]["mean"]:.3f}   match {v["match"]["mean"]:.2f}  var {v["output_variance"]["mean"]:.3g}')
     sys.stdout.flush()
-  app.run(_main)
+  cli.run(_main)
