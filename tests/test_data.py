@@ -10,6 +10,7 @@ import time
 import zipfile
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -42,9 +43,9 @@ def builtin():
 def test_default_config_has_every_key():
   c = data.default_data_config()
   expected = {'source', 'image_size', 'builtin_num_train', 'builtin_num_heldout', 'builtin_seed', 'path',
-              'heldout_split', 'heldout_fraction', 'split_seed', 'max_examples', 'cache_dir', 'tfds_name',
+              'heldout_split', 'heldout_fraction', 'split_seed', 'max_examples', 'cache_dir', 'eval_path', 'tfds_name',
               'data_dir', 'train_split', 'in_memory_max_examples', 'eval_max_examples', 'stream_image_size',
-              'shuffle_buffer'}
+              'stream_views', 'stream_crop_scale', 'stream_crop_ratio', 'shuffle_buffer'}
   assert set(c.keys()) == expected
   assert (c.source, c.builtin_num_train, c.builtin_num_heldout, c.heldout_fraction) == ('builtin', 8192, 2048, 0.1)
 
@@ -349,8 +350,7 @@ def test_decode_and_crop_non_square():
   from gsg_jax.data.tfds_source import decode_and_crop
   encoded = tf.io.encode_png(tf.constant(np.full((40, 60, 3), 200, np.uint8)))
   centre = decode_and_crop(encoded, 32)
-  random = decode_and_crop(encoded, 32, tf.constant([1, 2], tf.int64))
-  assert centre.shape == random.shape == (32, 32, 3) and centre.dtype == tf.uint8
+  assert centre.shape == (32, 32, 3) and centre.dtype == tf.uint8
   assert int(tf.reduce_min(centre)) == int(tf.reduce_max(centre)) == 200
 
 
@@ -358,11 +358,11 @@ def test_tfds_streaming(mock_cifar):
   ds = data.load_dataset(data_config(source='tfds', data_dir=mock_cifar, in_memory_max_examples=10,
                                      stream_image_size=24, shuffle_buffer=16))
   train = ds.train
-  assert isinstance(train, data.StreamingTrainData) and train.image_shape == (24, 24, 3)
+  assert isinstance(train, data.StreamingTrainData) and train.image_shape == (2, 24, 24, 3)  # Two views per image.
   assert train.steps_per_epoch(16) == 4
   sharding = NamedSharding(Mesh(np.asarray(jax.devices()), ('data',)), P('data'))
   full = take(train.batches(16, seed=0, sharding=sharding), 6)  # Crosses the epoch boundary.
-  assert all(b.shape == (16, 24, 24, 3) and b.dtype == np.uint8 for b in full)
+  assert all(b.shape == (16, 2, 24, 24, 3) and b.dtype == np.uint8 for b in full)
   first = next(train.batches(16, seed=0, sharding=sharding))
   assert first['image'].sharding == first['label'].sharding == sharding
   assert first['label'].dtype == np.int32 and set(np.asarray(first['label'])) <= set(range(10))
@@ -371,6 +371,90 @@ def test_tfds_streaming(mock_cifar):
   for a, b in zip(full[3:], resumed):
     np.testing.assert_array_equal(a, b)
   assert not np.array_equal(full[0], full[4])  # New epoch, new order.
+
+
+# The mock ImageNet image: 300 × 480, red = column and green = row, each scaled to 0..255, so the pixels of a
+# view say where in the image it was cropped from.
+BIG_H, BIG_W = 300, 480
+
+
+@pytest.fixture
+def mock_big_images(tmp_path):
+  """TFDS cifar10 metadata (train 64, test 32) read as 64 copies of the coordinate image, PNG-encoded."""
+  import tensorflow as tf
+  import tensorflow_datasets as tfds
+  rows, cols = np.mgrid[:BIG_H, :BIG_W]
+  image = np.stack([np.round(cols * 255 / (BIG_W - 1)), np.round(rows * 255 / (BIG_H - 1)),
+                    np.zeros_like(rows)], -1).astype(np.uint8)
+  encoded = tf.io.encode_png(image).numpy()
+
+  def as_dataset(self, *args, **kwargs):
+    return tf.data.Dataset.from_tensor_slices({'image': [encoded] * 64, 'label': np.arange(64) % 10})
+
+  data_dir = str(tmp_path / 'tfds')
+  builder = tfds.builder('cifar10', data_dir=data_dir)
+  builder.info.set_splits(tfds.core.SplitDict([
+      tfds.core.SplitInfo(name='train', shard_lengths=[64], num_bytes=0),
+      tfds.core.SplitInfo(name='test', shard_lengths=[32], num_bytes=0)]))
+  os.makedirs(builder.data_dir)
+  builder.info.write_to_directory(builder.data_dir)
+  with tfds.testing.mock_data(as_dataset_fn=as_dataset, data_dir=data_dir):
+    yield data_dir
+
+
+def test_streamed_views_are_cropped_independently_from_the_full_image(mock_big_images):
+  ds = data.load_dataset(data_config(source='tfds', data_dir=mock_big_images, in_memory_max_examples=10,
+                                     stream_views=4, stream_image_size=32, shuffle_buffer=16))
+  assert ds.train.image_shape == (4, 32, 32, 3)
+  views = np.concatenate(take(ds.train.batches(32, seed=0), 2)).astype(np.float64)  # [64 images, 4 views, ...]
+  x, y = views[..., 0] * (BIG_W - 1) / 255, views[..., 1] * (BIG_H - 1) / 255
+  left, right, top, bottom = x.min((2, 3)), x.max((2, 3)), y.min((2, 3)), y.max((2, 3))  # [64, 4] each
+  area = (right - left) * (bottom - top)
+  # The views of every image differ in position and in scale.
+  assert (np.ptp(left, 1) + np.ptp(top, 1) > 0).all() and (np.ptp(area, 1) > 0).all()
+  # Together they come near every edge of the image (an output pixel's centre sits up to half its footprint,
+  # 7.5 px here, inside the box, and a box touches the edge by chance).
+  assert left.min() < 15 and right.max() > BIG_W - 16 and top.min() < 15 and bottom.max() > BIG_H - 16
+  # Resized to 256 and cropped to one 256 square, every view of an image would lie within 300 columns of it;
+  # cropped from the full image, the views of most images spread wider.
+  assert np.mean(right.max(1) - left.min(1) > 330) > 0.5
+
+
+def test_host_crop_box_and_resize_match_the_device_ones():
+  """The host (TF) crop is ``augment.crop_box`` on TF's ops, resized as the device's (PIL's bilinear) up to rounding."""
+  import tensorflow as tf
+  from gsg_jax.data import augment, tfds_source
+  ops, scale, ratio = tfds_source._tf_crop_ops(tf), (0.2, 1.0), (3 / 4, 4 / 3)
+  u = np.random.default_rng(0).uniform(size=(60, 4 * augment.CROP_ATTEMPTS)).astype(np.float32)
+  sizes = np.repeat(np.array([[300, 480], [64, 30], [1, 100]], np.int32), 20, axis=0)  # [1, 100]: no box fits.
+  host_box = tf.autograph.experimental.do_not_convert(
+      lambda a: tf.stack(augment.crop_box(a[0], a[1][0], a[1][1], scale, ratio, xp=ops)))
+  host = tf.map_fn(host_box, (tf.constant(u), tf.constant(sizes)), fn_output_signature=tf.int32).numpy()
+  device = jax.jit(jax.vmap(lambda r, hw: jnp.stack(augment.crop_box(r, hw[0], hw[1], scale, ratio))))(u, sizes)
+  np.testing.assert_array_equal(host, device)
+  assert (host[40:] == [0, 49, 1, 1]).all()  # torchvision's fallback: the centred 1 × round(1 · 4/3) box.
+  image = np.random.default_rng(1).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+  for top, left, h, w in [(3, 5, 20, 30), (7, 2, 9, 13)]:  # Down- and upsampled.
+    ours = tfds_source.resized_crop(tf.constant(image), top, left, h, w, 16).numpy().astype(np.float64)
+    # PIL's bilinear resize of the box on float images, which ``augment.resized_crop`` matches (test_augment).
+    reference = np.stack([np.asarray(Image.fromarray(image[..., c].astype(np.float32))
+                                     .crop((left, top, left + w, top + h)).resize((16, 16), Image.BILINEAR))
+                          for c in range(3)], -1)
+    assert np.abs(ours - reference).max() <= 0.5 + 1e-3  # The same weights, then rounded to uint8.
+
+
+def test_image_views_of_host_cropped_views_skip_only_the_crop():
+  from gsg_jax.data import augment
+  from gsg_jax.data.views import ImageViews
+  from gsg_jax.errors import ConfigError
+  cfg = augment.default_augment_config()
+  cfg.update(dict(crop_size=8, jitter_prob=0.0, grayscale_prob=0.0, flip_prob=0.0))  # Every random op off.
+  views = np.random.default_rng(0).integers(0, 256, (3, 4, 8, 8, 3), dtype=np.uint8)  # [B, V, crop, crop, 3]
+  rows = jax.jit(lambda images, key: ImageViews(cfg)({'image': images}, key, 2))(views, jax.random.key(0))
+  expected = (views[:, :2] / 255.0 - np.array(cfg.mean)) / np.array(cfg.std)  # The first two views, normalised.
+  np.testing.assert_allclose(rows, expected.reshape(6, 8, 8, 3), atol=1e-5)
+  with pytest.raises(ConfigError, match='stream_views=6'):
+    ImageViews(cfg)({'image': jnp.asarray(views)}, jax.random.key(0), 6)
 
 
 def test_tfds_missing_dataset_fails_fast(tmp_path):

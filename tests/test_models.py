@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from gsg_jax import models
-from gsg_jax.models.heads import Predictor
+from gsg_jax.models.heads import Predictor, Projector
 from gsg_jax.models.normalization import ViewBatchNorm
 
 
 def model_config(**overrides):
   c = ml_collections.ConfigDict(dict(backbone='resnet18', width=8, cifar_stem=True, dtype='float32', remat=False,
                                      projection_dim=32, projector_hidden_dim=32, projector_layers=3,
-                                     projector_output_bn=True, predictor_hidden_dim=8))
+                                     projector_output_bn=True, predictor_hidden_dim=8, init='torch'))
   c.update(overrides)
   return c
 
@@ -120,3 +120,43 @@ def test_projector_without_output_bn_ends_with_a_biased_linear():
   variables = models.init_variables(net, jax.random.key(0), (16, 16, 3))
   projector = variables['params']['projector']
   assert sorted(projector) == ['Dense_0', 'Dense_1', 'ViewBatchNorm_0'] and 'bias' in projector['Dense_1']
+
+
+@pytest.mark.parametrize('scheme', ['torch', 'flax'])
+def test_initialisation_standard_deviations(scheme):
+  """Heads: PyTorch's nn.Linear default (weights, biases U(±1/√fan_in): std 1/√(3·fan_in)) or Flax's
+  (lecun_normal, std 1/√fan_in; zero biases)."""
+  other = 'flax' if scheme == 'torch' else 'torch'
+  net = models.build_network(model_config(backbone='convnet', init=scheme), Predictor(8, 32, init_scheme=other))
+  assert net.projector.init_scheme == net.predictor.init_scheme == scheme  # The network sets both heads' scheme.
+  projector = Projector(1024, 1024, num_layers=2, output_bn=False, init_scheme=scheme)
+  predictor = Predictor(256, 1024, init_scheme=scheme)
+  projector, predictor = jax.jit(lambda key: (projector.init(key, jnp.zeros((2, 64)), train=False)['params'],
+                                              predictor.init(key, jnp.zeros((2, 1024)), train=False)['params']))(
+                                                  jax.random.key(0))
+  gain = 1 / np.sqrt(3) if scheme == 'torch' else 1.0
+  # 2.6·10⁵ to 10⁶ weights: the relative standard error of a sample std is ≤ √((kurtosis − 1)/4n) ≤ 0.13 %
+  # (kurtosis 1.8 uniform, < 3 truncated normal), so 1.5 % is over 10 standard errors.
+  for kernel in (projector['Dense_1']['kernel'], predictor['Dense_0']['kernel'], predictor['Dense_1']['kernel']):
+    np.testing.assert_allclose(np.std(kernel), gain / np.sqrt(kernel.shape[0]), rtol=0.015)
+  for layer, fan_in in ((projector['Dense_1'], 1024), (predictor['Dense_1'], 256)):
+    bias = np.asarray(layer['bias'])
+    if scheme == 'torch':  # 1,024 draws: relative standard error √(0.8/4096) ≈ 1.4 %, so 10 % is 7 of them.
+      assert np.abs(bias).max() <= 1 / np.sqrt(fan_in)
+      np.testing.assert_allclose(np.std(bias), 1 / np.sqrt(3 * fan_in), rtol=0.1)
+    else:
+      assert not bias.any()
+
+
+def test_resnet_convolutions_are_initialised_and_padded_as_pytorch():
+  """torchvision's Kaiming normal (fan_out) initialisation, under either head scheme; and a stride-2 3×3
+  convolution samples input pixels 0, 2, 4, … at its centre (PyTorch's padding 1; XLA's 'SAME' would pad the
+  bottom/right only and centre it on 1, 3, 5, …)."""
+  from gsg_jax.models.resnet import torch_conv
+  kernel = torch_conv(64, (3, 3)).init(jax.random.key(0), jnp.zeros((1, 4, 4, 32)))['params']['kernel']
+  # 3·3·32·64 weights: relative standard error of the std √(2/4n) ≈ 0.5 %, so 3 % is 6 of them.
+  np.testing.assert_allclose(np.std(kernel), np.sqrt(2 / (9 * 64)), rtol=0.03)
+  x = jnp.arange(64.0).reshape(1, 8, 8, 1)
+  centre = jnp.zeros((3, 3, 1, 1)).at[1, 1].set(1.0)
+  y = torch_conv(1, (3, 3), 2).apply({'params': {'kernel': centre}}, x)
+  np.testing.assert_array_equal(y[0, :, :, 0], x[0, ::2, ::2, 0])

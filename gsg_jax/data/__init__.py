@@ -3,7 +3,8 @@
 ``load_dataset(config.data)`` picks a source by ``config.data.source``:
 
 * ``'builtin'`` – ten synthetic shape classes rendered with numpy (``synthetic``);
-* ``'folder'``  – an image folder or zip, ``root/<split>/<class>/<image>`` (``image_folder``);
+* ``'folder'``  – an image folder or zip, ``root/<split>/<class>/<image>`` or unlabelled ``root/<image>``
+  (``image_folder``);
 * ``'tfds'``    – a TensorFlow Datasets dataset (``tfds_source``).
 
 Each returns a ``Dataset``: ``train`` (a ``TrainData`` that yields global
@@ -18,6 +19,7 @@ from gsg_jax.data.pipeline import (Dataset, InMemoryTrainData, Split, TrainData,
                                    prefetch_to_device)
 from gsg_jax.data.synthetic import load_builtin
 from gsg_jax.data.tfds_source import StreamingTrainData, load_tfds
+from gsg_jax.errors import ConfigError
 
 SOURCES = {'builtin': load_builtin, 'folder': load_folder, 'tfds': load_tfds}
 
@@ -39,12 +41,16 @@ def default_data_config() -> ml_collections.ConfigDict:
   c.split_seed = 0                  # folder: seed of the held-out and max_examples selections.
   c.max_examples = 0                # folder: stratified subsample of the training split (0 = all).
   c.cache_dir = ''                  # folder: where decoded arrays are cached as .npz ('' = no cache).
+  c.eval_path = ''                  # folder: labelled folder/zip for the kNN monitor when path is unlabelled.
   c.tfds_name = 'cifar10'           # tfds: dataset name (cifar10, cifar100, stl10, imagenet2012, ...).
   c.data_dir = ''                   # tfds: data_dir ('' = TFDS default, ~/tensorflow_datasets).
   c.train_split = 'train'           # folder/tfds: training split.
   c.in_memory_max_examples = 200_000  # tfds: larger training splits are streamed from the host.
   c.eval_max_examples = 50_000      # Cap on streamed datasets' memory/held-out splits (and folder heldout_split).
-  c.stream_image_size = 224         # tfds streaming: side of the host-cropped training images.
+  c.stream_image_size = 224         # tfds streaming: side of each view cropped on the host (= augment.crop_size).
+  c.stream_views = 2                # tfds streaming: views cropped per image on the host (the method's).
+  c.stream_crop_scale = (0.2, 1.0)  # tfds streaming: RandomResizedCrop scale and aspect range of every host
+  c.stream_crop_ratio = (3 / 4, 4 / 3)  # view (= augment.crop_scale, crop_ratio; make_config links them).
   c.shuffle_buffer = 10_000         # tfds streaming: tf.data shuffle buffer.
   return c
 
@@ -52,7 +58,7 @@ def default_data_config() -> ml_collections.ConfigDict:
 def load_dataset(config) -> Dataset:
   """The ``Dataset`` that ``config`` (the ``config.data`` sub-config) describes."""
   if config.source not in SOURCES:
-    raise ValueError(f'config.data.source={config.source!r} is invalid: expected one of {tuple(SOURCES)}.')
+    raise ConfigError(f'config.data.source={config.source!r} is invalid: expected one of {tuple(SOURCES)}.')
   if config.eval_max_examples <= 0:
-    raise ValueError(f'config.data.eval_max_examples={config.eval_max_examples!r} is invalid: expected positive.')
+    raise ConfigError(f'config.data.eval_max_examples={config.eval_max_examples!r} is invalid: expected positive.')
   return SOURCES[config.source](config)

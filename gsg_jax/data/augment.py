@@ -59,6 +59,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from gsg_jax.errors import ConfigError
+
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL's convert('L').
 _HIGHEST = jax.lax.Precision.HIGHEST   # Resampling matmuls in full float32 on TPU/GPU too.
 CROP_ATTEMPTS = 10                     # torchvision's RandomResizedCrop tries 10 boxes.
@@ -94,33 +96,39 @@ def sample_crop_box(key, height: int, width: int, scale, ratio, attempts: int = 
   return crop_box(jax.random.uniform(key, (4 * attempts,)), height, width, scale, ratio)
 
 
-def crop_box(u, height: int, width: int, scale, ratio):
+def crop_box(u, height, width, scale, ratio, xp=jnp):
   """``RandomResizedCrop.get_params`` on 4·attempts uniform numbers ``u``: (top, left, h, w).
 
   All candidates are computed at once and the first that fits
   (0 < w ≤ W, 0 < h ≤ H) is taken, its offsets uniform in {0, …, H − h} and
   {0, …, W − w}; if none fits, the whole image with its aspect clamped to
   ``ratio``, centred.
+
+  ``xp`` holds the array functions used (``asarray(x, dtype)``, ``reshape``,
+  ``round`` (half to even, as Python's), ``sqrt``, ``exp``, ``floor``,
+  ``argmax``, ``any``, ``where``, ``float32``, ``int32``): ``jnp`` on the
+  accelerator, where ``height`` and ``width`` are static, or TensorFlow's on
+  the host (``gsg_jax.data.tfds_source``), where they are the decoded image's.
+  Sizes are held in float32, exact for sides below 2²⁴.
   """
-  u_area, u_ratio, u_top, u_left = u.reshape(4, -1)
+  u = xp.reshape(u, (4, -1))
+  u_area, u_ratio, u_top, u_left = u[0], u[1], u[2], u[3]
+  height, width = xp.asarray(height, xp.float32), xp.asarray(width, xp.float32)
   area = height * width * (scale[0] + (scale[1] - scale[0]) * u_area)
-  aspect = jnp.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u_ratio)
-  w = jnp.round(jnp.sqrt(area * aspect)).astype(jnp.int32)
-  h = jnp.round(jnp.sqrt(area / aspect)).astype(jnp.int32)
+  aspect = xp.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * u_ratio)
+  w = xp.round(xp.sqrt(area * aspect))
+  h = xp.round(xp.sqrt(area / aspect))
   fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
-  top = jnp.floor(u_top * (height - h + 1)).astype(jnp.int32)
-  left = jnp.floor(u_left * (width - w + 1)).astype(jnp.int32)
+  top = xp.floor(u_top * (height - h + 1))
+  left = xp.floor(u_left * (width - w + 1))
 
   in_ratio = width / height
-  if in_ratio < min(ratio):
-    fw, fh = width, int(round(width / min(ratio)))
-  elif in_ratio > max(ratio):
-    fw, fh = int(round(height * max(ratio))), height
-  else:
-    fw, fh = width, height
-  first, any_fits = jnp.argmax(fits), jnp.any(fits)
-  pick = lambda candidates, fallback: jnp.where(any_fits, candidates[first], fallback)
-  return pick(top, (height - fh) // 2), pick(left, (width - fw) // 2), pick(h, fh), pick(w, fw)
+  fw = xp.where(in_ratio > max(ratio), xp.round(height * max(ratio)), width)
+  fh = xp.where(in_ratio < min(ratio), xp.round(width / min(ratio)), height)
+  first, any_fits = xp.argmax(xp.asarray(fits, xp.int32)), xp.any(fits)
+  pick = lambda candidates, fallback: xp.asarray(xp.where(any_fits, candidates[first], fallback), xp.int32)
+  return (pick(top, xp.floor((height - fh) / 2)), pick(left, xp.floor((width - fw) / 2)), pick(h, fh),
+          pick(w, fw))
 
 
 def resample_weights(start, length, in_size: int, out_size: int):
@@ -268,13 +276,14 @@ def _with_probability(u, p: float, fn, x):
   return jnp.where(u < p, fn(x), x) if p > 0 else x
 
 
-def augment_view(key, image_u8, cfg):
+def augment_view(key, image_u8, cfg, crop: bool = True):
   """One view of one image: uint8 [H, W, 3] → normalised float32 [crop, crop, 3].
 
   All the view's random numbers are uniforms from one PRNG call (a single
   threefry in the compiled program). Between the crop and the normalisation the
   image is planar, [3, crop, crop]: elementwise ops over whole planes vectorise
-  better on CPUs.
+  better on CPUs. ``crop=False``: ``image_u8`` is the view already cropped
+  (on the host), [crop, crop, 3]; every other op is applied.
   """
   if image_u8.ndim != 3 or image_u8.shape[-1] != 3:
     raise ValueError(f'expected an [H, W, 3] image, got shape {image_u8.shape}.')
@@ -283,8 +292,13 @@ def augment_view(key, image_u8, cfg):
   u_jitter, u_gray, u_blur, u_sigma, u_flip = u[:5]
   u_crop, u_params = u[5:5 + 4 * CROP_ATTEMPTS], u[5 + 4 * CROP_ATTEMPTS:]
   height, width = image_u8.shape[:2]
-  box = crop_box(u_crop, height, width, cfg.crop_scale, cfg.crop_ratio)
-  x = resized_crop(image_u8.astype(jnp.float32) / 255.0, *box, cfg.crop_size)
+  if crop:
+    box = crop_box(u_crop, height, width, cfg.crop_scale, cfg.crop_ratio)
+    x = resized_crop(image_u8.astype(jnp.float32) / 255.0, *box, cfg.crop_size)
+  elif (height, width) != (cfg.crop_size, cfg.crop_size):
+    raise ConfigError(f'a view cropped on the host is {height}×{width}, but augment.crop_size={cfg.crop_size}.')
+  else:
+    x = jnp.moveaxis(image_u8.astype(jnp.float32) / 255.0, -1, 0)
   jitter = lambda x: apply_jitter(x, *jitter_params(u_params, cfg), cfg) if n_jitter else x
   x = _with_probability(u_jitter, cfg.jitter_prob, jitter, x)
   x = _with_probability(u_gray, cfg.grayscale_prob, lambda x: jnp.broadcast_to(grayscale(x), x.shape), x)
@@ -308,6 +322,18 @@ def augment_batch(key, images_u8, num_views: int, cfg):
   return views.reshape((batch, num_views) + views.shape[1:])
 
 
+def augment_cropped_views(key, views_u8, cfg):
+  """Views cropped on the host, uint8 [B, V, crop, crop, 3] → float32 [B, V, crop, crop, 3]: every op but the crop.
+
+  View v of image b uses key ``jax.random.split(key, B·V).reshape(B, V)[b, v]``, as in ``augment_batch``.
+  """
+  batch, num_views = views_u8.shape[:2]
+  keys = jax.random.split(key, batch * num_views)
+  flat = views_u8.reshape((batch * num_views,) + views_u8.shape[2:])
+  views = jax.vmap(augment_view, in_axes=(0, 0, None, None))(keys, flat, cfg, False)
+  return views.reshape((batch, num_views) + views.shape[1:])
+
+
 def preprocess_eval(images_u8, cfg):
   """Deterministic evaluation view: uint8 [B, H, W, 3] → normalised float32 [B, crop, crop, 3].
 
@@ -325,7 +351,7 @@ def preprocess_eval(images_u8, cfg):
     new_short, new_long = cfg.eval_resize, int(cfg.eval_resize * long / short)
     new_h, new_w = (new_short, new_long) if height <= width else (new_long, new_short)
     if new_short < size:
-      raise ValueError(f'eval_resize={cfg.eval_resize} is smaller than crop_size={size}.')
+      raise ConfigError(f'eval_resize={cfg.eval_resize} is smaller than crop_size={size}.')
     top, left = int(round((new_h - size) / 2)), int(round((new_w - size) / 2))
     rows = resample_weights(0, height, height, new_h)[top:top + size]
     cols = resample_weights(0, width, width, new_w)[left:left + size]

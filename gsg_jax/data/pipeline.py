@@ -4,6 +4,9 @@ Every source returns a ``Dataset``: a ``TrainData`` to train on plus two
 labelled in-memory ``Split``s for evaluation. A training batch is a dict
 ``{'image': uint8 [B, H, W, 3], 'label': int32 [B]}`` of global arrays laid
 out by the batch sharding; augmentation happens later, on the accelerator.
+Streamed data (``StreamingTrainData``) crop the views on the host instead:
+``'image'`` is then uint8 [B, V, h, w, 3], and only the other augmentations
+run on the accelerator.
 Labels are there for the online linear probe only: no self-supervised loss
 reads them.
 
@@ -28,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from gsg_jax.errors import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:
@@ -45,13 +50,13 @@ class Split:
     return len(self.images)
 
 
-Batch = Dict[str, jax.Array]  # {'image': uint8 [B, H, W, 3], 'label': int32 [B]}
+Batch = Dict[str, jax.Array]  # {'image': uint8 [B, H, W, 3] (or [B, V, h, w, 3] views), 'label': int32 [B]}
 
 
 class TrainData(Protocol):
   """What the training loop draws global batches from."""
   num_examples: int
-  image_shape: tuple[int, int, int]  # (H, W, 3) of the uint8 images that batches yield.
+  image_shape: tuple[int, ...]  # One example of 'image' as batches yield it: (H, W, 3), or (V, h, w, 3) views.
 
   def steps_per_epoch(self, batch_size: int) -> int:
     """Batches per epoch; the incomplete last batch is dropped."""
@@ -81,9 +86,9 @@ def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
 def check_batch_args(num_examples: int, batch_size: int, seed: int, start_step: int) -> int:
   """Validates ``batches()`` arguments; returns steps per epoch."""
   if not 0 < batch_size <= num_examples:
-    raise ValueError(f'batch_size={batch_size} must be in [1, {num_examples}] (the number of training examples).')
+    raise ConfigError(f'batch_size={batch_size} must be in [1, {num_examples}] (the number of training examples).')
   if seed < 0 or start_step < 0:
-    raise ValueError(f'seed={seed} and start_step={start_step} must be non-negative.')
+    raise ConfigError(f'seed={seed} and start_step={start_step} must be non-negative.')
   return num_examples // batch_size
 
 

@@ -6,6 +6,14 @@ instructions if not (TFDS would otherwise try the network for minutes).
 Training splits up to ``in_memory_max_examples`` are decoded into numpy
 (``InMemoryTrainData``); larger ones are streamed (``StreamingTrainData``)
 and their memory / held-out splits capped at ``eval_max_examples``.
+
+A streamed image is decoded at full resolution on the host and each of its
+``stream_views`` views is cropped from it independently, as the reference's
+per-view ``RandomResizedCrop(224, scale=(0.2, 1))``: torchvision's box
+sampler (``augment.crop_box``, on TF's ops) and an antialiased bilinear
+resize to ``stream_image_size`` (PIL's BILINEAR, as torchvision on PIL
+images), rounded to uint8. The other augmentations run on the accelerator
+(``gsg_jax.data.views``).
 """
 
 from __future__ import annotations
@@ -15,7 +23,9 @@ from typing import Iterator
 import jax
 import numpy as np
 
+from gsg_jax.data import augment
 from gsg_jax.data.pipeline import Batch, Dataset, InMemoryTrainData, Split, check_batch_args, prefetch_to_device
+from gsg_jax.errors import ConfigError, DataError
 
 
 def _tf_and_tfds():
@@ -29,11 +39,42 @@ def _tf_and_tfds():
   return tf, tfds
 
 
-def decode_and_crop(encoded, size: int, seed=None):
-  """Encoded image bytes → uint8 [size, size, 3]: shorter side resized to ``size``, then cropped.
+def _tf_crop_ops(tf):
+  """The array functions ``augment.crop_box`` uses, as TensorFlow ops (see its docstring)."""
+  import types
+  return types.SimpleNamespace(asarray=lambda x, dtype: tf.cast(x, dtype), reshape=tf.reshape, round=tf.round,
+                               sqrt=tf.sqrt, exp=tf.exp, floor=tf.floor, argmax=tf.argmax, any=tf.reduce_any,
+                               where=tf.where, float32=tf.float32, int32=tf.int32)
 
-  The crop is central, or a stateless random crop when ``seed`` (a [2] int
-  tensor) is given. Images already ``size`` × ``size`` pass unchanged.
+
+def resized_crop(image, top, left, h, w, size: int):
+  """The box (top, left, h, w) of a uint8 [H, W, 3] image resized to uint8 [size, size, 3] (antialiased bilinear)."""
+  tf, _ = _tf_and_tfds()
+  box = image[top:top + h, left:left + w]
+  resized = tf.image.resize(box, [size, size], method='bilinear', antialias=True)
+  return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
+
+
+def random_resized_views(encoded, num_views: int, size: int, scale, ratio, seed):
+  """Encoded image bytes → uint8 [num_views, size, size, 3], each view a RandomResizedCrop of the full image.
+
+  View v's box comes from the uniforms ``stateless_uniform([num_views, 4·attempts], seed)[v]``
+  (``seed``: a [2] int tensor), so the views depend only on the image and the seed.
+  """
+  tf, _ = _tf_and_tfds()
+  image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
+  shape = tf.shape(image)
+  u = tf.random.stateless_uniform([num_views, 4 * augment.CROP_ATTEMPTS], seed)
+  ops = _tf_crop_ops(tf)
+  views = [resized_crop(image, *augment.crop_box(u[v], shape[0], shape[1], scale, ratio, xp=ops), size)
+           for v in range(num_views)]
+  return tf.ensure_shape(tf.stack(views), [num_views, size, size, 3])
+
+
+def decode_and_crop(encoded, size: int):
+  """Encoded image bytes → uint8 [size, size, 3]: shorter side resized to ``size``, then the central square.
+
+  Images already ``size`` × ``size`` pass unchanged.
   """
   tf, _ = _tf_and_tfds()
   image = tf.io.decode_image(encoded, channels=3, expand_animations=False)
@@ -48,8 +89,6 @@ def decode_and_crop(encoded, size: int, seed=None):
     return tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.uint8)
 
   image = tf.cond(tf.logical_and(h == size, w == size), lambda: image, resize)
-  if seed is not None:
-    return tf.image.stateless_random_crop(image, [size, size, 3], seed)
   shape = tf.shape(image)
   top, left = (shape[0] - size) // 2, (shape[1] - size) // 2
   return tf.ensure_shape(image[top:top + size, left:left + size], [size, size, 3])
@@ -67,21 +106,21 @@ def open_builder(name: str, data_dir: str, splits: list[str]):
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
   except DatasetNotFoundError as e:
-    raise ValueError(f'config.data.tfds_name={name!r}: no such TFDS dataset.') from e
+    raise ConfigError(f'config.data.tfds_name={name!r}: no such TFDS dataset.') from e
   if not builder.is_prepared():
     where = f'--data_dir={data_dir}' if data_dir else '(default data_dir ~/tensorflow_datasets)'
     how = f'run `tfds build {name} {where}` on a machine with internet access'
     if getattr(builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None):
       how = (f'download its files by hand (see the TFDS catalog page for {name}) into a manual dir, then run '
              f'`tfds build {name} {where} --manual_dir=<that dir>`')
-    raise ValueError(f'TFDS dataset {name!r} is not prepared in {builder.data_dir!r} '
-                     f'(config.data.data_dir={data_dir!r}): {how}.')
+    raise DataError(f'TFDS dataset {name!r} is not prepared in {builder.data_dir!r} '
+                    f'(config.data.data_dir={data_dir!r}): {how}.')
   known = set(builder.info.splits.keys())
   for split in splits:
     missing = [s for s in _split_names(split) if s not in known]
     if missing:
-      raise ValueError(f'TFDS dataset {name!r} has no split {missing[0]!r} (from {split!r}); '
-                       f'splits: {sorted(known)}.')
+      raise DataError(f'TFDS dataset {name!r} has no split {missing[0]!r} (from {split!r}); '
+                      f'splits: {sorted(known)}.')
   return builder
 
 
@@ -96,7 +135,7 @@ def load_split(builder, split: str, image_size: int, batch_size: int = 1024) -> 
     images.append(x)
     labels.append(y)
   if not images:
-    raise ValueError(f'TFDS split {split!r} of {builder.name!r} is empty.')
+    raise DataError(f'TFDS split {split!r} of {builder.name!r} is empty.')
   return Split(np.concatenate(images), np.concatenate(labels))
 
 
@@ -107,20 +146,22 @@ class StreamingTrainData:
   its share of every global batch, assembled with
   ``jax.make_array_from_process_local_data``. Epoch ``e`` reads the files in
   an order seeded by ``(seed, e)``, shuffles examples in a buffer with the
-  same seed, and crops each image (shorter side resized to ``image_size``)
-  with a stateless random crop keyed by ``(seed, e, position in epoch)``.
+  same seed, and crops ``num_views`` views of ``view_size``² from each image
+  (``random_resized_views``) keyed by ``(seed, e, position in epoch)``:
+  batches are ``{'image': uint8 [B, num_views, view_size, view_size, 3], 'label'}``.
   ``start_step`` skips examples before decoding them; ``prefetch`` global
   batches are kept in flight to the devices. TF's ordering is
   deterministic for a fixed file layout, so batch ``k`` depends only on
   ``(seed, k)``; the examples of a batch differ from ``InMemoryTrainData``'s.
   """
 
-  def __init__(self, builder, split: str, num_examples: int, image_size: int,
-               shuffle_buffer: int = 10_000, random_crop: bool = True, prefetch: int = 2):
+  def __init__(self, builder, split: str, num_examples: int, view_size: int, num_views: int = 2,
+               crop_scale=(0.2, 1.0), crop_ratio=(3 / 4, 4 / 3), shuffle_buffer: int = 10_000, prefetch: int = 2):
     self.builder, self.split = builder, split
     self.num_examples = num_examples
-    self.image_shape = (image_size, image_size, 3)
-    self.shuffle_buffer, self.random_crop, self.prefetch = shuffle_buffer, random_crop, prefetch
+    self.image_shape = (num_views, view_size, view_size, 3)
+    self.crop_scale, self.crop_ratio = tuple(map(float, crop_scale)), tuple(map(float, crop_ratio))
+    self.shuffle_buffer, self.prefetch = shuffle_buffer, prefetch
 
   def steps_per_epoch(self, batch_size: int) -> int:
     """Batches per epoch: every process yields the same number of local batches."""
@@ -135,11 +176,12 @@ class StreamingTrainData:
                                  decoders={'image': tfds.decode.SkipDecoding()})
     ds = ds.shuffle(self.shuffle_buffer, seed=epoch_seed, reshuffle_each_iteration=False)
     ds = ds.enumerate().skip(skip * local_batch)
-    size = self.image_shape[0]
+    num_views, size = self.image_shape[:2]
 
     def decode(position, example):
-      seed_pair = tf.stack([tf.constant(epoch_seed, tf.int64), position]) if self.random_crop else None
-      return {'image': decode_and_crop(example['image'], size, seed_pair), 'label': tf.cast(example['label'], tf.int32)}
+      seed_pair = tf.stack([tf.constant(epoch_seed, tf.int64), position])
+      views = random_resized_views(example['image'], num_views, size, self.crop_scale, self.crop_ratio, seed_pair)
+      return {'image': views, 'label': tf.cast(example['label'], tf.int32)}
 
     ds = ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(local_batch, drop_remainder=True).take(steps - skip).prefetch(tf.data.AUTOTUNE)
@@ -150,7 +192,7 @@ class StreamingTrainData:
     _, tfds = _tf_and_tfds()
     processes = jax.process_count()
     if batch_size % processes:
-      raise ValueError(f'batch_size={batch_size} is not divisible by the {processes} processes.')
+      raise ConfigError(f'batch_size={batch_size} is not divisible by the {processes} processes.')
     check_batch_args(self.num_examples // processes * processes, batch_size, seed, start_step)
     steps, local_batch = self.steps_per_epoch(batch_size), batch_size // processes
     shard = tfds.even_splits(self.split, n=processes, drop_remainder=True)[jax.process_index()]
@@ -179,13 +221,13 @@ def _capped(info, split: str, cap: int) -> str:
 def load_tfds(config) -> Dataset:
   """The TFDS dataset ``config.tfds_name`` from ``config.data_dir``; see the module docstring."""
   heldout_split = config.heldout_split or 'test'
-  for key in ('in_memory_max_examples', 'image_size', 'stream_image_size', 'shuffle_buffer'):
+  for key in ('in_memory_max_examples', 'image_size', 'stream_image_size', 'stream_views', 'shuffle_buffer'):
     if config[key] <= 0:
-      raise ValueError(f'config.data.{key}={config[key]!r} is invalid: expected a positive integer.')
+      raise ConfigError(f'config.data.{key}={config[key]!r} is invalid: expected a positive integer.')
   builder = open_builder(config.tfds_name, config.data_dir, [config.train_split, heldout_split])
   info = builder.info
   if 'image' not in info.features or 'label' not in info.features:
-    raise ValueError(f'TFDS dataset {config.tfds_name!r} lacks an image/label feature: {info.features}.')
+    raise ConfigError(f'TFDS dataset {config.tfds_name!r} lacks an image/label feature: {info.features}.')
   num_classes = info.features['label'].num_classes
   num_train = info.splits[config.train_split].num_examples
   cap = config.eval_max_examples
@@ -194,6 +236,7 @@ def load_tfds(config) -> Dataset:
     train_split = load_split(builder, config.train_split, config.image_size)
     train, memory = InMemoryTrainData(train_split), train_split
   else:
-    train = StreamingTrainData(builder, config.train_split, num_train, config.stream_image_size, config.shuffle_buffer)
+    train = StreamingTrainData(builder, config.train_split, num_train, config.stream_image_size, config.stream_views,
+                               config.stream_crop_scale, config.stream_crop_ratio, config.shuffle_buffer)
     memory = load_split(builder, _capped(info, config.train_split, cap), config.image_size)
   return Dataset(config.tfds_name, num_classes, train, memory=memory, heldout=heldout)

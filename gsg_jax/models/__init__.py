@@ -12,6 +12,11 @@ three arrays. ``with_predictor=False`` runs backbone and projector only: the
 BYOL target network is that part of the online network, with its own
 (EMA) parameters ``{'backbone', 'projector'}``. The predictor module comes
 from the method's predictor component (``gsg_jax.methods.predictors``).
+
+``model.init`` chooses the heads' initialisation (``heads.INIT_SCHEMES``:
+PyTorch's ``nn.Linear`` default, the reference's, or Flax's ``nn.Dense``
+default). The backbones' convolutions are initialised as torchvision's
+ResNet under both (Kaiming normal, fan_out: the reference's already).
 """
 
 from typing import Any, Optional
@@ -20,8 +25,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gsg_jax.errors import ConfigError
 from gsg_jax.models.convnet import ConvNet
-from gsg_jax.models.heads import Projector
+from gsg_jax.models.heads import INIT_SCHEMES, Projector
 from gsg_jax.models.resnet import resnet18, resnet50
 
 BACKBONES = ('resnet18', 'resnet50', 'convnet')
@@ -54,15 +60,22 @@ def build_backbone(config) -> nn.Module:
     return ConvNet(width=config.width, dtype=dtype)
   factories = {'resnet18': resnet18, 'resnet50': resnet50}
   if config.backbone not in factories:
-    raise ValueError(f'model.backbone={config.backbone!r}: expected one of {BACKBONES}.')
+    raise ConfigError(f'model.backbone={config.backbone!r}: expected one of {BACKBONES}.')
   return factories[config.backbone](width=config.width, cifar_stem=config.cifar_stem, remat=config.remat, dtype=dtype)
 
 
 def build_network(config, predictor: Optional[nn.Module] = None) -> SiameseNetwork:
   """The Siamese network described by ``config`` (the ``config.model`` block), with ``predictor`` (None: p = z)."""
   dtype = DTYPES[config.dtype]
+  # A run whose config.json predates model.init was initialised by Flax's default; once parameters are
+  # restored from a checkpoint the scheme no longer matters, so such runs still evaluate.
+  init_scheme = config.get('init', 'flax')
+  if init_scheme not in INIT_SCHEMES:
+    raise ConfigError(f'model.init={init_scheme!r} is invalid: expected one of {INIT_SCHEMES}.')
   projector = Projector(config.projector_hidden_dim, config.projection_dim, config.projector_layers, dtype,
-                        config.projector_output_bn)
+                        config.projector_output_bn, init_scheme)
+  if predictor is not None and hasattr(predictor, 'init_scheme'):
+    predictor = predictor.clone(init_scheme=init_scheme)
   return SiameseNetwork(build_backbone(config), projector, predictor)
 
 

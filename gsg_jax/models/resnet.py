@@ -7,6 +7,12 @@
   stage ``i`` has ``width · 2^i``, times 4 at the output of bottlenecks.
 * The last BatchNorm of every residual branch starts with scale 0 (Goyal et
   al. 2017), so each block starts as the identity.
+* As torchvision's ResNet (the reference's backbone, built with
+  ``zero_init_residual=True``): every convolution is initialised Kaiming
+  normal, fan_out, N(0, 2/(k²·out_channels)); BatchNorm scale 1, offset 0;
+  a k×k convolution is padded by k//2 on every side and the max-pool by 1
+  (XLA's 'SAME' pads a stride-2 layer on the bottom/right only, which shifts
+  the sampling grid by one pixel against PyTorch's).
 
 The output is the globally average-pooled feature vector (512 for ResNet-18,
 2048 for ResNet-50 at width 64): the representation that kNN and the linear
@@ -23,6 +29,12 @@ from gsg_jax.models.normalization import ViewBatchNorm
 
 ModuleDef = Any
 conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')  # Kaiming normal, as torchvision.
+
+
+def torch_conv(features: int, kernel_size, strides=1, **kwargs) -> nn.Conv:
+  """A bias-free ``nn.Conv`` padded as PyTorch's ``Conv2d(padding=k // 2)``, Kaiming-initialised."""
+  padding = [(k // 2, k // 2) for k in kernel_size]
+  return nn.Conv(features, kernel_size, strides, padding=padding, use_bias=False, kernel_init=conv_init, **kwargs)
 
 
 class BasicBlock(nn.Module):
@@ -75,16 +87,16 @@ class ResNet(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool, num_views: int = 1):
-    conv = functools.partial(nn.Conv, use_bias=False, padding='SAME', kernel_init=conv_init, dtype=self.dtype)
+    conv = functools.partial(torch_conv, dtype=self.dtype)
     norm = functools.partial(ViewBatchNorm, use_running_average=not train, num_views=num_views, dtype=self.dtype)
     x = x.astype(self.dtype)
     if self.cifar_stem:
       x = conv(self.width, (3, 3), name='stem_conv')(x)
       x = nn.relu(norm(name='stem_norm')(x))
     else:
-      x = conv(self.width, (7, 7), (2, 2), padding=[(3, 3), (3, 3)], name='stem_conv')(x)
+      x = conv(self.width, (7, 7), (2, 2), name='stem_conv')(x)
       x = nn.relu(norm(name='stem_norm')(x))
-      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding='SAME')
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     block = nn.remat(self.block) if self.remat else self.block
     index = 0
     for stage, num_blocks in enumerate(self.stage_sizes):
