@@ -8,19 +8,26 @@ default protocols is run first when it is missing or lacks the kNN, fast
 linear or diagnostics metrics). Written to ``out_dir`` (default ``./report``):
 
 * ``report.md``: method, dataset, backbone, epochs, batch size, kNN top-1
-  (k = 20), linear top-1 (standard protocol when evaluated, else the fast
-  probe, marked "(fast)"), effective rank of the held-out features, collapse flag;
+  (the run's k and T), linear top-1 (standard protocol when evaluated, named,
+  else the fast probe, marked "(fast)"), each with its floors (raw pixels /
+  random-init encoder on the same splits; the fast probe's beside linear
+  figures), whether the row beats raw pixels (**no** marks one that does not),
+  effective rank of the held-out features, collapse flag;
 * ``loss_knn.png``: training loss (left) and kNN top-1 (right) against epoch,
   all runs on shared axes, from each run's ``metrics.jsonl``;
 * ``spectra.png``: singular values of the held-out features (left) and
   projections (right), each divided by its largest, log scale;
 * ``embedding.png``: 2-D PCA of the held-out backbone features coloured by
-  class, one panel per run.
+  class, one panel per run;
+* ``embedding_tsne.png`` (and ``embedding_umap.png`` when ``umap-learn`` is
+  installed): the same features, up to ``TSNE_MAX_POINTS`` of them, by
+  t-SNE (UMAP), which keeps neighbourhoods that a linear projection merges.
 
 Every figure is FIGURE_SIZE_PX = 1200 × 500 pixels (``figsize`` 12 × 5 inches
 at ``dpi`` 100, saved without ``bbox_inches='tight'`` so the size is exact).
 """
 
+import importlib.util
 import json
 import os
 import sys
@@ -31,8 +38,12 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gsg_jax.errors import ConfigError
+
 DPI = 100
 FIGURE_SIZE_PX = (1200, 500)  # width × height in pixels.
+TSNE_MAX_POINTS = 1000  # t-SNE's cost grows faster than linearly: a fixed random subsample keeps a report quick.
+TSNE_EXACT_MAX_POINTS = 200
 
 
 def _figure(ncols: int):
@@ -56,7 +67,7 @@ def load_eval(workdir: str) -> dict:
   if os.path.exists(path) and os.path.exists(embedding):
     with open(path) as f:
       result = json.load(f)
-    if all(k in result.get('metrics', {}) for k in _NEEDED):
+    if all(k in result.get('metrics', {}) for k in _NEEDED) and 'floors' in result:
       return result
   from gsg_jax.evaluate import evaluate_run
   return evaluate_run(workdir)  # Default protocols; metrics saved earlier at the same step are kept.
@@ -86,22 +97,35 @@ def _fmt(value, spec='.2f'):
   return '–' if value is None else format(value, spec)
 
 
+def _floors_cell(floors: dict, key: str) -> str:
+  raw, init = (floors.get(kind, {}).get(key) for kind in ('raw_pixels', 'random_init'))
+  return '–' if raw is None and init is None else f'{_fmt(raw)} / {_fmt(init)}'
+
+
 def markdown_table(results: list[dict], labels: list[str]) -> str:
-  lines = ['| run | method | dataset | backbone | epochs | batch size | kNN top-1 (%) | linear top-1 (%) '
+  """One row per run: its kNN and linear top-1 with their floors, marked where raw pixels are not beaten."""
+  lines = ['| run | method | dataset | backbone | epochs | batch size | kNN k, T | kNN top-1 (%) '
+           '| floors: raw / init | linear top-1 (%) | floors: raw / init (fast) | beats raw pixels '
            '| effective rank | collapsed |',
-           '|---|---|---|---|---|---|---|---|---|---|']
+           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
   for result, label in zip(results, labels):
-    m = result.get('metrics', {})
-    knn = m.get('knn_top1@20', m.get('knn_top1'))
+    m, floors = result.get('metrics', {}), result.get('floors') or {}
+    knn = m.get('knn_top1', m.get('knn_top1@20'))
+    settings = result.get('knn')
+    knn_setting = f"{settings['k']}, {settings['temperature']:g}" if settings else '20, 0.1'  # Before the config's.
     if m.get('linear_top1') is not None:
-      linear = _fmt(m['linear_top1'])
+      linear = _fmt(m['linear_top1']) + (f" ({result['linear_protocol']['name']})"
+                                         if result.get('linear_protocol') else '')
     elif m.get('fast_linear_top1') is not None:
       linear = _fmt(m['fast_linear_top1']) + ' (fast)'
     else:
       linear = '–'
+    beats = result.get('beats_raw_pixels')
     collapsed = m.get('collapsed')
     lines.append(f"| {label} | {result['method']} | {result['dataset']} | {result['backbone']} "
-                 f"| {result['epochs']:.3g} | {result['batch_size']} | {_fmt(knn)} | {linear} "
+                 f"| {result['epochs']:.3g} | {result['batch_size']} | {knn_setting} | {_fmt(knn)} "
+                 f"| {_floors_cell(floors, 'knn_top1')} | {linear} | {_floors_cell(floors, 'fast_linear_top1')} "
+                 f"| {'–' if beats is None else ('yes' if beats else '**no**')} "
                  f"| {_fmt(m.get('features/effective_rank'), '.1f')} "
                  f"| {'–' if collapsed is None else ('yes' if collapsed else 'no')} |")
   return '\n'.join(lines)
@@ -147,12 +171,65 @@ def plot_embeddings(workdirs, labels, path: str):
   for ax, workdir, label in zip(axes, workdirs, labels):
     with np.load(os.path.join(workdir, 'eval', 'embedding_latest.npz')) as d:
       emb, classes = d['embedding'], d['labels']
-    cmap = plt.get_cmap('tab10')
-    for c in np.unique(classes):
-      mask = classes == c
-      ax.scatter(emb[mask, 0], emb[mask, 1], color=cmap(int(c) % 10), s=6, alpha=0.8, label=f'class {int(c)}')
-    ax.legend(fontsize='x-small', markerscale=2, loc='best')
+    _scatter_by_class(ax, emb, classes)
     ax.set(title=f'PCA of held-out features: {label}', xlabel='PC 1', ylabel='PC 2')
+  fig.tight_layout()
+  _save(fig, path)
+
+
+def _scatter_by_class(ax, points, classes):
+  cmap = plt.get_cmap('tab10')
+  for c in np.unique(classes):
+    mask = classes == c
+    ax.scatter(points[mask, 0], points[mask, 1], color=cmap(int(c) % 10), s=6, alpha=0.8, label=f'class {int(c)}')
+  ax.legend(fontsize='x-small', markerscale=2, loc='best')
+
+
+def heldout_features(workdir: str, step: int, max_points: int = TSNE_MAX_POINTS):
+  """(features [n, D], labels [n]) of at most ``max_points`` of the run's held-out images, a fixed random subset.
+
+  The features are ``eval/embedding_latest.npz``'s ``features`` (one row per
+  entry of its ``labels``) when the evaluation stored them, else the encoder's at ``step``
+  (``gsg_jax.encoder.load_encoder``) on the run's held-out split.
+  """
+  subset = lambda n: np.sort(np.random.default_rng(0).permutation(n)[:max_points])
+  with np.load(os.path.join(workdir, 'eval', 'embedding_latest.npz')) as d:
+    if 'features' in d.files:
+      keep = subset(len(d['labels']))
+      return d['features'][keep].astype(np.float32), d['labels'][keep]
+  from gsg_jax import data
+  from gsg_jax.encoder import load_encoder
+  encoder = load_encoder(workdir, step)
+  heldout = data.load_dataset(encoder.config.data).heldout
+  keep = subset(len(heldout))
+  return encoder(heldout.images[keep]), heldout.labels[keep]
+
+
+def nonlinear_2d(features: np.ndarray, method: str = 'tsne', seed: int = 0) -> np.ndarray:
+  """[n, D] → [n, 2] by t-SNE (scikit-learn; perplexity min(30, (n − 1)/3), PCA init; exact up to
+  ``TSNE_EXACT_MAX_POINTS`` points, Barnes-Hut above) or UMAP (umap-learn)."""
+  features = np.asarray(features, np.float32)
+  if method == 'umap':
+    import umap
+    return np.asarray(umap.UMAP(n_components=2, random_state=seed).fit_transform(features), np.float32)
+  from sklearn.manifold import TSNE
+  perplexity = max(1.0, min(30.0, (len(features) - 1) / 3))  # t-SNE needs perplexity < n.
+  # Below a few hundred points the exact O(n²) gradient is cheaper than Barnes-Hut's tree and thread overhead.
+  method = 'exact' if len(features) <= TSNE_EXACT_MAX_POINTS else 'barnes_hut'
+  tsne = TSNE(2, perplexity=perplexity, init='pca', method=method, random_state=seed)
+  return tsne.fit_transform(features).astype(np.float32)
+
+
+def plot_nonlinear_embeddings(features, labels, path: str, method: str = 'tsne'):
+  """One panel per run of ``features`` = [(features, classes), ...], by ``nonlinear_2d``."""
+  name = {'tsne': 't-SNE', 'umap': 'UMAP'}[method]
+  fig, axes = _figure(len(features))
+  for ax, (points, classes), label in zip(axes, features, labels):
+    if len(points) >= 3:
+      _scatter_by_class(ax, nonlinear_2d(points, method), classes)
+    else:
+      ax.text(0.5, 0.5, f'{len(points)} held-out images: too few', ha='center', transform=ax.transAxes)
+    ax.set(title=f'{name} of held-out features: {label}', xlabel=f'{name} 1', ylabel=f'{name} 2')
   fig.tight_layout()
   _save(fig, path)
 
@@ -161,20 +238,27 @@ def make_report(workdirs, out_dir: str) -> str:
   """Evaluate (if needed) and compare the runs in ``workdirs``; writes report.md and the PNGs to ``out_dir``."""
   workdirs = [os.path.abspath(w) for w in workdirs]
   if not workdirs:
-    raise ValueError('make_report needs at least one run directory.')
+    raise ConfigError('make_report needs at least one run directory.')
   os.makedirs(out_dir, exist_ok=True)
   results = [load_eval(w) for w in workdirs]
   labels = [run_label(r, w) for r, w in zip(results, workdirs)]
   plot_loss_knn(workdirs, labels, os.path.join(out_dir, 'loss_knn.png'))
   plot_spectra(results, labels, os.path.join(out_dir, 'spectra.png'))
   plot_embeddings(workdirs, labels, os.path.join(out_dir, 'embedding.png'))
+  features = [heldout_features(w, r['step']) for w, r in zip(workdirs, results)]
+  nonlinear = ['tsne'] + (['umap'] if importlib.util.find_spec('umap') else [])
+  for method in nonlinear:
+    plot_nonlinear_embeddings(features, labels, os.path.join(out_dir, f'embedding_{method}.png'), method)
   text = '\n'.join([
       '# Run comparison', '', markdown_table(results, labels), '',
-      'kNN: weighted, k = 20, T = 0.1. Linear: standard protocol when evaluated, otherwise the fast probe '
-      'on frozen features. Effective rank of held-out backbone features; collapsed: projections\' '
-      'normalised std < 0.1/√D.', '',
+      'kNN: weighted, at each run\'s k and T. Linear: standard protocol when evaluated (its name in '
+      'brackets), otherwise the fast probe on frozen features. Floors: raw pixels / random-init encoder, '
+      'same splits and protocol (the fast probe beside every linear figure); beats raw pixels: kNN and linear '
+      'top-1 both above the raw-pixel floors. Effective rank of held-out backbone features; collapsed: '
+      'projections\' normalised std < 0.1/√D.', '',
       f'Figures ({FIGURE_SIZE_PX[0]}×{FIGURE_SIZE_PX[1]} px): ![loss and kNN](loss_knn.png) '
-      '![spectra](spectra.png) ![embedding](embedding.png)', ''])
+      '![spectra](spectra.png) ![embedding](embedding.png) '
+      + ' '.join(f'![{m}](embedding_{m}.png)' for m in nonlinear), ''])
   with open(os.path.join(out_dir, 'report.md'), 'w') as f:
     f.write(text)
   return text
@@ -192,5 +276,10 @@ def main(argv=None):
   print(f'Written to {os.path.abspath(args.out)}', file=sys.stderr)
 
 
-if __name__ == '__main__':
+def run():
+  """The ``gsg-report`` command."""
   main()
+
+
+if __name__ == '__main__':
+  run()

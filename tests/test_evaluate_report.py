@@ -2,16 +2,19 @@
 
 import json
 import os
+import subprocess
+import sys
+import zipfile
 
 import numpy as np
 import pytest
 
-from conftest import tiny_config
+from conftest import REPO, tiny_config
 
 pytestmark = pytest.mark.slow  # Trains two runs end to end.
 
 _SMALL = {'num_epochs': 1, 'data.builtin_num_train': 256, 'data.builtin_num_heldout': 128,
-          'eval.batch_size': 128}
+          'eval.batch_size': 128, 'eval.floors': True}
 
 
 @pytest.fixture(scope='module')
@@ -27,9 +30,11 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope='module')
 def evaluated(runs):
   from gsg_jax.evaluate import evaluate_run
-  evaluate_run(runs[0], protocols=('linear',), linear_epochs=1, linear_batch_size=128)
+  # The ImageNet protocol, shrunk by overrides to one epoch at the run's resolution.
+  evaluate_run(runs[0], protocols=('linear',), linear_protocol='imagenet',
+               linear_overrides={'epochs': 1, 'batch_size': 128, 'crop_size': 16, 'eval_resize': 0})
   # A later evaluation of the same step keeps the earlier protocols' metrics in the JSON.
-  return evaluate_run(runs[0], protocols=('knn', 'fast_linear', 'diagnostics'), fast_linear_epochs=5)
+  return evaluate_run(runs[0], protocols=('knn', 'fast_linear', 'diagnostics'))
 
 
 def test_evaluate_json(runs, evaluated):
@@ -62,6 +67,96 @@ def test_evaluate_json(runs, evaluated):
   assert on_disk['metrics']['knn_top1@20'] == m['knn_top1@20']
   assert 0 <= on_disk['metrics']['linear_top1'] <= on_disk['metrics']['linear_top5'] <= 100
   assert set(on_disk['protocols']) == {'knn', 'fast_linear', 'diagnostics', 'linear'}
+  protocol = on_disk['linear_protocol']  # Named, with its hyperparameters and the overrides used.
+  assert (protocol['name'], protocol['optimizer'], protocol['trust_coefficient'], protocol['epochs']) == (
+      'imagenet', 'lars', 0.001, 1)
+  assert protocol['overrides'] == {'epochs': 1, 'batch_size': 128, 'crop_size': 16, 'eval_resize': 0}
+  assert on_disk['fast_linear_protocol']['name'] == 'fast'
+
+
+def test_knn_bank_temperature_and_floors(runs, evaluated):
+  result, m = evaluated, evaluated['metrics']
+  # The config's k and T (tiny preset: k = 20; T = 0.2, the default), T = 0.1 beside them; the whole split as bank.
+  assert result['knn'] == {'k': 20, 'temperature': 0.2, 'ks': [20, 200], 'extra_temperatures': [0.1]}
+  assert m['knn_top1'] == m['knn_top1@20'] and 0 <= m['knn_top1@20_t0.1'] <= m['knn_top5@20_t0.1'] <= 100
+  assert m['knn_memory_examples'] == result['num_memory'] == 256 and m['fast_linear_train_examples'] == 256
+  assert result['data']['memory']['kind'] == 'run' and result['data']['heldout']['num_examples'] == 128
+  floors = result['floors']
+  for kind in ('raw_pixels', 'random_init'):
+    assert set(m) >= {k for k in floors[kind] if k.startswith(('knn_top', 'fast_linear_top'))}
+  assert isinstance(result['beats_raw_pixels'], bool)
+  # The monitor logged the same floors, and its step-0 kNN (the training's own random init) is the
+  # random-init floor that evaluate derives from the seed.
+  with open(os.path.join(runs[0], 'metrics.jsonl')) as f:
+    evals = [r for r in map(json.loads, f) if r['kind'] == 'eval']
+  assert evals[0]['step'] == 0 and evals[0]['knn_top1'] == pytest.approx(floors['random_init']['knn_top1'])
+  for record in evals:
+    assert record['knn_memory_examples'] == 256
+    for kind in ('raw_pixels', 'random_init'):
+      assert record[f'floors/{kind}/knn_top1'] == pytest.approx(floors[kind]['knn_top1'])
+  # Computed once: the raw-pixel floor is shared by both runs, each architecture has its random-init floor.
+  names = sorted(os.listdir(floors['cache_dir']))
+  assert len(names) == 3 and sum(n.startswith('floors-raw_pixels-') for n in names) == 1
+
+
+def _image_folder(root, splits, rng):
+  """``root/<split>/<class>/<i>.png`` (``<class>/<i>.png`` for split ''), colour-coded classes, 20×24 px."""
+  from PIL import Image
+  for split, count in splits:
+    for name, colour in (('red', (220, 30, 30)), ('green', (30, 220, 30)), ('blue', (30, 30, 220))):
+      folder = root / split / name
+      folder.mkdir(parents=True)
+      for i in range(count):
+        pixels = np.clip(np.array(colour) + rng.integers(-40, 41, (20, 24, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f'{i}.png')
+
+
+def test_evaluate_on_other_labelled_data(runs, evaluated, tmp_path):
+  from gsg_jax.evaluate import evaluate_run
+  rng = np.random.default_rng(0)
+  _image_folder(tmp_path / 'splits', (('train', 6), ('test', 3)), rng)  # <split>/<class>/<image>
+  _image_folder(tmp_path / 'classes', (('', 2),), rng)                  # <class>/<image>, zipped below
+  held = tmp_path / 'held.zip'
+  with zipfile.ZipFile(held, 'w') as z:
+    for path in sorted((tmp_path / 'classes').rglob('*.png')):
+      z.write(path, path.relative_to(tmp_path / 'classes').as_posix())
+  with open(os.path.join(runs[0], 'eval', 'latest.json')) as f:
+    own = f.read()
+  # Floors off to keep the test short: they take the same code path as on the run's own data.
+  result = evaluate_run(runs[0], protocols=('knn', 'fast_linear'), fast_linear_epochs=2, floors=False,
+                        memory_data=str(tmp_path / 'splits'), heldout_data=str(held))
+  memory, heldout = result['data']['memory'], result['data']['heldout']
+  assert (memory['kind'], memory['path'], memory['split'], memory['num_examples']) == (
+      'folder', str(tmp_path / 'splits'), 'train', 18)
+  assert (heldout['kind'], heldout['path'], heldout['split'], heldout['num_examples']) == ('folder', str(held), None, 6)
+  assert result['metrics']['knn_memory_examples'] == 18 and 0 <= result['metrics']['knn_top1'] <= 100
+  assert result['metrics']['fast_linear_train_examples'] == 18 and 'floors' not in result
+  # Written beside the run's own evaluation, which stays the run's.
+  assert os.path.dirname(result['eval_dir']) == os.path.join(runs[0], 'eval')
+  with open(os.path.join(result['eval_dir'], 'latest.json')) as f:
+    assert json.load(f)['data'] == result['data']
+  with open(os.path.join(runs[0], 'eval', 'latest.json')) as f:
+    assert f.read() == own
+  # As held-out data, the same folder's test split: the default split folder (test, val or validation).
+  from gsg_jax.evaluation import labelled
+  test = labelled.open_data(str(tmp_path / 'splits'), 'heldout', 32, class_names=('blue', 'green', 'red'))
+  assert (test.description['split'], test.num_examples, test.class_names) == ('test', 9, ('blue', 'green', 'red'))
+
+
+def test_evaluate_command_line_user_mistakes(runs, tmp_path):
+  """Each mistake: exit 1 and one line on stderr, no traceback (three processes side by side)."""
+  cases = {'no such run': (['--workdir', str(tmp_path / 'no_run')], 'does not exist'),
+           'unreadable data': (['--workdir', runs[0], f'--memory_data={tmp_path}/none.zip',
+                                f'--heldout_data={tmp_path}/none.zip'], 'none.zip'),
+           'unknown protocol': (['--workdir', runs[0], '--linear_protocol=moco'], "'moco'")}
+  processes = {name: subprocess.Popen([sys.executable, '-m', 'gsg_jax.evaluate', *args], cwd=REPO, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for name, (args, _) in cases.items()}
+  for name, process in processes.items():
+    _, err = process.communicate(timeout=600)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert process.returncode == 1 and 'Traceback' not in err, (name, err[-2000:])
+    assert len(lines) == 1 and lines[0].startswith('error: ') and cases[name][1] in lines[0], (name, err[-2000:])
 
 
 def test_report(runs, evaluated, tmp_path):

@@ -1,6 +1,5 @@
 """Evaluation metrics (kNN, representation diagnostics, linear probes) against NumPy/sklearn references."""
 
-import time
 
 import jax
 import jax.numpy as jnp
@@ -11,8 +10,10 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
 from gsg_jax.evaluation import diagnostics
-from gsg_jax.evaluation.knn import weighted_knn
-from gsg_jax.evaluation.linear_probe import fast_linear_probe, linear_probe
+from gsg_jax.evaluation.knn import KNNBank, bank_metrics, knn_topk_merge, weighted_knn
+from gsg_jax.evaluation.linear_probe import (LINEAR_PROTOCOLS, _make_optimizer, fast_linear_probe, linear_probe,
+                                            resolve_protocol)
+from gsg_jax.evaluation.protocols import knn_settings
 
 
 def unit(x):
@@ -66,6 +67,51 @@ def test_knn_is_perfect_on_separable_clusters_and_handles_few_classes():
   # Three classes: top-5 is trivially 100%.
   three = weighted_knn(train, train_labels % 3, queries, query_labels % 3, 3, ks=(20,))
   assert three['knn_top5@20'] == 100.0
+
+
+def test_knn_topk_merge_equals_one_top_k_over_the_whole_bank():
+  rng = np.random.default_rng(11)
+  queries, memory = unit(rng.normal(size=(17, 8))), unit(rng.normal(size=(203, 8)))
+  ids = np.arange(203, dtype=np.int32)  # Labels = row ids: the merge must keep exactly the brute-force rows.
+  similarity = queries @ memory.T
+  nearest = np.argsort(-similarity, axis=1, kind='stable')[:, :10]
+  merge = jax.jit(knn_topk_merge)
+  for chunk in (7, 64, 500):  # Chunk sizes that divide N = 203, do not, and exceed it.
+    best = (jnp.full((17, 10), -jnp.inf), jnp.full((17, 10), -1, jnp.int32))
+    for start in range(0, 203, chunk):
+      rows, labels = memory[start:start + chunk], ids[start:start + chunk]
+      pad = chunk - len(rows)  # Padding rows (label −1) as close to the queries as can be: never chosen.
+      rows = np.concatenate([rows, queries[:1].repeat(pad, 0)])
+      labels = np.concatenate([labels, np.full(pad, -1, np.int32)])
+      best = merge(*best, jnp.asarray(queries, jnp.float32), jnp.asarray(rows, jnp.float32), jnp.asarray(labels))
+    np.testing.assert_array_equal(np.asarray(best[1]), nearest, err_msg=f'chunk {chunk}')
+    np.testing.assert_allclose(np.asarray(best[0]), np.take_along_axis(similarity, nearest, 1), atol=1e-5)
+
+
+def test_knn_bank_reports_the_configured_and_the_reference_temperature():
+  rng = np.random.default_rng(12)
+  train, queries = rng.normal(size=(300, 12)), rng.normal(size=(70, 12))
+  train_labels, query_labels = rng.integers(0, 9, 300), rng.integers(0, 9, 70)
+  bank = KNNBank(queries, 50, query_block=32)
+  for start, stop in ((0, 100), (100, 131), (131, 300)):  # Uneven chunks.
+    bank.add(train[start:stop], train_labels[start:stop])
+  assert bank.size == 300
+  result = bank_metrics(bank, query_labels, 9, ks=(5, 50), temperature=0.2, extra_temperatures=(0.1,))
+  assert set(result) == {f'knn_top{t}@{k}{s}' for t in (1, 5) for k in (5, 50) for s in ('', '_t0.1')}
+  for k in (5, 50):
+    for temperature, suffix in ((0.2, ''), (0.1, '_t0.1')):
+      top1, top5 = sklearn_knn(train, train_labels, queries, query_labels, 9, k, temperature)
+      assert result[f'knn_top1@{k}{suffix}'] == pytest.approx(top1, abs=1e-9)
+      assert result[f'knn_top5@{k}{suffix}'] == pytest.approx(top5, abs=1e-9)
+
+
+def test_knn_settings_follow_the_config():
+  from gsg_jax import config_lib
+  c = config_lib.make_config()
+  assert (c.eval.knn_k, c.eval.knn_temperature) == (200, 0.2)  # The GSG reference's main_knn.py.
+  assert knn_settings(c.eval) == {'k': 200, 'temperature': 0.2, 'ks': [20, 200], 'extra_temperatures': [0.1]}
+  c.eval.knn_k, c.eval.knn_temperature = 50, 0.1
+  assert knn_settings(c.eval) == {'k': 50, 'temperature': 0.1, 'ks': [20, 50, 200], 'extra_temperatures': []}
 
 
 # ---------------------------------------------------------------- spectrum
@@ -193,15 +239,13 @@ def test_collapse_report():
 
 # ---------------------------------------------------------------- linear probes
 
-def test_fast_linear_probe_separates_gaussian_blobs_quickly():
+def test_fast_linear_probe_separates_gaussian_blobs():
   rng = np.random.default_rng(9)
   centres, train_labels = blobs(rng, 3000, 10, 32, spread=3.0)
   test_labels = rng.integers(0, 10, 1000)
   train = centres[train_labels] + rng.normal(size=(3000, 32)) + 50.0  # Offset: standardisation must handle it.
   test = centres[test_labels] + rng.normal(size=(1000, 32)) + 50.0
-  start = time.perf_counter()
   result = fast_linear_probe(train, train_labels, test, test_labels, 10, epochs=100, batch_size=256)
-  assert time.perf_counter() - start < 10
   assert set(result) == {'top1', 'top5'}
   assert result['top1'] > 95 and result['top5'] >= result['top1']
   # Chance level on random labels.
@@ -215,8 +259,9 @@ def coloured_images(rng, n, palette):
   return np.clip(images, 0, 255).astype(np.uint8), labels
 
 
-# LARS moves W by about trust_coefficient · lr of its norm per step, so a short run needs a large lr.
-@pytest.mark.parametrize('optimizer, base_lr, batch_size', [('sgd', 5.0, 64), ('lars', 128.0, 16)])
+# LARS moves W and b (as apex's LARC) by about trust_coefficient · lr of their norms per step, so a short run
+# needs a large lr.
+@pytest.mark.parametrize('optimizer, base_lr, batch_size', [('sgd', 5.0, 64), ('lars', 512.0, 16)])
 def test_linear_probe_on_colour_coded_images(optimizer, base_lr, batch_size):
   rng = np.random.default_rng(10)
   palette = np.array([[220, 40, 40], [40, 200, 40], [40, 40, 220], [220, 220, 40], [128, 128, 128]])
@@ -234,10 +279,46 @@ def test_linear_probe_on_colour_coded_images(optimizer, base_lr, batch_size):
     return eval_preprocess_fn(jax.lax.dynamic_slice(padded, (0, top, left, 0), images.shape))
 
   logs = []
-  result = linear_probe(encode_fn, train_images, train_labels, test_images, test_labels, len(palette),
+  result = linear_probe(encode_fn, (train_images, train_labels), (test_images, test_labels), len(palette),
                         augment_fn=augment_fn, eval_preprocess_fn=eval_preprocess_fn, epochs=8, batch_size=batch_size,
                         base_lr=base_lr, optimizer=optimizer, log_fn=lambda epoch, m: logs.append((epoch, m)))
   assert [epoch for epoch, _ in logs] == list(range(8))
   assert set(logs[0][1]) == {'loss', 'train_top1', 'lr'} and logs[-1][1]['lr'] == pytest.approx(0.0, abs=1e-7)
   assert logs[-1][1]['loss'] < logs[0][1]['loss']
   assert result['top1'] > 95 and result['top5'] == 100.0
+
+
+# ---------------------------------------------------------------- linear protocols
+
+def test_linear_protocol_table():
+  from gsg_jax.data.augment import default_augment_config
+  assert set(LINEAR_PROTOCOLS) == {'fast', 'cifar', 'imagenet'}
+  imagenet = resolve_protocol('imagenet')  # The GSG reference's main_lincls.py --lars.
+  assert {k: imagenet[k] for k in ('name', 'inputs', 'optimizer', 'trust_coefficient', 'momentum', 'base_lr',
+                                   'batch_size', 'weight_decay', 'epochs', 'schedule', 'crop_scale', 'flip',
+                                   'crop_size', 'eval_resize')} == {
+      'name': 'imagenet', 'inputs': 'images', 'optimizer': 'lars', 'trust_coefficient': 0.001, 'momentum': 0.9,
+      'base_lr': 0.1, 'batch_size': 4096, 'weight_decay': 0.0, 'epochs': 90, 'schedule': 'cosine',
+      'crop_scale': (0.08, 1.0), 'flip': True, 'crop_size': 224, 'eval_resize': 256}
+  assert imagenet['lr'] == pytest.approx(1.6)
+  cifar = resolve_protocol('cifar', augment_config=default_augment_config())  # None: the run's geometry.
+  assert (cifar['optimizer'], cifar['base_lr'], cifar['batch_size'], cifar['epochs'], cifar['weight_decay'],
+          cifar['crop_size'], cifar['eval_resize'], cifar['lr']) == ('sgd', 30.0, 256, 100, 0.0, 32, 0, 30.0)
+  fast = resolve_protocol('fast', {'epochs': 3})
+  assert (fast['inputs'], fast['epochs'], fast['lr'], fast['overrides']) == ('features', 3, 1e-3, {'epochs': 3})
+  with pytest.raises(ValueError, match='unknown linear protocol'):
+    resolve_protocol('moco')
+  with pytest.raises(ValueError, match="no setting 'epoch'"):
+    resolve_protocol('cifar', {'epoch': 1})
+
+
+def test_imagenet_protocol_optimizer_is_larc():
+  """One step: Δp = −lr · 0.001 · ‖p‖ / ‖g‖ · g for weight and bias (apex's LARC, no clip, no decay)."""
+  tx = _make_optimizer(resolve_protocol('imagenet'), 1.6)
+  params = {'w': jnp.array([[3.0, -4.0]]), 'b': jnp.array([0.5, 1.0])}
+  grads = {'w': jnp.array([[1.0, 2.0]]), 'b': jnp.array([-2.0, 0.0])}
+  updates, _ = jax.jit(tx.update)(grads, tx.init(params), params)
+  for name in ('w', 'b'):
+    p, g = np.asarray(params[name]), np.asarray(grads[name])
+    expected = -1.6 * 0.001 * np.linalg.norm(p) / np.linalg.norm(g) * g
+    np.testing.assert_allclose(np.asarray(updates[name]), expected, rtol=1e-5)
