@@ -1,4 +1,4 @@
-"""Image folders: ``root/<split>/<class>/<image>``, as a directory or a ``.zip``.
+"""Image folders: ``root/<split>/<class>/<image>``, or unlabelled ``root/<image>``; a directory or a ``.zip``.
 
 Zips are read in place (no extraction); a zip whose only top-level entry is
 a folder holding the split folders is accepted too. Class indices follow the
@@ -12,6 +12,19 @@ training split (at least one if the class has two), chosen with
 ``split_seed``. ``max_examples`` subsamples the training split
 first, stratified by class. The memory split is the training images.
 Decoded arrays are cached as ``.npz`` in ``cache_dir`` when it is set.
+
+Unlabelled folders: when ``root`` has no ``train_split`` folder but holds
+images directly (or its only top-level folder does, as in a zip of a
+folder), every image is a training image with label ``UNLABELLED`` (−1) and
+the dataset has ``num_classes = 0``, so training runs without the online
+probe. Its evaluation splits come from the labelled folder or zip
+``config.eval_path`` (memory: that folder's training split less its held-out
+images, chosen as above), or are empty when ``eval_path`` is not set, which
+turns the kNN monitor off. ``max_examples`` subsamples the unlabelled images
+at random (seed ``split_seed``).
+
+``list_images(path, split)`` lists a folder for embedding: flat (unlabelled),
+``<class>/<image>``, or ``<split>/<class>/<image>`` when ``split`` is given.
 """
 
 from __future__ import annotations
@@ -25,12 +38,15 @@ import multiprocessing
 import os
 import zipfile
 
+import ml_collections
 import numpy as np
 from PIL import Image
 
 from gsg_jax.data.pipeline import Dataset, InMemoryTrainData, Split
+from gsg_jax.errors import ConfigError, DataError, MissingPathError
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.ppm', '.webp', '.tif', '.tiff')
+UNLABELLED = -1  # The label of every image of an unlabelled folder.
 _PARALLEL_MIN_IMAGES = 4000  # Below this, a process pool costs more than it saves.
 _CHUNK = 1000
 
@@ -38,7 +54,7 @@ _CHUNK = 1000
 def _list_entries(path: str) -> tuple[list[str], set[str]]:
   """(files, folders) under a directory or in a zip, as relative POSIX paths."""
   if not os.path.exists(path):
-    raise FileNotFoundError(f'image folder or zip not found: {path!r} (config.data.path).')
+    raise MissingPathError(f'image folder or zip not found: {path!r} (config.data.path).')
   if os.path.isdir(path):
     files, folders = [], set()
     for directory, subdirs, names in os.walk(path):
@@ -48,7 +64,7 @@ def _list_entries(path: str) -> tuple[list[str], set[str]]:
       folders |= {rel + d for d in subdirs}
     return files, folders
   if not zipfile.is_zipfile(path):
-    raise ValueError(f'{path!r} is neither a directory nor a zip file (config.data.path).')
+    raise ConfigError(f'{path!r} is neither a directory nor a zip file (config.data.path).')
   with zipfile.ZipFile(path) as z:
     names = z.namelist()
   files = [n for n in names if not n.endswith('/')]
@@ -69,15 +85,59 @@ def _list_split(path: str, entries: tuple[list[str], set[str]], split: str) -> t
   elif len(tops) == 1 and f'{tops[0]}/{split}' in folders:
     prefix = f'{tops[0]}/{split}/'
   else:
-    raise ValueError(f'no split folder {split!r} in {path!r}; top-level folders: {tops}.')
+    raise DataError(f'no split folder {split!r} in {path!r}; top-level folders: {tops}.')
   depth = prefix.count('/') + 1
   files = sorted(n for n in names if n.startswith(prefix) and n.count('/') == depth
                  and n.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(n).startswith('.'))
   if not files:
-    raise ValueError(f'split {split!r} of {path!r} has no images in class folders '
-                     f'({prefix}<class>/<image>, extensions {IMAGE_EXTENSIONS}).')
+    raise DataError(f'split {split!r} of {path!r} has no images in class folders '
+                    f'({prefix}<class>/<image>, extensions {IMAGE_EXTENSIONS}).')
   classes = sorted({f[len(prefix):].split('/', 1)[0] for f in files})
   return files, classes
+
+
+def _is_image(name: str) -> bool:
+  return name.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(name).startswith('.')
+
+
+def _images_below(names: list[str], prefix: str, depth: int) -> list[str]:
+  """Sorted images ``depth`` folders below ``prefix`` (0: directly in it)."""
+  level = prefix.count('/') + depth
+  return sorted(n for n in names if n.startswith(prefix) and n.count('/') == level and _is_image(n))
+
+
+def _flat_images(entries: tuple[list[str], set[str]]) -> list[str]:
+  """The images directly in the root or, when the root holds only one folder and no files, directly in it."""
+  names, folders = entries
+  files = _images_below(names, '', 0)
+  tops = [f for f in folders if '/' not in f]
+  if not files and len(tops) == 1 and not any('/' not in n for n in names):
+    files = _images_below(names, tops[0] + '/', 0)
+  return files
+
+
+def list_images(path: str, split: str = '') -> tuple[list[str], list[str] | None]:
+  """(sorted image names relative to ``path``, class names or None) of a folder or zip, for embedding.
+
+  With ``split``: ``[<top>/]<split>/<class>/<image>`` as for training. Without: the images
+  directly in the folder (or in the zip's only top-level folder), unlabelled (None); else
+  ``[<top>/]<class>/<image>``, labelled by class folder (a folder with one class folder reads
+  as unlabelled).
+  """
+  entries = _list_entries(path)
+  if split:
+    return _list_split(path, entries, split)
+  files = _flat_images(entries)
+  if files:
+    return files, None
+  names, folders = entries
+  tops = sorted(f for f in folders if '/' not in f)
+  prefix = tops[0] + '/' if len(tops) == 1 and not any('/' not in n for n in names) else ''
+  files = _images_below(names, prefix, 1)
+  if not files:
+    raise DataError(f'no images in {path!r}: expected <image>, <class>/<image>, or <split>/<class>/<image> '
+                    f'with --split (extensions {IMAGE_EXTENSIONS}).')
+  return files, sorted({_class_of(f) for f in files})
 
 
 def _class_of(name: str) -> str:
@@ -131,7 +191,7 @@ def _decode(path: str, names: list[str], size: int, archive: zipfile.ZipFile | N
       with Image.open(io.BytesIO(archive.read(name)) if archive else os.path.join(path, name)) as image:
         out[i] = _to_size(image, size)
     except Exception as e:  # PIL raises many types for bad files.
-      raise ValueError(f'cannot decode image {where}: {type(e).__name__}: {e}') from e
+      raise DataError(f'cannot decode image {where}: {type(e).__name__}: {e}') from e
   return out
 
 
@@ -162,7 +222,7 @@ def decode_images(path: str, names: list[str], size: int) -> np.ndarray:
   return np.concatenate(parts)
 
 
-def _cache_file(config, path: str, names: list[str]) -> str | None:
+def _cache_file(config, path: str, names: list[str], **extra) -> str | None:
   if not config.cache_dir:
     return None
   if os.path.isdir(path):
@@ -174,7 +234,7 @@ def _cache_file(config, path: str, names: list[str]) -> str | None:
   key = dict(path=os.path.abspath(path), fingerprint=fingerprint, image_size=config.image_size,
              max_examples=config.max_examples, heldout_split=config.heldout_split,
              heldout_fraction=config.heldout_fraction, split_seed=config.split_seed,
-             train_split=config.train_split, eval_max_examples=config.eval_max_examples)
+             train_split=config.train_split, eval_max_examples=config.eval_max_examples, **extra)
   digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
   return os.path.join(config.cache_dir, f'folder-{os.path.basename(os.path.normpath(path))}-{digest}.npz')
 
@@ -183,13 +243,12 @@ def _labels(files: list[str], classes: list[str], path: str, split: str) -> np.n
   index = {c: i for i, c in enumerate(classes)}
   unknown = sorted({_class_of(f) for f in files} - index.keys())
   if unknown:
-    raise ValueError(f'split {split!r} of {path!r} has classes not in the training split: {unknown}.')
+    raise DataError(f'split {split!r} of {path!r} has classes not in the training split: {unknown}.')
   return np.array([index[_class_of(f)] for f in files], np.int32)
 
 
-def _select(config, path: str) -> tuple[list[str], np.ndarray, list[str], np.ndarray, list[str]]:
+def _select(config, path: str, entries) -> tuple[list[str], np.ndarray, list[str], np.ndarray, list[str]]:
   """Chooses the files: (train files, labels, held-out files, labels, class names)."""
-  entries = _list_entries(path)
   files, classes = _list_split(path, entries, config.train_split)
   labels = _labels(files, classes, path, config.train_split)
   if config.max_examples and config.max_examples < len(files):
@@ -206,8 +265,8 @@ def _select(config, path: str) -> tuple[list[str], np.ndarray, list[str], np.nda
     held_files, held_labels = [f for f, m in zip(files, mask) if m], labels[mask]
     files, labels = [f for f, m in zip(files, mask) if not m], labels[~mask]
   if not files or not held_files:
-    raise ValueError(f'{path!r}: {len(files)} training and {len(held_files)} held-out images after splitting; '
-                     'both must be non-empty (check config.data.max_examples / heldout_fraction).')
+    raise DataError(f'{path!r}: {len(files)} training and {len(held_files)} held-out images after splitting; '
+                    'both must be non-empty (check config.data.max_examples / heldout_fraction).')
   return files, labels, held_files, held_labels, classes
 
 
@@ -215,15 +274,22 @@ def load_folder(config) -> Dataset:
   """The image folder or zip ``config.path`` as an in-memory ``Dataset``."""
   path = config.path
   if not path:
-    raise ValueError("config.data.path is empty: set it to an image folder or zip (source='folder').")
+    raise ConfigError("config.data.path is empty: set it to an image folder or zip (source='folder').")
   if not 0.0 <= config.heldout_fraction < 1.0 or (not config.heldout_split and config.heldout_fraction == 0):
-    raise ValueError(f'config.data.heldout_fraction={config.heldout_fraction!r} is invalid: expected in (0, 1) '
-                     'when config.data.heldout_split is empty.')
+    raise ConfigError(f'config.data.heldout_fraction={config.heldout_fraction!r} is invalid: expected in (0, 1) '
+                      'when config.data.heldout_split is empty.')
   if config.max_examples < 0:
-    raise ValueError(f'config.data.max_examples={config.max_examples!r} is invalid: expected >= 0 (0 = all).')
+    raise ConfigError(f'config.data.max_examples={config.max_examples!r} is invalid: expected >= 0 (0 = all).')
   if config.image_size <= 0:
-    raise ValueError(f'config.data.image_size={config.image_size!r} is invalid: expected a positive integer.')
-  files, labels, held_files, held_labels, classes = _select(config, path)
+    raise ConfigError(f'config.data.image_size={config.image_size!r} is invalid: expected a positive integer.')
+  entries = _list_entries(path)
+  flat = [] if config.train_split in entries[1] else _flat_images(entries)
+  if flat:
+    return _load_unlabelled(config, path, flat)
+  if config.get('eval_path'):
+    raise ConfigError(f'config.data.eval_path is for an unlabelled config.data.path (images directly in it); '
+                      f'{path!r} is labelled: leave eval_path empty.')
+  files, labels, held_files, held_labels, classes = _select(config, path, entries)
   cache = _cache_file(config, path, files + held_files)
   if cache and os.path.exists(cache):
     with np.load(cache) as arrays:
@@ -239,3 +305,42 @@ def load_folder(config) -> Dataset:
   train = Split(train_images, labels)
   name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
   return Dataset(name, len(classes), InMemoryTrainData(train), memory=train, heldout=Split(held_images, held_labels))
+
+
+def _decode_cached(config, path: str, names: list[str], **key) -> np.ndarray:
+  """``decode_images``, through the ``cache_dir`` cache when it is set."""
+  cache = _cache_file(config, path, names, **key)
+  if cache and os.path.exists(cache):
+    with np.load(cache) as arrays:
+      return arrays['images']
+  images = decode_images(path, names, config.image_size)
+  if cache:
+    os.makedirs(config.cache_dir, exist_ok=True)
+    partial = f'{cache}.{os.getpid()}.tmp.npz'
+    np.savez(partial, images=images)
+    os.replace(partial, cache)
+  return images
+
+
+def _load_unlabelled(config, path: str, files: list[str]) -> Dataset:
+  """An unlabelled folder: all images train; evaluation splits from ``config.eval_path`` or empty."""
+  if config.max_examples and config.max_examples < len(files):
+    keep = np.sort(np.random.default_rng(config.split_seed).permutation(len(files))[:config.max_examples])
+    files = [files[i] for i in keep]
+  images = _decode_cached(config, path, files, unlabelled=True)
+  train = Split(images, np.full(len(files), UNLABELLED, np.int32))
+  eval_path = config.get('eval_path', '')
+  if eval_path:
+    if not os.path.exists(eval_path):
+      raise MissingPathError(f'labelled folder or zip not found: {eval_path!r} (config.data.eval_path).')
+    eval_config = ml_collections.ConfigDict(config.to_dict())
+    eval_config.max_examples = 0  # max_examples subsamples the training images, not the evaluation folder.
+    memory_files, memory_labels, held_files, held_labels, _ = _select(eval_config, eval_path,
+                                                                     _list_entries(eval_path))
+    eval_images = _decode_cached(eval_config, eval_path, memory_files + held_files)
+    memory = Split(eval_images[:len(memory_files)], memory_labels)
+    heldout = Split(eval_images[len(memory_files):], held_labels)
+  else:
+    memory = heldout = Split(np.zeros((0,) + images.shape[1:], np.uint8), np.zeros((0,), np.int32))
+  name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]
+  return Dataset(name, 0, InMemoryTrainData(train), memory=memory, heldout=heldout)
