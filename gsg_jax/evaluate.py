@@ -66,11 +66,11 @@ import re
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from gsg_jax import cli, data
 from gsg_jax.data import augment
+from gsg_jax.encoder import load_config  # The one reader of a run's config.json (also gsg_jax.evaluate.load_config).
 from gsg_jax.errors import ConfigError, MissingPathError, UnusablePathError
 from gsg_jax.evaluation import diagnostics, floors as floors_lib, labelled
 from gsg_jax.evaluation.features import map_in_batches
@@ -83,26 +83,6 @@ from gsg_jax.training.outputs import quiet_library_logs
 PROTOCOLS = ('knn', 'fast_linear', 'linear', 'diagnostics')
 DEFAULT_PROTOCOLS = ('knn', 'fast_linear', 'diagnostics')
 DEFAULT_LINEAR_PROTOCOL = 'cifar'
-_TUPLE_KEYS = {'augment': ('crop_scale', 'crop_ratio', 'blur_sigma', 'mean', 'std'),
-               'distributed': ('local_device_ids',), 'optim': ('rules',)}
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The run's config from ``<workdir>/config.json``, with JSON lists turned back into tuples."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
-    raise MissingPathError(f'{workdir!r} has no config.json: not a training run directory '
-                       '(train with gsg_jax.main first).')
-  with open(path) as f:
-    raw = json.load(f)
-  for block, keys in _TUPLE_KEYS.items():
-    for key in keys:
-      if key in raw.get(block, {}) and isinstance(raw[block][key], list):
-        raw[block][key] = tuple(tuple(v) if isinstance(v, list) else v for v in raw[block][key])
-  if not isinstance(raw.get('method', {}).get('predictor'), str):
-    raise ConfigError(f'{path} was written before the method design of loss/target/predictor: its checkpoints '
-                          'cannot be read by this version (see the README, "Checkpoint compatibility").')
-  return ml_collections.ConfigDict(raw)
 
 
 def _restore(config, workdir: str, step, dataset, trainer):
