@@ -1,0 +1,67 @@
+"""The learning tests' runs over several seeds: how far each gets above its random init.
+
+    python benchmarks/learning_margins.py {quick,directpred,cifar} --seeds=0,1,2 [--workdir=runs/margins]
+
+``quick`` is ``tests/test_learning.py``'s SimSiam+GSG quick run, ``directpred``
+its BYOL+DirectPred one, ``cifar`` its CIFAR-10 subset run (needs the
+shared zip). Prints, per seed, kNN top-1 at step 0 and at the end: the
+margins the tests ask for are set from this spread (benchmarks/RESULTS.md).
+"""
+
+import argparse
+import json
+import os
+import time
+
+from gsg_jax import config_lib, train
+
+
+def quick(name: str):
+  config = config_lib.named_config(name, 'quick')
+  config.eval_every_epochs = 6
+  config.distributed.mode = 'off'
+  return config
+
+
+def cifar():
+  """As test_cifar10_subset_learns_above_random_init: 8,192 images at 16×16, base lr 0.3."""
+  config = quick('simsiam_gsg')
+  config.data.source = 'folder'
+  config.data.path = os.environ.get('GSG_CIFAR_ZIP', config_lib.CIFAR10_ZIP)
+  config.data.max_examples = 8192
+  config.data.heldout_fraction = 0.125
+  config.data.image_size = 16
+  config.augment.crop_size = 16
+  config.optim.base_lr = 0.3
+  return config
+
+
+RUNS = {'quick': lambda: quick('simsiam_gsg'), 'directpred': lambda: quick('byol_directpred'), 'cifar': cifar}
+
+
+def knn_by_step(workdir: str) -> dict:
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    records = [json.loads(line) for line in f]
+  return {r['step']: r['knn_top1'] for r in records if r['kind'] == 'eval'}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('run', choices=sorted(RUNS))
+  parser.add_argument('--seeds', default='0,1,2')
+  parser.add_argument('--workdir', default='runs/margins')
+  args = parser.parse_args()
+  for seed in (int(s) for s in args.seeds.split(',')):
+    config = RUNS[args.run]()
+    config.seed = seed
+    workdir = os.path.join(args.workdir, f'{args.run}_seed{seed}')
+    start = time.time()
+    summary = train.train_and_evaluate(config, workdir)
+    knn = knn_by_step(workdir)
+    first, last = knn[min(knn)], knn[max(knn)]
+    print(f'{args.run} seed {seed}: {first:.1f} -> {last:.1f} ({last - first:+.1f}), projection_std '
+          f'{summary["projection_std"]:.4f}, {time.time() - start:.0f} s', flush=True)
+
+
+if __name__ == '__main__':
+  main()
