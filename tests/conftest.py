@@ -3,6 +3,8 @@
 import atexit
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -56,3 +58,28 @@ def tiny_config(name='simsiam', **overrides):
 @pytest.fixture
 def make_tiny_config():
   return tiny_config
+
+
+def check_command_cases(module: str, cases: dict, timeout: int = 300) -> dict:
+  """Runs ``python -m <module> <flags>`` for every ``flags`` of ``cases`` at once, in parallel.
+
+  ``cases`` maps flags to the text the one ``error: ...`` line must hold
+  (exit 1, no traceback), or to None for a run that must succeed (exit 0).
+  Returns ``{flags: (stdout, stderr)}`` of the successful runs, for the
+  caller's own checks.
+  """
+  processes = {flags: subprocess.Popen([sys.executable, '-m', module, *flags.split()], cwd=REPO,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for flags in cases}
+  succeeded = {}
+  for flags, message in cases.items():
+    stdout, stderr = processes[flags].communicate(timeout=timeout)
+    code = processes[flags].returncode
+    if message is None:
+      assert code == 0, (flags, stderr[-2000:])
+      succeeded[flags] = (stdout, stderr)
+      continue
+    assert code == 1 and 'Traceback' not in stderr, (flags, stderr[-2000:])
+    lines = [line for line in stderr.splitlines() if line.startswith('error: ')]
+    assert len(lines) == 1 and message in lines[0], (flags, stderr[-2000:])
+  return succeeded

@@ -320,9 +320,8 @@ def test_cifar10_zip_subset():
 # ---------------------------------------------------------------- TFDS
 
 
-@pytest.fixture
-def mock_cifar(tmp_path):
-  """TFDS cifar10 metadata (train 64, test 32 examples) in a tmp data_dir, and mocked example reading."""
+def _cifar_metadata(tmp_path) -> str:
+  """A TFDS data_dir holding cifar10's metadata only (train 64, test 32 examples), for ``tfds.testing.mock_data``."""
   import tensorflow_datasets as tfds
   data_dir = str(tmp_path / 'tfds')
   builder = tfds.builder('cifar10', data_dir=data_dir)
@@ -331,6 +330,14 @@ def mock_cifar(tmp_path):
       tfds.core.SplitInfo(name='test', shard_lengths=[32], num_bytes=0)]))
   os.makedirs(builder.data_dir)
   builder.info.write_to_directory(builder.data_dir)
+  return data_dir
+
+
+@pytest.fixture
+def mock_cifar(tmp_path):
+  """TFDS cifar10 metadata (train 64, test 32 examples) in a tmp data_dir, and mocked example reading."""
+  import tensorflow_datasets as tfds
+  data_dir = _cifar_metadata(tmp_path)
   with tfds.testing.mock_data(num_examples=64, data_dir=data_dir):
     yield data_dir
 
@@ -391,13 +398,7 @@ def mock_big_images(tmp_path):
   def as_dataset(self, *args, **kwargs):
     return tf.data.Dataset.from_tensor_slices({'image': [encoded] * 64, 'label': np.arange(64) % 10})
 
-  data_dir = str(tmp_path / 'tfds')
-  builder = tfds.builder('cifar10', data_dir=data_dir)
-  builder.info.set_splits(tfds.core.SplitDict([
-      tfds.core.SplitInfo(name='train', shard_lengths=[64], num_bytes=0),
-      tfds.core.SplitInfo(name='test', shard_lengths=[32], num_bytes=0)]))
-  os.makedirs(builder.data_dir)
-  builder.info.write_to_directory(builder.data_dir)
+  data_dir = _cifar_metadata(tmp_path)
   with tfds.testing.mock_data(as_dataset_fn=as_dataset, data_dir=data_dir):
     yield data_dir
 

@@ -4,7 +4,6 @@ import contextlib
 import io
 import json
 import os
-import subprocess
 import sys
 import types
 import zipfile
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, tiny_config
+from conftest import check_command_cases, tiny_config
 from gsg_jax import data, errors
 from gsg_jax.data import image_folder
 
@@ -218,18 +217,8 @@ def test_embed_command_line(folders, run, tmp_path):
       f'--workdir={workdir} --data={tmp_path}/no_images --out={out}': 'no images in',
       f'--workdir={workdir} --data={folders[0]} --out={tmp_path}/features.csv': 'must end in .npz or .parquet',
   }
-  processes = {flags: subprocess.Popen([sys.executable, '-m', 'gsg_jax.embed', *flags.split()], cwd=REPO,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for flags in cases}
-  for flags, message in cases.items():
-    stdout, stderr = processes[flags].communicate(timeout=300)
-    code = processes[flags].returncode
-    if message is None:
-      assert code == 0 and 'Wrote' in stdout and 'embedded 96/96 images' in stderr, stderr[-2000:]
-      continue
-    assert code == 1 and 'Traceback' not in stderr, (flags, stderr[-2000:])
-    lines = [line for line in stderr.splitlines() if line.startswith('error: ')]
-    assert len(lines) == 1 and message in lines[0], (flags, stderr[-2000:])
+  (stdout, stderr), = check_command_cases('gsg_jax.embed', cases).values()
+  assert 'Wrote' in stdout and 'embedded 96/96 images' in stderr, stderr[-2000:]
   with np.load(out) as d:
     assert d['features'].shape == (96, 64) and 'labels' not in d.files
 

@@ -8,8 +8,6 @@ reproduce the JAX backbone's features from the exported arrays alone.
 
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +15,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from conftest import REPO, tiny_config
+from conftest import check_command_cases, tiny_config
 from gsg_jax import export, models
 from gsg_jax.models.resnet import Bottleneck, ResNet
 
@@ -265,18 +263,8 @@ def test_export_command_line(resnet_run, tmp_path):
       f'--workdir={resnet_run} --out={out} --layout=torchvision --with_heads': '--with_heads needs --layout=flax',
       f'--workdir={convnet} --out={out} --layout=torchvision': "this run's is 'convnet'",
   }
-  processes = {flags: subprocess.Popen([sys.executable, '-m', 'gsg_jax.export', *flags.split()], cwd=REPO,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for flags in cases}
-  for flags, message in cases.items():
-    stdout, stderr = processes[flags].communicate(timeout=300)
-    code = processes[flags].returncode
-    if message is None:
-      assert code == 0 and 'Wrote' in stdout, stderr[-2000:]
-      continue
-    assert code == 1 and 'Traceback' not in stderr, (flags, stderr[-2000:])
-    lines = [line for line in stderr.splitlines() if line.startswith('error: ')]
-    assert len(lines) == 1 and message in lines[0], (flags, stderr[-2000:])
+  (stdout, _), = check_command_cases('gsg_jax.export', cases).values()
+  assert 'Wrote' in stdout
   arrays, sidecar = export.read_export(out)
   variables = restore_variables(find_run(resnet_run))
   expected = export.torchvision_arrays(variables['params']['backbone'], variables['batch_stats']['backbone'],
