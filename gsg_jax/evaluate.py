@@ -70,7 +70,7 @@ import numpy as np
 
 from gsg_jax import cli, data
 from gsg_jax.data import augment
-from gsg_jax.encoder import load_config  # The one reader of a run's config.json (also gsg_jax.evaluate.load_config).
+from gsg_jax.encoder import find_run  # The one reader of a run directory: its config and checkpoint steps.
 from gsg_jax.errors import ConfigError, MissingPathError, UnusablePathError
 from gsg_jax.evaluation import diagnostics, floors as floors_lib, labelled
 from gsg_jax.evaluation.features import map_in_batches
@@ -85,22 +85,15 @@ DEFAULT_PROTOCOLS = ('knn', 'fast_linear', 'diagnostics')
 DEFAULT_LINEAR_PROTOCOL = 'cifar'
 
 
-def _restore(config, workdir: str, step, dataset, trainer):
-  ckpt_dir = os.path.join(workdir, 'checkpoints')
-  steps = []
-  if os.path.isdir(ckpt_dir):
-    checkpointer = Checkpointer(workdir, config.checkpoint_every_steps, config.keep_checkpoints)
-    steps = sorted(checkpointer.manager.all_steps())
-  if not steps:
-    raise MissingPathError(f'no checkpoint in {workdir!r} (looked in {ckpt_dir}).')
-  if step is not None and step not in steps:
-    checkpointer.close()
-    raise MissingPathError(f'no checkpoint for step {step} in {workdir!r}; available steps: {steps}.')
+def _restore(run, dataset, trainer):
+  """The whole train state at ``run.step`` (``encoder.find_run`` has checked that the step exists)."""
+  config = run.config
+  checkpointer = Checkpointer(run.workdir, config.checkpoint_every_steps, config.keep_checkpoints)
   shape = tuple(dataset.train.image_shape)
   like = jax.eval_shape(lambda key: trainer.init(key, shape), jax.random.key(0))
   like = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), like)
   try:
-    state = checkpointer.restore(like, step)
+    state = checkpointer.restore(like, run.step)
   except ValueError as e:  # Checkpointer.restore's message for a checkpoint of another config.
     raise ConfigError(str(e)) from e
   finally:
@@ -177,9 +170,8 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
   if (memory_data is None) != (heldout_data is None):
     raise ConfigError('--memory_data and --heldout_data go together: give both (the kNN bank / probe training '
                       'set, and the held-out set).')
-  if not os.path.isdir(workdir):
-    raise MissingPathError(f'workdir {workdir!r} does not exist.')
-  config = load_config(workdir)
+  run = find_run(workdir, step)  # The run directory, its config and the checkpoint step, or a one-line error.
+  config = run.config
   external = memory_data is not None
   if external:
     memory, heldout = _open_external(memory_data, heldout_data, memory_split, heldout_split, config)
@@ -197,7 +189,7 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
                  else dataset.num_classes or int(dataset.memory.labels.max()) + 1)
   steps_per_epoch = max(dataset.train.steps_per_epoch(config.batch_size), 1)
   trainer = build_trainer(config, steps_per_epoch, dataset.num_classes)
-  state = _restore(config, workdir, step, dataset, trainer)
+  state = _restore(run, dataset, trainer)
   step = int(state.step)
   network, cfg = trainer.network, trainer.views.config
   batch_size = int(config.eval.batch_size)
