@@ -38,7 +38,7 @@ import zipfile
 
 import numpy as np
 
-from gsg_jax import cli
+from gsg_jax import cli, storage
 from gsg_jax.encoder import Encoder, find_run, restore_variables
 from gsg_jax.errors import ConfigError, MissingPathError, UnusablePathError
 
@@ -118,10 +118,10 @@ def embed_files(encoder, path: str, files: list[str], classes: list[str] | None,
 
 
 def write(result: dict, out: str, workdir: str, step: int) -> None:
-  """Writes ``embed``'s result to ``out`` (.npz or .parquet)."""
+  """Writes ``embed``'s result to ``out`` (.npz or .parquet; a local path or an object-store URL)."""
   kind = check_output(out)
   try:
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    storage.makedirs(storage.dirname(out))
     if kind == '.npz':
       _write_npz(result, out, step)
     else:
@@ -136,8 +136,7 @@ def _write_npz(result: dict, out: str, step: int) -> None:
   if 'labels' in result:
     arrays['labels'] = result['labels']
     arrays['class_names'] = np.array(result['class_names'], str)
-  with open(out, 'wb') as f:  # A file object: np.savez would append .npz to a path.
-    np.savez(f, **arrays)
+  storage.save_npz(out, **arrays)
 
 
 def _write_parquet(result: dict, out: str, workdir: str, step: int) -> None:
@@ -151,7 +150,9 @@ def _write_parquet(result: dict, out: str, workdir: str, step: int) -> None:
     columns['class_name'] = pa.array([result['class_names'][i] for i in result['labels']], pa.string())
   info = {'workdir': workdir, 'step': step, 'class_names': result.get('class_names')}
   table = pa.table(columns).replace_schema_metadata({'gsg_jax': json.dumps(info)})
-  pq.write_table(table, out)
+  buffer = pa.BufferOutputStream()
+  pq.write_table(table, buffer)
+  storage.write_bytes(out, buffer.getvalue().to_pybytes())
 
 
 def main(argv):

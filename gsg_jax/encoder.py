@@ -29,25 +29,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 
 import ml_collections
 import numpy as np
 
+from gsg_jax import storage
 from gsg_jax.errors import ConfigError, MissingPathError
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The run's config from ``<workdir>/config.json``, JSON arrays turned back into the tuples the config holds."""
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(path):
+  path = storage.join(workdir, 'config.json')
+  if not storage.exists(path):
     raise MissingPathError(f'{workdir!r} has no config.json: not a training run directory '
                            '(train with gsg_jax.main first).')
-  with open(path) as f:
-    try:
-      raw = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ConfigError(f'{path} is not valid JSON ({e}).') from e
+  try:
+    raw = storage.read_json(path)
+  except json.JSONDecodeError as e:
+    raise ConfigError(f'{path} is not valid JSON ({e}).') from e
   if not isinstance(raw.get('method', {}).get('predictor'), str):
     raise ConfigError(f'{path} was written before the method design of loss/target/predictor: its checkpoints '
                       'cannot be read by this version (see the README, "Checkpoint compatibility").')
@@ -64,16 +63,13 @@ def _tuples(value):
 
 
 def checkpoint_steps(workdir: str) -> list[int]:
-  """The steps of the finished checkpoints in ``<workdir>/checkpoints``, ascending.
-
-  orbax writes a checkpoint under a temporary name and renames it to its step
-  when complete, so the folders named by an integer are the finished ones.
-  """
-  directory = os.path.join(workdir, 'checkpoints')
-  if not os.path.isdir(directory):
+  """The steps of the finished checkpoints in ``<workdir>/checkpoints``, ascending, as orbax tells them apart from
+  unfinished ones (renamed from a temporary name on a disk; marked by a commit file in an object store)."""
+  import orbax.checkpoint as ocp  # Local: keep this module light to import.
+  directory = storage.join(workdir, 'checkpoints')
+  if not storage.isdir(directory):
     return []
-  return sorted(int(name) for name in os.listdir(directory)
-                if name.isdigit() and os.path.isdir(os.path.join(directory, name)))
+  return sorted(ocp.utils.checkpoint_steps(directory))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,13 +84,13 @@ def find_run(workdir: str, step: int | None = None) -> Run:
   """The run in ``workdir`` at checkpoint ``step`` (default latest); MissingPathError/ConfigError say what is wrong."""
   if not workdir:
     raise ConfigError('no run directory given (--workdir).')
-  workdir = os.path.abspath(workdir)
-  if not os.path.isdir(workdir):
+  workdir = storage.resolve(workdir)
+  if not storage.isdir(workdir):
     raise MissingPathError(f'run directory {workdir!r} does not exist.')
   config = load_config(workdir)
   steps = checkpoint_steps(workdir)
   if not steps:
-    raise MissingPathError(f'no checkpoint in {workdir!r} (looked in {os.path.join(workdir, "checkpoints")}).')
+    raise MissingPathError(f'no checkpoint in {workdir!r} (looked in {storage.join(workdir, "checkpoints")}).')
   if step is None:
     step = steps[-1]
   elif step not in steps:

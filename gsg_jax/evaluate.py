@@ -68,7 +68,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gsg_jax import cli, data
+from gsg_jax import cli, data, storage
 from gsg_jax.data import augment
 from gsg_jax.encoder import find_run  # The one reader of a run directory: its config and checkpoint steps.
 from gsg_jax.errors import ConfigError, MissingPathError, UnusablePathError
@@ -123,7 +123,7 @@ def _data_tag(memory, heldout) -> str:
   def name(d):
     if d['kind'] == 'tfds':
       return f"{d['name']}-{d['split']}"
-    base = os.path.splitext(os.path.basename(os.path.normpath(d['path'])))[0]
+    base = os.path.splitext(storage.basename(d['path']))[0]
     return base + (f"-{d['split']}" if d.get('split') else '')
   digest = hashlib.sha256(json.dumps([memory.description, heldout.description], sort_keys=True,
                                      default=str).encode()).hexdigest()[:8]
@@ -155,7 +155,7 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
   ``memory_data`` / ``heldout_data``: other labelled data (module docstring).
   ``floors=False`` skips the floors.
   """
-  workdir = os.path.abspath(workdir)
+  workdir = storage.resolve(workdir)
   protocols = tuple(p.strip() for p in protocols if p.strip())
   unknown = [p for p in protocols if p not in PROTOCOLS]
   if unknown:
@@ -272,7 +272,7 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
     _mark(result)
 
   if write:
-    result['eval_dir'] = os.path.join(workdir, 'eval', *([_data_tag(memory, heldout)] if external else []))
+    result['eval_dir'] = storage.join(workdir, 'eval', *([_data_tag(memory, heldout)] if external else []))
     _write(result, result['eval_dir'], held_f, labels_h)
   return result
 
@@ -311,13 +311,12 @@ def _mark(result: dict) -> None:
 
 def _write(result: dict, out_dir: str, held_features, held_labels) -> None:
   """``step_<N>.json`` and ``latest.json`` (merged with an earlier evaluation of the step), and the 2-D embedding."""
-  os.makedirs(out_dir, exist_ok=True)
+  storage.makedirs(out_dir)
   step = result['step']
-  previous_path = os.path.join(out_dir, f'step_{step}.json')
-  if os.path.exists(previous_path):  # Keep the metrics of protocols evaluated earlier at this step.
+  previous_path = storage.join(out_dir, f'step_{step}.json')
+  if storage.exists(previous_path):  # Keep the metrics of protocols evaluated earlier at this step.
     try:
-      with open(previous_path) as f:
-        previous = json.load(f)
+      previous = storage.read_json(previous_path)
       result['metrics'] = {**previous.get('metrics', {}), **result['metrics']}
       result['protocols'] = sorted(set(previous.get('protocols', [])) | set(result['protocols']))
       for key in ('knn', 'fast_linear_protocol', 'linear_protocol', 'floors', 'beats_raw_pixels'):
@@ -328,12 +327,11 @@ def _write(result: dict, out_dir: str, held_features, held_labels) -> None:
   _mark(result)
   text = json.dumps(result, indent=2)
   for name in (f'step_{step}.json', 'latest.json'):
-    with open(os.path.join(out_dir, name), 'w') as f:
-      f.write(text)
+    storage.write_text(storage.join(out_dir, name), text)
   # 2-D PCA of the held-out features, for gsg_jax.report's embedding plot.
   embedding = pca_2d(held_features)
   for name in (f'embedding_step_{step}.npz', 'embedding_latest.npz'):
-    np.savez(os.path.join(out_dir, name), embedding=embedding, labels=np.asarray(held_labels))
+    storage.save_npz(storage.join(out_dir, name), embedding=embedding, labels=np.asarray(held_labels))
 
 
 def predictor_diagnostics(trainer, state, projections) -> dict:
@@ -441,7 +439,7 @@ def main(argv):
                         memory_data=f.memory_data, heldout_data=f.heldout_data, memory_split=f.memory_split,
                         heldout_split=f.heldout_split, floors=f.floors)
   print(markdown_summary(result))
-  print(f"\nWritten to {os.path.join(result['eval_dir'], 'step_%d.json' % result['step'])}")
+  print(f"\nWritten to {storage.join(result['eval_dir'], 'step_%d.json' % result['step'])}")
 
 
 def _define_flags():

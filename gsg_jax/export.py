@@ -38,7 +38,7 @@ import re
 import numpy as np
 
 import gsg_jax
-from gsg_jax import cli
+from gsg_jax import cli, storage
 from gsg_jax.encoder import Run, find_run, restore_variables
 from gsg_jax.errors import ConfigError, UnusablePathError
 
@@ -150,7 +150,7 @@ def sidecar(run: Run, out: str, fmt: str, layout: str, parts, feature_dim: int) 
   config = run.config
   augment = config.augment
   info = {
-      'file': os.path.basename(out), 'format': fmt, 'layout': layout, 'parts': list(parts), 'step': run.step,
+      'file': storage.basename(out), 'format': fmt, 'layout': layout, 'parts': list(parts), 'step': run.step,
       'architecture': {'backbone': config.model.backbone, 'width': int(config.model.width),
                        'cifar_stem': bool(config.model.cifar_stem), 'feature_dim': feature_dim,
                        'dtype': config.model.dtype},
@@ -168,24 +168,17 @@ def sidecar(run: Run, out: str, fmt: str, layout: str, parts, feature_dim: int) 
 
 
 def write_arrays(arrays: dict[str, np.ndarray], out: str, fmt: str, metadata: dict[str, str]) -> None:
-  """Writes ``arrays`` to ``out`` atomically (a temporary file renamed into place)."""
-  directory = os.path.dirname(os.path.abspath(out))
-  partial = f'{out}.{os.getpid()}.partial'
+  """Writes ``arrays`` to ``out`` (a local path or an object-store URL) whole or not at all."""
   try:
-    os.makedirs(directory, exist_ok=True)
+    storage.makedirs(storage.dirname(out))
     if fmt == 'safetensors':
-      from safetensors.numpy import save_file
+      from safetensors.numpy import save
       # np.ascontiguousarray would turn the int64 scalars into shape [1].
-      save_file({k: np.asarray(v).copy(order='C') for k, v in arrays.items()}, partial, metadata=metadata)
+      storage.write_bytes(out, save({k: np.asarray(v).copy(order='C') for k, v in arrays.items()}, metadata))
     else:
-      with open(partial, 'wb') as f:  # A file object: np.savez would append .npz to a path.
-        np.savez(f, **arrays)
-    os.replace(partial, out)
+      storage.save_npz(out, **arrays)
   except OSError as e:
     raise UnusablePathError(f'cannot write {out!r}: {e.strerror or e}.') from e
-  finally:
-    if os.path.exists(partial):
-      os.remove(partial)
 
 
 def write_export(run: Run, out: str, fmt: str, with_heads: bool = False, layout: str = 'flax') -> dict:
@@ -212,8 +205,7 @@ def write_export(run: Run, out: str, fmt: str, with_heads: bool = False, layout:
   write_arrays(arrays, out, fmt, {'format': 'pt' if layout == 'torchvision' else 'flax', 'gsg_jax_layout': layout,
                                   'step': str(run.step)})
   try:
-    with open(out + '.json', 'w') as f:
-      json.dump(info, f, indent=2)
+    storage.write_json(out + '.json', info, indent=2)
   except OSError as e:
     raise UnusablePathError(f'cannot write {out + ".json"!r}: {e.strerror or e}.') from e
   return info
@@ -231,15 +223,11 @@ def export(workdir: str, out: str, *, fmt: str | None = None, step: int | None =
 def read_export(path: str) -> tuple[dict[str, np.ndarray], dict | None]:
   """(name → array, sidecar or None) of a file that ``export`` wrote."""
   if path.endswith('.safetensors'):
-    from safetensors.numpy import load_file
-    arrays = load_file(path)
+    from safetensors.numpy import load
+    arrays = load(storage.read_bytes(path))
   else:
-    with np.load(path) as f:
-      arrays = {k: f[k] for k in f.files}
-  info = None
-  if os.path.exists(path + '.json'):
-    with open(path + '.json') as f:
-      info = json.load(f)
+    arrays = storage.load_npz(path)
+  info = storage.read_json(path + '.json') if storage.exists(path + '.json') else None
   return arrays, info
 
 

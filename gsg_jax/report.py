@@ -29,7 +29,6 @@ at ``dpi`` 100, saved without ``bbox_inches='tight'`` so the size is exact).
 
 import importlib.util
 import json
-import os
 import sys
 
 import matplotlib
@@ -38,6 +37,7 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from gsg_jax import storage
 from gsg_jax.errors import ConfigError
 
 DPI = 100
@@ -53,7 +53,7 @@ def _figure(ncols: int):
 
 
 def _save(fig, path: str):
-  fig.savefig(path, dpi=DPI)  # No bbox_inches='tight': keeps the stated pixel size.
+  storage.save_figure(fig, path, DPI)  # No bbox_inches='tight': keeps the stated pixel size.
   plt.close(fig)
 
 
@@ -62,11 +62,10 @@ _NEEDED = ('knn_top1@20', 'fast_linear_top1', 'features/effective_rank', 'featur
 
 def load_eval(workdir: str) -> dict:
   """``<workdir>/eval/latest.json``, running the evaluation first if it is missing or incomplete."""
-  path = os.path.join(workdir, 'eval', 'latest.json')
-  embedding = os.path.join(workdir, 'eval', 'embedding_latest.npz')
-  if os.path.exists(path) and os.path.exists(embedding):
-    with open(path) as f:
-      result = json.load(f)
+  path = storage.join(workdir, 'eval', 'latest.json')
+  embedding = storage.join(workdir, 'eval', 'embedding_latest.npz')
+  if storage.exists(path) and storage.exists(embedding):
+    result = storage.read_json(path)
     if all(k in result.get('metrics', {}) for k in _NEEDED) and 'floors' in result:
       return result
   from gsg_jax.evaluate import evaluate_run
@@ -74,23 +73,22 @@ def load_eval(workdir: str) -> dict:
 
 
 def load_metrics(workdir: str) -> list[dict]:
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
+  path = storage.join(workdir, 'metrics.jsonl')
+  if not storage.exists(path):
     return []
   rows = []
-  with open(path) as f:
-    for line in f:
-      line = line.strip()
-      if line:
-        try:
-          rows.append(json.loads(line))
-        except json.JSONDecodeError:
-          pass  # A line cut short by a crash.
+  for line in storage.read_text(path).splitlines():
+    line = line.strip()
+    if line:
+      try:
+        rows.append(json.loads(line))
+      except json.JSONDecodeError:
+        pass  # A line cut short by a crash.
   return rows
 
 
 def run_label(result: dict, workdir: str) -> str:
-  return f"{result['method']} [{os.path.basename(os.path.normpath(workdir))}]"
+  return f"{result['method']} [{storage.basename(workdir)}]"
 
 
 def _fmt(value, spec='.2f'):
@@ -169,8 +167,8 @@ def plot_spectra(results, labels, path: str):
 def plot_embeddings(workdirs, labels, path: str):
   fig, axes = _figure(len(workdirs))
   for ax, workdir, label in zip(axes, workdirs, labels):
-    with np.load(os.path.join(workdir, 'eval', 'embedding_latest.npz')) as d:
-      emb, classes = d['embedding'], d['labels']
+    d = storage.load_npz(storage.join(workdir, 'eval', 'embedding_latest.npz'))
+    emb, classes = d['embedding'], d['labels']
     _scatter_by_class(ax, emb, classes)
     ax.set(title=f'PCA of held-out features: {label}', xlabel='PC 1', ylabel='PC 2')
   fig.tight_layout()
@@ -193,10 +191,10 @@ def heldout_features(workdir: str, step: int, max_points: int = TSNE_MAX_POINTS)
   (``gsg_jax.encoder.load_encoder``) on the run's held-out split.
   """
   subset = lambda n: np.sort(np.random.default_rng(0).permutation(n)[:max_points])
-  with np.load(os.path.join(workdir, 'eval', 'embedding_latest.npz')) as d:
-    if 'features' in d.files:
-      keep = subset(len(d['labels']))
-      return d['features'][keep].astype(np.float32), d['labels'][keep]
+  d = storage.load_npz(storage.join(workdir, 'eval', 'embedding_latest.npz'))
+  if 'features' in d:
+    keep = subset(len(d['labels']))
+    return d['features'][keep].astype(np.float32), d['labels'][keep]
   from gsg_jax import data
   from gsg_jax.encoder import load_encoder
   encoder = load_encoder(workdir, step)
@@ -236,19 +234,19 @@ def plot_nonlinear_embeddings(features, labels, path: str, method: str = 'tsne')
 
 def make_report(workdirs, out_dir: str) -> str:
   """Evaluate (if needed) and compare the runs in ``workdirs``; writes report.md and the PNGs to ``out_dir``."""
-  workdirs = [os.path.abspath(w) for w in workdirs]
+  workdirs, out_dir = [storage.resolve(w) for w in workdirs], storage.resolve(out_dir)
   if not workdirs:
     raise ConfigError('make_report needs at least one run directory.')
-  os.makedirs(out_dir, exist_ok=True)
+  storage.makedirs(out_dir)
   results = [load_eval(w) for w in workdirs]
   labels = [run_label(r, w) for r, w in zip(results, workdirs)]
-  plot_loss_knn(workdirs, labels, os.path.join(out_dir, 'loss_knn.png'))
-  plot_spectra(results, labels, os.path.join(out_dir, 'spectra.png'))
-  plot_embeddings(workdirs, labels, os.path.join(out_dir, 'embedding.png'))
+  plot_loss_knn(workdirs, labels, storage.join(out_dir, 'loss_knn.png'))
+  plot_spectra(results, labels, storage.join(out_dir, 'spectra.png'))
+  plot_embeddings(workdirs, labels, storage.join(out_dir, 'embedding.png'))
   features = [heldout_features(w, r['step']) for w, r in zip(workdirs, results)]
   nonlinear = ['tsne'] + (['umap'] if importlib.util.find_spec('umap') else [])
   for method in nonlinear:
-    plot_nonlinear_embeddings(features, labels, os.path.join(out_dir, f'embedding_{method}.png'), method)
+    plot_nonlinear_embeddings(features, labels, storage.join(out_dir, f'embedding_{method}.png'), method)
   text = '\n'.join([
       '# Run comparison', '', markdown_table(results, labels), '',
       'kNN: weighted, at each run\'s k and T. Linear: standard protocol when evaluated (its name in '
@@ -259,8 +257,7 @@ def make_report(workdirs, out_dir: str) -> str:
       f'Figures ({FIGURE_SIZE_PX[0]}×{FIGURE_SIZE_PX[1]} px): ![loss and kNN](loss_knn.png) '
       '![spectra](spectra.png) ![embedding](embedding.png) '
       + ' '.join(f'![{m}](embedding_{m}.png)' for m in nonlinear), ''])
-  with open(os.path.join(out_dir, 'report.md'), 'w') as f:
-    f.write(text)
+  storage.write_text(storage.join(out_dir, 'report.md'), text)
   return text
 
 
@@ -273,7 +270,7 @@ def main(argv=None):
   from gsg_jax.training.outputs import quiet_library_logs
   quiet_library_logs()
   print(make_report(args.runs, args.out))
-  print(f'Written to {os.path.abspath(args.out)}', file=sys.stderr)
+  print(f'Written to {storage.resolve(args.out)}', file=sys.stderr)
 
 
 def run():

@@ -33,6 +33,7 @@ import json
 import os
 import time
 
+from gsg_jax import storage
 from gsg_jax.errors import ConfigError, MissingPathError
 
 _PROTOCOLS = ('knn', 'fast_linear', 'diagnostics')
@@ -104,10 +105,7 @@ def point_config(config, point: dict):
 # ---------------------------------------------------------------- running
 
 def _read_json(path: str):
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
+  return storage.read_json(path) if storage.exists(path) else None
 
 
 def _config_differences(stored: dict, config) -> list[str]:
@@ -122,12 +120,11 @@ def _config_differences(stored: dict, config) -> list[str]:
 
 
 def _record(run_dir: str, point: dict, **seconds) -> None:
-  record = _read_json(os.path.join(run_dir, _POINT_FILE)) or {}
+  record = _read_json(storage.join(run_dir, _POINT_FILE)) or {}
   record['point'] = point
   for key, value in seconds.items():
     record[key] = record.get(key, 0.0) + value
-  with open(os.path.join(run_dir, _POINT_FILE), 'w') as f:
-    json.dump(record, f, indent=2)
+  storage.write_json(storage.join(run_dir, _POINT_FILE), record, indent=2)
 
 
 def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) -> str:
@@ -143,21 +140,21 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
       config_lib.validate(c)
     except ConfigError as e:
       raise ConfigError(f'grid point {point_name(point)}: {e}') from None
-  workdir = os.path.abspath(workdir)
+  workdir = storage.resolve(workdir)
   for point, c in zip(points, configs):  # Refuse before any training: nothing is mixed into an old run.
-    stored = _read_json(os.path.join(workdir, point_name(point), 'config.json'))
+    stored = _read_json(storage.join(workdir, point_name(point), 'config.json'))
     differences = [] if stored is None else _config_differences(stored, c)
     if differences:
-      raise ConfigError(f'{os.path.join(workdir, point_name(point))} holds a run of another config '
+      raise ConfigError(f'{storage.join(workdir, point_name(point))} holds a run of another config '
                         f'({"; ".join(differences[:3])}): use another --workdir or delete it.')
 
   from gsg_jax import train
   from gsg_jax.evaluate import evaluate_run
   for index, (point, c) in enumerate(zip(points, configs), 1):
-    name, run_dir = point_name(point), os.path.join(workdir, point_name(point))
+    name, run_dir = point_name(point), storage.join(workdir, point_name(point))
     prefix = f'[{index}/{len(points)}] {name}:'
-    has_summary = os.path.exists(os.path.join(run_dir, 'summary.json'))
-    if has_summary and os.path.exists(os.path.join(run_dir, 'eval', 'latest.json')):
+    has_summary = storage.exists(storage.join(run_dir, 'summary.json'))
+    if has_summary and storage.exists(storage.join(run_dir, 'eval', 'latest.json')):
       log(f'{prefix} done, skipped (summary.json and eval/latest.json present).')
       continue
     if not has_summary:
@@ -166,7 +163,7 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
       try:
         train.train_and_evaluate(c, run_dir)
       finally:
-        if os.path.isdir(run_dir):
+        if storage.isdir(run_dir):
           _record(run_dir, point, train_wall_seconds=time.perf_counter() - start)
     start = time.perf_counter()
     result = evaluate_run(run_dir, protocols=_PROTOCOLS, **evaluate_kwargs)
@@ -175,7 +172,7 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
     log(f"{prefix} kNN top-1 {m['knn_top1']:.2f}%, fast linear {m['fast_linear_top1']:.2f}%, "
         f"RankMe {m['projections/rankme']:.1f}, W-uniformity {m['projections/wasserstein_uniformity']:.4f}")
   text = write_report([workdir], workdir)
-  log(f'Report: {os.path.join(workdir, "sweep.md")}, {os.path.join(workdir, "sweep.png")}')
+  log(f'Report: {storage.join(workdir, "sweep.md")}, {storage.join(workdir, "sweep.png")}')
   return text
 
 
@@ -185,22 +182,22 @@ def collect(sweep_dirs) -> list[dict]:
   """One row per evaluated point (``<dir>/<point>/eval/latest.json``) of each sweep directory, in order."""
   rows = []
   for sweep_dir in sweep_dirs:
-    if not os.path.isdir(sweep_dir):
+    if not storage.isdir(sweep_dir):
       raise MissingPathError(f'sweep directory {sweep_dir!r} does not exist.')
-    for name in sorted(os.listdir(sweep_dir)):
-      run_dir = os.path.join(sweep_dir, name)
-      result = _read_json(os.path.join(run_dir, 'eval', 'latest.json'))
-      config = _read_json(os.path.join(run_dir, 'config.json'))
+    for name in storage.listdir(sweep_dir):
+      run_dir = storage.join(sweep_dir, name)
+      result = _read_json(storage.join(run_dir, 'eval', 'latest.json'))
+      config = _read_json(storage.join(run_dir, 'config.json'))
       if result is None or config is None:
         continue
-      record = _read_json(os.path.join(run_dir, _POINT_FILE)) or {}
-      summary = _read_json(os.path.join(run_dir, 'summary.json')) or {}
+      record = _read_json(storage.join(run_dir, _POINT_FILE)) or {}
+      summary = _read_json(storage.join(run_dir, 'summary.json')) or {}
       point = record.get('point') or dict(p.split('=', 1) for p in name.split(',') if '=' in p)
       wall = record.get('train_wall_seconds', summary.get('train_seconds'))
       if wall is not None:
         wall += record.get('eval_seconds', 0.0)
       m, knn = result['metrics'], result.get('knn') or {}
-      rows.append({'sweep': os.path.basename(os.path.normpath(sweep_dir)), 'run_dir': run_dir,
+      rows.append({'sweep': storage.basename(sweep_dir), 'run_dir': run_dir,
                    'method': result['method'], 'batch_size': int(config['batch_size']),
                    'extra': ', '.join(f'{k}={v}' for k, v in point.items() if k != 'batch_size'),
                    # The linear scaling rule of gsg_jax.training.optim.peak_learning_rate.
@@ -272,7 +269,7 @@ def plot(rows, path: str) -> None:
     ax.grid(alpha=0.3)
   axes[0, 0].legend(fontsize='small')
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  storage.save_figure(fig, path, dpi=100)
   plt.close(fig)
 
 
@@ -281,11 +278,10 @@ def write_report(sweep_dirs, out_dir: str) -> str:
   rows = collect(sweep_dirs)
   if not rows:
     raise MissingPathError(f'no evaluated grid point (…/<point>/eval/latest.json) in {list(sweep_dirs)}.')
-  os.makedirs(out_dir, exist_ok=True)
+  storage.makedirs(out_dir)
   text = markdown(rows)
-  with open(os.path.join(out_dir, 'sweep.md'), 'w') as f:
-    f.write(text)
-  plot(rows, os.path.join(out_dir, 'sweep.png'))
+  storage.write_text(storage.join(out_dir, 'sweep.md'), text)
+  plot(rows, storage.join(out_dir, 'sweep.png'))
   return text
 
 
@@ -301,7 +297,7 @@ def main(argv):
     if len(argv) < 2 or not f.out:
       raise ConfigError('--report takes the sweep directories as arguments and --out=DIR.')
     print(write_report(argv[1:], f.out), end='')
-    print(f'Written to {os.path.join(f.out, "sweep.md")} and sweep.png')
+    print(f'Written to {storage.join(f.out, "sweep.md")} and sweep.png')
     return
   if len(argv) > 1:
     raise ConfigError(f'unexpected arguments {argv[1:]} (the sweep directories go with --report).')

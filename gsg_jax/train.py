@@ -8,7 +8,6 @@ write a checkpoint and exit cleanly. A non-finite loss stops the run before
 any non-finite state is checkpointed.
 """
 
-import json
 import os
 import signal
 import time
@@ -17,7 +16,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from gsg_jax import config_lib, data, parallel
+from gsg_jax import config_lib, data, parallel, storage
 from gsg_jax.errors import ConfigError, NonFiniteLoss, Preempted, UnusablePathError
 from gsg_jax.training import build_trainer
 from gsg_jax.training.checkpointing import Checkpointer
@@ -25,16 +24,16 @@ from gsg_jax.training.outputs import MetricsLogger
 
 
 def prepare_workdir(workdir: str) -> str:
-  """Create ``workdir`` and check it is writable, before any accelerator time is spent."""
+  """Create ``workdir`` (a local folder or an object-store URL, ``gs://bucket/run``) and check it is writable,
+  before any accelerator time is spent. Returns it resolved (``gsg_jax.storage.resolve``)."""
   if not workdir:
     raise ConfigError('--workdir is required.')
-  workdir = os.path.abspath(workdir)
+  workdir = storage.resolve(workdir)
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f'.write_probe_{os.getpid()}')
-    with open(probe, 'w') as f:
-      f.write('ok')
-    os.remove(probe)
+    storage.makedirs(workdir)
+    probe = storage.join(workdir, f'.write_probe_{jax.process_index()}_{os.getpid()}')
+    storage.write_text(probe, 'ok')
+    storage.remove(probe)
   except OSError as e:
     raise UnusablePathError(f'workdir {workdir!r} is not writable: {e}') from e
   return workdir
@@ -125,8 +124,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     state = checkpointer.restore(state)
     logger.message(f'Resumed from the checkpoint at step {int(state.step)} in {workdir}.')
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
+    storage.write_text(storage.join(workdir, 'config.json'), config.to_json_best_effort(indent=2))
   step = int(state.step)
   logger.message(f'{trainer.method.name}: {config.model.backbone} on {dataset.name} '
                  f'({dataset.train.num_examples} images), batch {config.batch_size}, '
@@ -164,7 +162,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
           eval_metrics = evaluate(state)
           logger.write(step, eval_metrics, kind='eval')
           logger.message(evaluate.message(step, eval_metrics))
-        checkpointer.save(step, state, force=end or stopping)
+        if checkpointer.save(step, state, force=end or stopping):
+          logger.flush()  # The metrics up to a checkpoint are kept with it, in an object store too.
         if stopping:
           raise Preempted(f'{stop.received} received: stopped after step {step}, checkpoint written in {workdir}. '
                           'Run the same command again to resume.')
@@ -180,8 +179,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
              'train_seconds': elapsed,
              'images_per_second': (step - start_step) * config.batch_size / max(elapsed, 1e-9)}
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-      json.dump(summary, f, indent=2)
+    storage.write_json(storage.join(workdir, 'summary.json'), summary, indent=2)
     logger.message('Summary: ' + '  '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}'
                                            for k, v in summary.items()))
   return summary

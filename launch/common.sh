@@ -57,15 +57,11 @@ PY
   ) || exit 1
 }
 
-# validate_workdir DIR [allow_gcs]: a gs:// path (when allowed), or a directory that exists and is
-# writable, or one that can be created under a writable parent.
+# validate_workdir DIR: an object-store URL (gs://, s3://; checked by the run itself, on the machine that has
+# the credentials), or a directory that exists and is writable, or one that can be created under a writable parent.
 validate_workdir() {
-  local dir=$1 allow_gcs=${2:-}
-  if [[ "$dir" == gs://* ]]; then
-    if [[ -n "$allow_gcs" ]]; then return 0; fi
-    echo "error: workdir $dir: gs:// paths are only for TPU VMs; give a shared filesystem path." >&2
-    exit 1
-  fi
+  local dir=$1
+  if [[ "$dir" == *://* ]]; then return 0; fi
   local probe=$dir
   while [[ ! -e "$probe" ]]; do probe=$(dirname "$probe"); done
   if [[ ! -d "$probe" || ! -w "$probe" ]]; then

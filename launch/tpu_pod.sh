@@ -25,7 +25,7 @@ ZONE=${POSITIONAL[3]:-${ZONE:-}}
 [[ -n "$TPU" && -n "$ZONE" ]] || { echo "error: TPU_NAME and ZONE are required (arguments or environment)." >&2; exit 2; }
 
 validate_config "$CONFIG" "${EXTRA[@]+"${EXTRA[@]}"}"
-validate_workdir "$WORKDIR" allow_gcs
+validate_workdir "$WORKDIR"
 
 REMOTE="cd ~/gsg_jax && python -m gsg_jax.main --config=$(quote "$CONFIG") --workdir=$(quote "$WORKDIR") --config.distributed.mode=auto"
 for flag in "${EXTRA[@]+"${EXTRA[@]}"}"; do REMOTE+=" $(quote "$flag")"; done

@@ -25,10 +25,10 @@ computed, and a sweep computes the raw-pixel floors once.
 
 import hashlib
 import json
-import os
 
 import jax
 
+from gsg_jax import storage
 from gsg_jax.data import augment
 
 KINDS = ('raw_pixels', 'random_init')
@@ -37,7 +37,7 @@ KINDS = ('raw_pixels', 'random_init')
 def cache_dir(config, workdir: str) -> str:
   """``config.eval.floor_cache_dir``, or ``floor_cache`` beside ``workdir``."""
   configured = config.eval.get('floor_cache_dir', '')
-  return configured or os.path.join(os.path.dirname(os.path.abspath(workdir)), 'floor_cache')
+  return configured or storage.join(storage.dirname(workdir), 'floor_cache')
 
 
 def raw_pixel_encoder(augment_config):
@@ -68,14 +68,13 @@ def floor_key(kind: str, config, memory, heldout, knn: dict | None, fast_linear:
 
 def _path(directory: str, key: dict) -> str:
   digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-  return os.path.join(directory, f'floors-{key["kind"]}-{digest}.json')
+  return storage.join(directory, f'floors-{key["kind"]}-{digest}.json')
 
 
 def cached(directory: str, key: dict) -> dict | None:
   """The cached metrics for ``key``, or None (missing, unreadable, or written for another key)."""
   try:
-    with open(_path(directory, key)) as f:
-      stored = json.load(f)
+    stored = storage.read_json(_path(directory, key))
   except (OSError, ValueError):
     return None
   same = json.loads(json.dumps(key, default=str)) == stored.get('key')
@@ -88,11 +87,8 @@ def store(directory: str, key: dict, metrics: dict) -> str | None:
     return None
   path = _path(directory, key)
   try:
-    os.makedirs(directory, exist_ok=True)
-    partial = f'{path}.{os.getpid()}.tmp'
-    with open(partial, 'w') as f:
-      json.dump({'key': key, 'metrics': metrics}, f, indent=1, default=str)
-    os.replace(partial, path)
+    storage.makedirs(directory)
+    storage.write_json(path, {'key': key, 'metrics': metrics}, indent=1, default=str)
   except OSError:
     return None  # A read-only place: the floors are still returned, just not kept.
   return path

@@ -2,14 +2,16 @@
 
 orbax writes each checkpoint into a temporary directory and renames it when
 complete, so a save interrupted by a crash leaves the previous checkpoint as
-the latest usable one. Saves are asynchronous: training continues while the
-arrays are written; ``close()`` waits for the last one.
+the latest usable one (in an object store, where renames are not atomic, orbax
+marks a finished checkpoint with a commit file instead). Saves are
+asynchronous: training continues while the arrays are written; ``close()``
+waits for the last one. ``workdir`` may be an object-store URL.
 """
-
-import os
 
 import jax
 import orbax.checkpoint as ocp
+
+from gsg_jax import storage
 
 
 class Checkpointer:
@@ -17,7 +19,7 @@ class Checkpointer:
   def __init__(self, workdir: str, every_steps: int, keep: int):
     self.every_steps = every_steps
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
-    self.manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints')), options=options)
+    self.manager = ocp.CheckpointManager(storage.join(storage.resolve(workdir), 'checkpoints'), options=options)
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()

@@ -1,7 +1,8 @@
 """What a run writes and shows: metrics.jsonl, TensorBoard summaries, a progress line.
 
 * ``<workdir>/metrics.jsonl``: one JSON object per logged step or evaluation,
-  ``{"step", "epoch", "time", ...metrics}``; appended to on resume.
+  ``{"step", "epoch", "time", ...metrics}``; appended to on resume (in an object
+  store, rewritten: ``gsg_jax.storage.AppendLog``).
 * TensorBoard summaries through clu's metric writers, when clu (and with it
   TensorFlow) is importable, i.e. installed with the ``tf`` extra; otherwise
   only the JSON file (e.g. on a minimal GPU image) and a one-line warning
@@ -12,11 +13,12 @@ Only process 0 writes.
 """
 
 import json
-import os
 import sys
 import time
 
 import jax
+
+from gsg_jax import storage
 
 
 def quiet_library_logs() -> None:
@@ -32,12 +34,12 @@ class MetricsLogger:
   def __init__(self, workdir: str, total_steps: int, steps_per_epoch: int, batch_size: int):
     self.total_steps, self.steps_per_epoch, self.batch_size = total_steps, steps_per_epoch, batch_size
     self.is_writer = jax.process_index() == 0
-    self.jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a') if self.is_writer else None
+    self.jsonl = storage.AppendLog(storage.join(workdir, 'metrics.jsonl')) if self.is_writer else None
     self.summary_writer = None
     if self.is_writer:
       try:
         from clu import metric_writers  # Imports TensorFlow: kept off the import path of the library.
-        self.summary_writer = metric_writers.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+        self.summary_writer = metric_writers.SummaryWriter(storage.join(workdir, 'tensorboard'))
       except ImportError as e:
         from absl import logging
         logging.warning('TensorBoard summaries off (%s); metrics.jsonl is still written. To turn them on: '
@@ -54,8 +56,7 @@ class MetricsLogger:
       return
     record = {'step': int(step), 'epoch': step / self.steps_per_epoch, 'kind': kind, 'time': time.time(),
               **{k: _to_python(v) for k, v in metrics.items()}}
-    self.jsonl.write(json.dumps(record) + '\n')
-    self.jsonl.flush()
+    self.jsonl.write_line(json.dumps(record), urgent=kind != 'train')
     if self.summary_writer is not None:
       scalars = {f'{kind}/{k}': v for k, v in record.items() if isinstance(v, (int, float)) and k not in ('step', 'time')}
       self.summary_writer.write_scalars(step, scalars)
@@ -76,6 +77,11 @@ class MetricsLogger:
   def message(self, text: str):
     if self.is_writer:
       print(('\n' if self._tty else '') + text, flush=True)
+
+  def flush(self):
+    """Bring metrics.jsonl up to date (an object store's copy is otherwise rewritten every few seconds)."""
+    if self.jsonl:
+      self.jsonl.flush()
 
   def close(self):
     if self.jsonl:
