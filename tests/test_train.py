@@ -126,3 +126,19 @@ def test_cli_rejects_misspelt_key_and_bad_value(tmp_path):
   assert result.returncode != 0 and 'predictor' in result.stderr  # A string, never read as a boolean.
   result = run_main('--config=configs/simsiam_gsg.py:nope', f'--workdir={tmp_path}')
   assert result.returncode != 0 and 'nope' in result.stderr
+
+
+def test_cifar10_cpu_preset_is_one_footing_for_every_method():
+  """Every method config has the CPU preset, and it differs between methods only in the method: the table in the
+  README compares methods at equal data, model, crop, batch, schedule and epochs."""
+  from gsg_jax import config_lib
+  shared = None
+  for name in ('simsiam', 'simsiam_gsg', 'byol', 'byol_gsg'):
+    c = config_lib.named_config(name, 'cifar10_cpu')
+    config_lib.validate(c)
+    assert c.data.source == 'folder' and c.data.path == config_lib.CIFAR10_ZIP
+    assert c.model.backbone == 'convnet' and c.augment.crop_size == 24 and c.eval.knn_k == 200
+    footing = {k: v for k, v in c.to_dict().items() if k != 'method'}
+    footing['data'] = {k: v for k, v in footing['data'].items() if k != 'stream_views'}  # The method's views.
+    assert shared is None or footing == shared, name
+    shared = footing
