@@ -8,6 +8,7 @@ import sys
 import tempfile
 
 import pytest
+from fake_gcs import fake_gcs  # noqa: F401 (a fixture: a fake gs:// object store)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-from fake_gcs import fake_gcs  # noqa: F401 (a fixture)
 
 from gsg_jax import storage
 
@@ -31,7 +30,7 @@ def test_write_is_whole_and_leaves_no_partial(tmp_path):
   np.testing.assert_array_equal(storage.load_npz(str(tmp_path / 'b.npz'))['a'], np.arange(3))
 
 
-def test_append_log_keeps_earlier_lines_local_and_remote(tmp_path, fake_gcs):  # noqa: F811
+def test_append_log_keeps_earlier_lines_local_and_remote(tmp_path, fake_gcs):
   for path in (str(tmp_path / 'metrics.jsonl'), 'gs://bucket/run/metrics.jsonl'):
     log = storage.AppendLog(path, min_interval_s=3600)
     log.write_line('1')
@@ -47,7 +46,7 @@ def test_append_log_keeps_earlier_lines_local_and_remote(tmp_path, fake_gcs):  #
   assert os.path.isfile(os.path.join(fake_gcs, 'bucket', 'run', 'metrics.jsonl'))
 
 
-def test_fake_store_refuses_appends_like_gcs(fake_gcs):  # noqa: F811
+def test_fake_store_refuses_appends_like_gcs(fake_gcs):
   """The fake must be able to catch code that appends in a run directory."""
   storage.write_text('gs://bucket/x.txt', 'a')
   from etils import epath
@@ -57,7 +56,7 @@ def test_fake_store_refuses_appends_like_gcs(fake_gcs):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_run_directory_in_an_object_store_trains_resumes_and_reads_back(tmp_path, monkeypatch, fake_gcs,  # noqa: F811
+def test_run_directory_in_an_object_store_trains_resumes_and_reads_back(tmp_path, monkeypatch, fake_gcs,
                                                                           make_tiny_config):
   """Train into gs://, resume from the same URL, then evaluate, export and report from it: every file lands in
   the store and no local ``gs:`` folder appears."""

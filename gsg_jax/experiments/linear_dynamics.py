@@ -83,8 +83,6 @@ Everything integrates with Euler steps (``dt``) in ``lax.scan``; sweeps are
 """
 
 import functools
-import json
-import os
 import sys
 import time
 
@@ -94,6 +92,7 @@ import ml_collections
 import numpy as np
 from jax import lax
 
+from gsg_jax import storage
 from gsg_jax.experiments import jsonable
 from gsg_jax.methods.directpred import predictor_from_correlation
 
@@ -413,7 +412,7 @@ def phase_portraits(cfg, out):
     results.append({'eta': eta, 'fixed_points': points})
   fig.suptitle(rf'Per-mode dynamics, $\tau$={cfg.tau}, $\alpha_p$={cfg.alpha_p}, $\sigma^2$={cfg.sigma2}')
   fig.tight_layout()
-  fig.savefig(os.path.join(out, 'phase_portraits.png'), dpi=110)
+  storage.save_figure(fig, storage.join(out, 'phase_portraits.png'), dpi=110)
   plt.close(fig)
   return results
 
@@ -455,7 +454,7 @@ def collapse_threshold_figure(cfg, out, floor=1e-3):
           title=f'{len(p0)} modes on the parabola, p0 in [{p0[0]}, {p0[-1]}]')
   ax2.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(os.path.join(out, 'collapse_threshold.png'), dpi=110)
+  storage.save_figure(fig, storage.join(out, 'collapse_threshold.png'), dpi=110)
   plt.close(fig)
   return {'threshold': threshold, 'etas': etas, 'p0': p0, 'p_minus': roots[:, 0], 'p_plus': roots[:, 1],
           'p_end': p_end, 's_end': s_end, 'predicted_survival': predicted, 'simulated_survival': survived,
@@ -509,7 +508,7 @@ def matrix_dynamics_figure(cfg, out):
   ax.legend(fontsize=8)
   fig.suptitle(f'Linear BYOL, n1 = {cfg.n1}, n2 = {cfg.n2}, X = I, X\' = {cfg.sigma2} I, dt = {cfg.dt}')
   fig.tight_layout()
-  fig.savefig(os.path.join(out, 'matrix_dynamics.png'), dpi=100)
+  storage.save_figure(fig, storage.join(out, 'matrix_dynamics.png'), dpi=100)
   plt.close(fig)
 
   def finals(rec, values, key):
@@ -560,7 +559,7 @@ def directpred_figure(cfg, out):
   for ax in axes:
     ax.legend(fontsize=7)
   fig.tight_layout()
-  fig.savefig(os.path.join(out, 'directpred.png'), dpi=110)
+  storage.save_figure(fig, storage.join(out, 'directpred.png'), dpi=110)
   plt.close(fig)
 
   def summary(rec):
@@ -578,16 +577,16 @@ def run(cfg, out):
   """All four stages; writes the figures and results.json to ``out`` and returns the results."""
   import matplotlib
   matplotlib.use('Agg')
-  os.makedirs(out, exist_ok=True)
+  out = storage.resolve(out)
+  storage.makedirs(out)
   results = {'config': cfg.to_dict()}
   stages = [('phase_portraits', phase_portraits), ('collapse_threshold', collapse_threshold_figure),
             ('matrix_dynamics', matrix_dynamics_figure), ('directpred', directpred_figure)]
   for name, stage in stages:
     start = time.time()
     results[name] = stage(cfg, out)
-    print(f'[{name}] done in {time.time() - start:.1f}s -> {os.path.join(out, name + ".png")}', flush=True)
-  with open(os.path.join(out, 'results.json'), 'w') as f:
-    json.dump(jsonable(results), f, indent=1)
+    print(f'[{name}] done in {time.time() - start:.1f}s -> {storage.join(out, name + ".png")}', flush=True)
+  storage.write_json(storage.join(out, 'results.json'), jsonable(results), indent=1)
   return results
 
 

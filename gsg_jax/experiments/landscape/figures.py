@@ -12,7 +12,7 @@
   at initialisation: does each objective stay near the ground truth?
 """
 
-import os
+from gsg_jax import storage
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def write_all(results: dict, cfg, workdir: str) -> None:
     fig.suptitle(f'Dictionary recovery (mask {mp}, sparsity {q}; InfoNCE: complementary masks); '
                  f'mean over {cfg.num_seeds} seeds, band = seed range')
     fig.tight_layout()
-    fig.savefig(os.path.join(workdir, 'recovery_curves.png'), dpi=100)
+    storage.save_figure(fig, storage.join(workdir, 'recovery_curves.png'), dpi=100)
     plt.close(fig)
 
     fig, axes = plt.subplots(1, 5, figsize=(23, 3.8))
@@ -85,11 +85,11 @@ def write_all(results: dict, cfg, workdir: str) -> None:
     axes[-1].legend(fontsize=6)
     fig.suptitle(f'Collapse and support recovery (mask {mp}, sparsity {q}), mean over seeds')
     fig.tight_layout()
-    fig.savefig(os.path.join(workdir, 'support_and_collapse.png'), dpi=100)
+    storage.save_figure(fig, storage.join(workdir, 'support_and_collapse.png'), dpi=100)
     plt.close(fig)
 
-    _end_plot(plt, grid, 'mask_prob', 'sparsity', 'mask probability', os.path.join(workdir, 'end_vs_mask.png'))
-    _end_plot(plt, grid, 'sparsity', 'mask_prob', 'sparsity level q', os.path.join(workdir, 'end_vs_sparsity.png'))
+    _end_plot(plt, grid, 'mask_prob', 'sparsity', 'mask probability', storage.join(workdir, 'end_vs_mask.png'))
+    _end_plot(plt, grid, 'sparsity', 'mask_prob', 'sparsity level q', storage.join(workdir, 'end_vs_sparsity.png'))
   warm = results['studies'].get('warm_start')
   if warm:
     sparsities = sorted({r['sparsity'] for res in warm.values() for r in res['runs']})
@@ -108,7 +108,7 @@ def write_all(results: dict, cfg, workdir: str) -> None:
       ax.grid(alpha=0.3)
     axes[0, -1].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(os.path.join(workdir, 'warm_start.png'), dpi=100)
+    storage.save_figure(fig, storage.join(workdir, 'warm_start.png'), dpi=100)
     plt.close(fig)
 
 
@@ -134,5 +134,5 @@ def _end_plot(plt, grid, x_key, panel_key, xlabel, path):
     ax.grid(alpha=0.3)
   axes[0, -1].legend(fontsize=6)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  storage.save_figure(fig, path, dpi=100)
   plt.close(fig)

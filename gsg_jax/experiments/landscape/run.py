@@ -77,7 +77,6 @@ in the epoch, so a resumed run repeats exactly.
 import dataclasses
 import itertools
 import json
-import os
 import sys
 import time
 import jax
@@ -86,7 +85,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from gsg_jax import methods
+from gsg_jax import methods, storage
 from gsg_jax.experiments import jsonable
 from gsg_jax.experiments.landscape import data as data_lib
 from gsg_jax.experiments.landscape import figures
@@ -343,17 +342,15 @@ def _save(path: str, state, history: dict, epochs_done: int, meta: dict) -> None
   leaves = jax.tree_util.tree_leaves(state)
   arrays = {f'leaf_{i}': np.asarray(x) for i, x in enumerate(leaves)}
   arrays.update({f'history_{k}': np.asarray(v) for k, v in history.items()})
-  tmp = path + '.tmp.npz'
-  np.savez(tmp, epochs_done=np.int64(epochs_done), meta=np.asarray(json.dumps(meta)), **arrays)
-  os.replace(tmp, path)
+  storage.save_npz(path, epochs_done=np.int64(epochs_done), meta=np.asarray(json.dumps(meta)), **arrays)
 
 
 def _load(path: str, template):
-  with np.load(path) as f:
-    leaves, treedef = jax.tree_util.tree_flatten(template)
-    state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(f[f'leaf_{i}']) for i in range(len(leaves))])
-    history = {k[len('history_'):]: f[k] for k in f.files if k.startswith('history_')}
-    return state, history, int(f['epochs_done']), json.loads(str(f['meta']))
+  f = storage.load_npz(path)
+  leaves, treedef = jax.tree_util.tree_flatten(template)
+  state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(f[f'leaf_{i}']) for i in range(len(leaves))])
+  history = {k[len('history_'):]: v for k, v in f.items() if k.startswith('history_')}
+  return state, history, int(f['epochs_done']), json.loads(str(f['meta']))
 
 
 def _duration(seconds: float) -> str:
@@ -370,18 +367,17 @@ def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=prin
   runs = run_settings(obj, study, cfg.num_seeds, cfg.seed)
   meta = {'study': {k: v for k, v in study.items() if k != 'objectives'}, 'objective': name, 'runs': runs,
           'config': _run_config(cfg)}  # What decides this objective's runs (not the list of other objectives).
-  os.makedirs(out_dir, exist_ok=True)
-  result_path, ckpt_path = os.path.join(out_dir, 'result.json'), os.path.join(out_dir, 'checkpoint.npz')
-  if os.path.exists(result_path):
-    with open(result_path) as f:
-      result = json.load(f)
+  storage.makedirs(out_dir)
+  result_path, ckpt_path = storage.join(out_dir, 'result.json'), storage.join(out_dir, 'checkpoint.npz')
+  if storage.exists(result_path):
+    result = storage.read_json(result_path)
     _check_meta(result['meta'], meta, result_path)
     return result
 
   start = time.time()
   program, data, rngs, state = build_program(cfg, study, obj, runs)
   steps_per_epoch = program.steps_per_epoch
-  if os.path.exists(ckpt_path):
+  if storage.exists(ckpt_path):
     state, history, done, saved_meta = _load(ckpt_path, state)
     _check_meta(saved_meta, meta, ckpt_path)
     history = {k: list(np.moveaxis(v, 1, 0)) for k, v in history.items()}  # [R, T] → T × [R].
@@ -424,9 +420,7 @@ def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=prin
             'runs': [{**run, 'end': {k: curves[k][i, -1] for k in curves},
                       'curves': {k: curves[k][i] for k in CURVE_KEYS if k in curves}} for i, run in enumerate(runs)]}
   result = jsonable(result, 6)
-  with open(result_path + '.tmp', 'w') as f:
-    json.dump(result, f)
-  os.replace(result_path + '.tmp', result_path)
+  storage.write_json(result_path, result)
   return result
 
 
@@ -447,9 +441,9 @@ def _check_meta(saved: dict, meta: dict, path: str) -> None:
 
 def run(cfg, workdir: str, progress=print) -> dict:
   """Every study and objective of ``cfg`` (skipping finished ones), then results.json and the figures."""
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    json.dump(jsonable(cfg.to_dict(), 6), f, indent=1)
+  workdir = storage.resolve(workdir)
+  storage.makedirs(workdir)
+  storage.write_json(storage.join(workdir, 'config.json'), jsonable(cfg.to_dict(), 6), indent=1)
   jobs = [(s, o) for s in cfg.studies for o in study_config(cfg, s)['objectives']]
   for s, o in jobs:
     objective(o)  # Fail on a misspelt name before training anything.
@@ -459,13 +453,12 @@ def run(cfg, workdir: str, progress=print) -> dict:
   results = {'config': jsonable(cfg.to_dict(), 6), 'studies': {}}
   for i, (s, o) in enumerate(jobs):
     t0 = time.time()
-    res = train_objective(cfg, s, o, os.path.join(workdir, 'runs', s, o), progress)
+    res = train_objective(cfg, s, o, storage.join(workdir, 'runs', s, o), progress)
     results['studies'].setdefault(s, {})[o] = res
     progress(f'[{i + 1}/{len(jobs)}] {s}/{o} done ({time.time() - t0:.1f}s): ' + summary_line(res))
   results['wall_s'] = time.time() - start
   results['summary'] = summary_table(results)
-  with open(os.path.join(workdir, 'results.json'), 'w') as f:
-    json.dump(jsonable(results, 6), f)
+  storage.write_json(storage.join(workdir, 'results.json'), jsonable(results, 6))
   figures.write_all(results, cfg, workdir)
   return results
 
