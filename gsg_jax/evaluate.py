@@ -43,8 +43,9 @@ same splits, cached once per dataset) are reported beside them, and
 
 Results go to ``<workdir>/eval/step_<N>.json`` and ``<workdir>/eval/latest.json``
 (metrics of protocols evaluated earlier at the same step are kept, newer
-values win), with a 2-D PCA of the held-out features in
-``eval/embedding_step_<N>.npz`` / ``embedding_latest.npz`` for the report;
+values win), with a 2-D PCA of the held-out features (and the features of a
+fixed subset of them) in ``eval/embedding_step_<N>.npz`` / ``embedding_latest.npz``
+for the report;
 evaluations on other data go to ``eval/<data tag>/`` instead, so the run's own
 ``latest.json`` stays the run's. The JSON records the data used (``data``),
 the kNN settings (``knn``), each linear protocol with its hyperparameters
@@ -83,6 +84,9 @@ from gsg_jax.training.outputs import quiet_library_logs
 PROTOCOLS = ('knn', 'fast_linear', 'linear', 'diagnostics')
 DEFAULT_PROTOCOLS = ('knn', 'fast_linear', 'diagnostics')
 DEFAULT_LINEAR_PROTOCOL = 'cifar'
+# Held-out feature rows kept beside the PCA for the report's t-SNE/UMAP (its TSNE_MAX_POINTS): a fixed subset,
+# so the file stays small for ImageNet's 50,000 × 2,048 features.
+EMBEDDING_FEATURES_MAX = 1000
 
 
 def _restore(run, dataset, trainer):
@@ -329,9 +333,12 @@ def _write(result: dict, out_dir: str, held_features, held_labels) -> None:
   for name in (f'step_{step}.json', 'latest.json'):
     storage.write_text(storage.join(out_dir, name), text)
   # 2-D PCA of the held-out features, for gsg_jax.report's embedding plot.
-  embedding = pca_2d(held_features)
+  # And the features of a fixed subset, for its t-SNE/UMAP views (no second pass of the encoder over the split).
+  embedding, labels = pca_2d(held_features), np.asarray(held_labels)
+  rows = np.sort(np.random.default_rng(0).permutation(len(labels))[:EMBEDDING_FEATURES_MAX])
   for name in (f'embedding_step_{step}.npz', 'embedding_latest.npz'):
-    storage.save_npz(storage.join(out_dir, name), embedding=embedding, labels=np.asarray(held_labels))
+    storage.save_npz(storage.join(out_dir, name), embedding=embedding, labels=labels,
+                     features=np.asarray(held_features)[rows].astype(np.float16), feature_labels=labels[rows])
 
 
 def predictor_diagnostics(trainer, state, projections) -> dict:

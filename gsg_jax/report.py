@@ -186,15 +186,16 @@ def _scatter_by_class(ax, points, classes):
 def heldout_features(workdir: str, step: int, max_points: int = TSNE_MAX_POINTS):
   """(features [n, D], labels [n]) of at most ``max_points`` of the run's held-out images, a fixed random subset.
 
-  The features are ``eval/embedding_latest.npz``'s ``features`` (one row per
-  entry of its ``labels``) when the evaluation stored them, else the encoder's at ``step``
+  The features are ``eval/embedding_latest.npz``'s ``features`` (with their
+  ``feature_labels``) when the evaluation stored them, else the encoder's at ``step``
   (``gsg_jax.encoder.load_encoder``) on the run's held-out split.
   """
   subset = lambda n: np.sort(np.random.default_rng(0).permutation(n)[:max_points])
   d = storage.load_npz(storage.join(workdir, 'eval', 'embedding_latest.npz'))
   if 'features' in d:
-    keep = subset(len(d['labels']))
-    return d['features'][keep].astype(np.float32), d['labels'][keep]
+    labels = d.get('feature_labels', d['labels'])
+    keep = subset(len(labels))
+    return d['features'][keep].astype(np.float32), labels[keep]
   from gsg_jax import data
   from gsg_jax.encoder import load_encoder
   encoder = load_encoder(workdir, step)

@@ -72,6 +72,15 @@ def test_evaluate_json(runs, evaluated):
       'imagenet', 'lars', 0.001, 1)
   assert protocol['overrides'] == {'epochs': 1, 'batch_size': 128, 'crop_size': 16, 'eval_resize': 0}
   assert on_disk['fast_linear_protocol']['name'] == 'fast'
+  # The report's t-SNE input: a fixed subset of the held-out features, stored so the report need not re-encode.
+  from gsg_jax import report
+  from gsg_jax.evaluate import EMBEDDING_FEATURES_MAX
+  with np.load(os.path.join(runs[0], 'eval', 'embedding_latest.npz')) as d:
+    rows = min(result['num_heldout'], EMBEDDING_FEATURES_MAX)
+    assert d['features'].shape == (rows, result['feature_dim']) and d['feature_labels'].shape == (rows,)
+    assert d['labels'].shape == (result['num_heldout'],)
+  features, labels = report.heldout_features(runs[0], step=4, max_points=rows)
+  assert features.shape == (rows, result['feature_dim']) and np.std(features) > 0
 
 
 def test_knn_bank_temperature_and_floors(runs, evaluated):
