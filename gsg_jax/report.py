@@ -100,13 +100,14 @@ def _floors_cell(floors: dict, key: str) -> str:
   return '–' if raw is None and init is None else f'{_fmt(raw)} / {_fmt(init)}'
 
 
-def markdown_table(results: list[dict], labels: list[str]) -> str:
-  """One row per run: its kNN and linear top-1 with their floors, marked where raw pixels are not beaten."""
-  lines = ['| run | method | dataset | backbone | epochs | batch size | kNN k, T | kNN top-1 (%) '
+def markdown_table(results: list[dict], labels: list[str], train_seconds: list[float | None] | None = None) -> str:
+  """One row per run: its kNN and linear top-1 with their floors, marked where raw pixels are not beaten, and its
+  training wall time (``summary.json``'s, evaluations during training included) where known."""
+  lines = ['| run | method | dataset | backbone | epochs | batch size | train time | kNN k, T | kNN top-1 (%) '
            '| floors: raw / init | linear top-1 (%) | floors: raw / init (fast) | beats raw pixels '
            '| effective rank | collapsed |',
-           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
-  for result, label in zip(results, labels):
+           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+  for result, label, seconds in zip(results, labels, train_seconds or [None] * len(results)):
     m, floors = result.get('metrics', {}), result.get('floors') or {}
     knn = m.get('knn_top1', m.get('knn_top1@20'))
     settings = result.get('knn')
@@ -121,12 +122,22 @@ def markdown_table(results: list[dict], labels: list[str]) -> str:
     beats = result.get('beats_raw_pixels')
     collapsed = m.get('collapsed')
     lines.append(f"| {label} | {result['method']} | {result['dataset']} | {result['backbone']} "
-                 f"| {result['epochs']:.3g} | {result['batch_size']} | {knn_setting} | {_fmt(knn)} "
+                 f"| {result['epochs']:.3g} | {result['batch_size']} | {_minutes(seconds)} | {knn_setting} | {_fmt(knn)} "
                  f"| {_floors_cell(floors, 'knn_top1')} | {linear} | {_floors_cell(floors, 'fast_linear_top1')} "
                  f"| {'–' if beats is None else ('yes' if beats else '**no**')} "
                  f"| {_fmt(m.get('features/effective_rank'), '.1f')} "
                  f"| {'–' if collapsed is None else ('yes' if collapsed else 'no')} |")
   return '\n'.join(lines)
+
+
+def _minutes(seconds: float | None) -> str:
+  return '–' if seconds is None else f'{seconds / 60:.1f} min'
+
+
+def train_seconds(workdir: str) -> float | None:
+  """The run's training wall time from ``summary.json``, None before it finished."""
+  path = storage.join(workdir, 'summary.json')
+  return storage.read_json(path).get('train_seconds') if storage.exists(path) else None
 
 
 def plot_loss_knn(workdirs, labels, path: str):
@@ -249,7 +260,7 @@ def make_report(workdirs, out_dir: str) -> str:
   for method in nonlinear:
     plot_nonlinear_embeddings(features, labels, storage.join(out_dir, f'embedding_{method}.png'), method)
   text = '\n'.join([
-      '# Run comparison', '', markdown_table(results, labels), '',
+      '# Run comparison', '', markdown_table(results, labels, [train_seconds(w) for w in workdirs]), '',
       'kNN: weighted, at each run\'s k and T. Linear: standard protocol when evaluated (its name in '
       'brackets), otherwise the fast probe on frozen features. Floors: raw pixels / random-init encoder, '
       'same splits and protocol (the fast probe beside every linear figure); beats raw pixels: kNN and linear '

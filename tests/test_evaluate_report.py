@@ -179,6 +179,9 @@ def test_report(runs, evaluated, tmp_path):
   rows = [line for line in text.splitlines() if line.startswith('| ') and 'convnet' in line]
   assert len(rows) == 2
   assert 'simsiam+gsg' in rows[0] and 'byol' in rows[1]
+  for row, workdir in zip(rows, runs):  # The training wall time, from summary.json.
+    with open(os.path.join(workdir, 'summary.json')) as f:
+      assert f"| {json.load(f)['train_seconds'] / 60:.1f} min |" in row
   width, height = report.FIGURE_SIZE_PX
   for name in ('loss_knn.png', 'spectra.png', 'embedding.png'):
     path = os.path.join(out, name)
