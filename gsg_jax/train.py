@@ -10,6 +10,7 @@ any non-finite state is checkpointed.
 
 import os
 import signal
+import socket
 import time
 
 import jax
@@ -31,7 +32,8 @@ def prepare_workdir(workdir: str) -> str:
   workdir = storage.resolve(workdir)
   try:
     storage.makedirs(workdir)
-    probe = storage.join(workdir, f'.write_probe_{jax.process_index()}_{os.getpid()}')
+    # Named by host and pid: every process of a pod probes the shared workdir, before JAX's backend starts.
+    probe = storage.join(workdir, f'.write_probe_{socket.gethostname()}_{os.getpid()}')
     storage.write_text(probe, 'ok')
     storage.remove(probe)
   except OSError as e:
