@@ -1,6 +1,8 @@
 """One path layer for every file the library reads or writes: local folders and object stores alike.
 
-A run directory may be a local path or a URL (``gs://bucket/run``, ``s3://…``):
+A run directory may be a local path or a ``gs://bucket/run`` URL (the object
+store that orbax's TensorStore writer supports; small files alone, e.g. an
+export, may also go to any store etils.epath knows, such as ``s3://``):
 on a pod every host sees the same bucket, checkpoints outlive the VMs, and a
 resumed job finds its state at the same URL. Paths go through etils.epath, the
 layer orbax already writes checkpoints with, so one URL means the same place

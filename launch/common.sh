@@ -57,11 +57,11 @@ PY
   ) || exit 1
 }
 
-# validate_workdir DIR: an object-store URL (gs://, s3://; checked by the run itself, on the machine that has
-# the credentials), or a directory that exists and is writable, or one that can be created under a writable parent.
+# validate_workdir DIR: a gs:// URL (checked by the run itself, on the machine that has the credentials),
+# or a directory that exists and is writable, or one that can be created under a writable parent.
 validate_workdir() {
   local dir=$1
-  if [[ "$dir" == *://* ]]; then return 0; fi
+  if [[ "$dir" == gs://* ]]; then return 0; fi
   local probe=$dir
   while [[ ! -e "$probe" ]]; do probe=$(dirname "$probe"); done
   if [[ ! -d "$probe" || ! -w "$probe" ]]; then
