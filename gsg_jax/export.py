@@ -227,8 +227,7 @@ def read_export(path: str) -> tuple[dict[str, np.ndarray], dict | None]:
     arrays = load(storage.read_bytes(path))
   else:
     arrays = storage.load_npz(path)
-  info = storage.read_json(path + '.json') if storage.exists(path + '.json') else None
-  return arrays, info
+  return arrays, storage.read_json_if_present(path + '.json')
 
 
 def main(argv):

@@ -136,8 +136,7 @@ def _minutes(seconds: float | None) -> str:
 
 def train_seconds(workdir: str) -> float | None:
   """The run's training wall time from ``summary.json``, None before it finished."""
-  path = storage.join(workdir, 'summary.json')
-  return storage.read_json(path).get('train_seconds') if storage.exists(path) else None
+  return (storage.read_json_if_present(storage.join(workdir, 'summary.json')) or {}).get('train_seconds')
 
 
 def plot_loss_knn(workdirs, labels, path: str):

@@ -96,6 +96,15 @@ def read_json(path: str) -> Any:
   return json.loads(read_text(path))
 
 
+def read_json_if_present(path: str) -> Any:
+  """``read_json(path)``, or None where there is no such file: one read, not an existence check and a read (two
+  round trips to an object store)."""
+  try:
+    return read_json(path)
+  except (FileNotFoundError, NotADirectoryError):  # The latter: a parent is a file (a sweep folder's sweep.md).
+    return None
+
+
 def write_bytes(path: str, data: bytes) -> None:
   """Write ``data`` to ``path`` whole or not at all: readers never see half a file."""
   if is_url(path):

@@ -104,10 +104,6 @@ def point_config(config, point: dict):
 
 # ---------------------------------------------------------------- running
 
-def _read_json(path: str):
-  return storage.read_json(path) if storage.exists(path) else None
-
-
 def _config_differences(stored: dict, config) -> list[str]:
   """Keys whose value in ``stored`` (a run's config.json) differs from ``config``'s."""
   def flat(d, prefix=''):
@@ -120,7 +116,7 @@ def _config_differences(stored: dict, config) -> list[str]:
 
 
 def _record(run_dir: str, point: dict, **seconds) -> None:
-  record = _read_json(storage.join(run_dir, _POINT_FILE)) or {}
+  record = storage.read_json_if_present(storage.join(run_dir, _POINT_FILE)) or {}
   record['point'] = point
   for key, value in seconds.items():
     record[key] = record.get(key, 0.0) + value
@@ -142,7 +138,7 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
       raise ConfigError(f'grid point {point_name(point)}: {e}') from None
   workdir = storage.resolve(workdir)
   for point, c in zip(points, configs):  # Refuse before any training: nothing is mixed into an old run.
-    stored = _read_json(storage.join(workdir, point_name(point), 'config.json'))
+    stored = storage.read_json_if_present(storage.join(workdir, point_name(point), 'config.json'))
     differences = [] if stored is None else _config_differences(stored, c)
     if differences:
       raise ConfigError(f'{storage.join(workdir, point_name(point))} holds a run of another config '
@@ -186,12 +182,12 @@ def collect(sweep_dirs) -> list[dict]:
       raise MissingPathError(f'sweep directory {sweep_dir!r} does not exist.')
     for name in storage.listdir(sweep_dir):
       run_dir = storage.join(sweep_dir, name)
-      result = _read_json(storage.join(run_dir, 'eval', 'latest.json'))
-      config = _read_json(storage.join(run_dir, 'config.json'))
+      result = storage.read_json_if_present(storage.join(run_dir, 'eval', 'latest.json'))
+      config = storage.read_json_if_present(storage.join(run_dir, 'config.json'))
       if result is None or config is None:
         continue
-      record = _read_json(storage.join(run_dir, _POINT_FILE)) or {}
-      summary = _read_json(storage.join(run_dir, 'summary.json')) or {}
+      record = storage.read_json_if_present(storage.join(run_dir, _POINT_FILE)) or {}
+      summary = storage.read_json_if_present(storage.join(run_dir, 'summary.json')) or {}
       point = record.get('point') or dict(p.split('=', 1) for p in name.split(',') if '=' in p)
       wall = record.get('train_wall_seconds', summary.get('train_seconds'))
       if wall is not None:

@@ -26,6 +26,8 @@ def test_write_is_whole_and_leaves_no_partial(tmp_path):
   storage.write_json(path, {'x': 2})
   assert storage.read_json(path) == {'x': 2}
   assert os.listdir(tmp_path) == ['a.json']
+  assert storage.read_json_if_present(path) == {'x': 2}
+  assert storage.read_json_if_present(str(tmp_path / 'missing.json')) is None
   storage.save_npz(str(tmp_path / 'b.npz'), a=np.arange(3))
   np.testing.assert_array_equal(storage.load_npz(str(tmp_path / 'b.npz'))['a'], np.arange(3))
 
@@ -44,6 +46,7 @@ def test_append_log_keeps_earlier_lines_local_and_remote(tmp_path, fake_gcs):
     log.close()
     assert storage.read_text(path) == '1\n2\n3\n4\n', path
   assert os.path.isfile(os.path.join(fake_gcs, 'bucket', 'run', 'metrics.jsonl'))
+  assert storage.read_json_if_present('gs://bucket/run/missing.json') is None
 
 
 def test_fake_store_refuses_appends_like_gcs(fake_gcs):
