@@ -50,16 +50,11 @@ def _write_json(path: str, obj) -> None:
     json.dump(obj, f, indent=2)
 
 
-def _last_eval(metrics_path: str) -> dict | None:
-  """The last ``kind == 'eval'`` row of a ``metrics.jsonl``, or None."""
-  last = None
-  if os.path.exists(metrics_path):
-    with open(metrics_path) as f:
-      for line in f:
-        row = json.loads(line)
-        if row.get('kind') == 'eval':
-          last = row
-  return last
+def _last_eval(workdir: str) -> dict | None:
+  """The last ``kind == 'eval'`` row of the run's ``metrics.jsonl``, or None."""
+  from gsg_jax.report import load_metrics  # The project's reader: it skips a line cut short by a killed run.
+  evals = [row for row in load_metrics(workdir) if row.get('kind') == 'eval']
+  return evals[-1] if evals else None
 
 
 def epochs_for(images_per_second: float, seconds: float, margin: float, max_epochs: int, train_images: int) -> int:
@@ -103,6 +98,7 @@ def main():
   p.add_argument('--workdir', default='/tmp/gsg_accelerator_check', help='run directories (not returned)')
   args = p.parse_args()
 
+  sys.path.insert(0, ROOT)  # gsg_jax from this tree, as the runs use it (the device machine installs nothing).
   t_start = time.time()
   deadline = t_start + args.deadline_seconds
   os.makedirs(args.out, exist_ok=True)
@@ -150,7 +146,7 @@ def main():
       t0 = time.time()
       rc = run_until(argv, log, deadline)
       run = {'epochs_planned': epochs, 'returncode': rc, 'wall_seconds': time.time() - t0,
-             'last_eval': _last_eval(os.path.join(workdir, 'metrics.jsonl'))}
+             'last_eval': _last_eval(workdir)}
       for name in ('metrics.jsonl', 'summary.json'):
         if os.path.exists(os.path.join(workdir, name)):
           shutil.copy(os.path.join(workdir, name), os.path.join(args.out, f'{method}_{name}'))
