@@ -42,8 +42,9 @@ def load_config(preset):
 def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
   import jax
   from gsg_jax.experiments.landscape import run as run_lib
+  from gsg_jax.experiments.landscape.objectives import objective
   study = run_lib.study_config(cfg, study_name)
-  obj = run_lib.objective(name)
+  obj = objective(name)
   full_runs = len(run_lib.run_settings(obj, study, cfg.num_seeds, cfg.seed))
   runs = run_lib.run_settings(obj, study, seeds, cfg.seed)
   cfg = cfg.copy_and_resolve_references()
@@ -62,9 +63,8 @@ def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
   timed_s = time.perf_counter() - t0
   one = jax.tree_util.tree_map(lambda a: a[0], state)
   batch = {'x': data['x'][0, :cfg.batch_size], 'keep_prob': data['keep'][0]}
-  cost = jax.jit(program.trainer.train_step).lower(one, batch, rngs[0]).compile().cost_analysis()
-  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', 0.0))
+  trainers = program.per_tower or (program.trainer,)  # Alternating arms: the mean of the A- and B-steps.
+  flops = sum(step_flops(t, one, batch, rngs[0]) for t in trainers) / len(trainers)
   steps = epochs * program.steps_per_epoch
   steps_per_s = steps / timed_s
   run_steps_per_s = steps_per_s * len(runs)
@@ -78,6 +78,29 @@ def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
           'final_min_max_cos_mean': float(m['min'].mean())}
 
 
+def step_flops(trainer, state, batch, rng) -> float:
+  """XLA's FLOP count of one compiled train step of ``trainer``."""
+  import jax
+  cost = jax.jit(trainer.train_step).lower(state, batch, rng).compile().cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  return float(cost.get('flops', 0.0))
+
+
+def dense_matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
+  """GFLOP/s of a jitted float32 [size, size] @ [size, size] matmul on this machine, now (best of 3)."""
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+  f = jax.jit(lambda a: jax.lax.fori_loop(0, repeats, lambda i, x: (x @ a) * (1.0 / size), a))
+  f(a).block_until_ready()
+  best = float('inf')
+  for _ in range(3):
+    t0 = time.perf_counter()
+    f(a).block_until_ready()
+    best = min(best, time.perf_counter() - t0)
+  return 2.0 * size ** 3 * repeats / best / 1e9
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--preset', default='', help="configs/landscape.py preset ('' = the paper's grid, 'quick').")
@@ -86,6 +109,8 @@ def main():
   parser.add_argument('--epochs', type=int, default=5, help='timed epochs per objective (after one compile call).')
   parser.add_argument('--vmap-width', type=int, default=-1, help='runs per vmapped group (-1: the config\'s).')
   parser.add_argument('--seeds', type=int, default=0, help='seeds to stack (0: the config\'s num_seeds).')
+  parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                      help="config override, e.g. --set skip_idle_tower=False (the value is a Python literal).")
   parser.add_argument('--out', default=os.path.join(REPO, 'benchmarks', 'results', 'landscape_cpu.json'))
   args = parser.parse_args()
 
@@ -93,6 +118,12 @@ def main():
   cfg = load_config(args.preset)
   if args.vmap_width >= 0:
     cfg.vmap_width = args.vmap_width
+  import ast
+  for item in args.set:
+    key, value = item.split('=', 1)
+    cfg[key] = ast.literal_eval(value)
+  dense = dense_matmul_gflops()
+  print(f'dense float32 1024x1024 matmul on this machine now: {dense:.1f} GFLOP/s', flush=True)
   names = [n for n in args.objectives.split(',') if n] or list(cfg.objectives)
   seeds = args.seeds or cfg.num_seeds
   start = time.perf_counter()
@@ -102,7 +133,8 @@ def main():
     results.append(r)
     print(f"{name:28s} runs {r['runs_measured']:3d}/{r['runs_full']:3d}  compile ~{r['compile_s_estimate']:5.1f}s  "
           f"{r['steps_per_s']:7.1f} steps/s  {r['run_steps_per_s']:9.0f} run-steps/s  "
-          f"{r['flops_per_run_step'] / 1e6:6.1f} MFLOP/run-step = {r['achieved_gflops_per_s']:5.1f} GFLOP/s  "
+          f"{r['flops_per_run_step'] / 1e6:6.1f} MFLOP/run-step = {r['achieved_gflops_per_s']:5.1f} GFLOP/s "
+          f"({100 * r['achieved_gflops_per_s'] / dense:4.1f}% of dense {dense:.0f})  "
           f"full ({cfg.num_epochs} epochs): {r['extrapolated_full_s'] / 60:6.1f} min", flush=True)
   total = sum(r['extrapolated_full_s'] for r in results)
   out = {'date': datetime.date.today().isoformat(), 'command': ' '.join(['benchmarks/landscape.py'] + sys.argv[1:]),
@@ -112,6 +144,7 @@ def main():
          'config': {'preset': args.preset or 'paper', 'num_epochs': cfg.num_epochs, 'n': cfg.n,
                     'batch_size': cfg.batch_size, 'num_seeds': cfg.num_seeds, 'study': args.study,
                     'vmap_width': cfg.vmap_width},
+         'dense_matmul_gflops_per_s': dense, 'overrides': args.set,
          'wall_s': time.perf_counter() - start, 'extrapolated_total_s': total, 'results': results}
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, 'w') as f:

@@ -14,6 +14,7 @@ import pytest
 from gsg_jax import methods
 from gsg_jax.experiments.landscape import data as data_lib
 from gsg_jax.experiments.landscape import metrics
+from gsg_jax.experiments.landscape import objectives as obj_lib
 from gsg_jax.experiments.landscape import run as run_lib
 from gsg_jax.experiments.landscape.model import SymReLUNetwork, encoder_matrix, sym_relu
 
@@ -283,7 +284,7 @@ FAST_OBJECTIVES = ('infonce', 'negcos_alt_linear', 'gsg_simsiam_directpred', 'ne
 def _tiny_program(name, cfg=None, seeds=2):
   cfg = cfg or tiny_config()
   study = run_lib.study_config(cfg, 'grid')
-  obj = run_lib.objective(name)
+  obj = obj_lib.objective(name)
   runs = run_lib.run_settings(obj, study, seeds, cfg.seed)
   return (*run_lib.build_program(cfg, study, obj, runs), runs)
 
@@ -367,14 +368,14 @@ def test_negcos_is_half_of_two_minus_two_cos():
 
 def test_learning_rates_and_batch_norm_follow_the_authors():
   cfg = landscape_config()
-  assert run_lib.learning_rates(run_lib.objective('infonce'), cfg) == (0.005, 0.005)
-  assert run_lib.learning_rates(run_lib.objective('negcos_simsiam_linear'), cfg) == (0.01, 0.01)
-  assert run_lib.learning_rates(run_lib.objective('gsg_alt_linear'), cfg) == (0.02, 0.01)
-  assert run_lib.uses_batch_norm(run_lib.objective('infonce'), 'authors')
-  assert not run_lib.uses_batch_norm(run_lib.objective('negcos_alt_none'), 'authors')
-  assert run_lib.uses_batch_norm(run_lib.objective('negcos_alt_linear'), 'authors')
+  assert obj_lib.learning_rates(obj_lib.objective('infonce'), cfg) == (0.005, 0.005)
+  assert obj_lib.learning_rates(obj_lib.objective('negcos_simsiam_linear'), cfg) == (0.01, 0.01)
+  assert obj_lib.learning_rates(obj_lib.objective('gsg_alt_linear'), cfg) == (0.02, 0.01)
+  assert obj_lib.uses_batch_norm(obj_lib.objective('infonce'), 'authors')
+  assert not obj_lib.uses_batch_norm(obj_lib.objective('negcos_alt_none'), 'authors')
+  assert obj_lib.uses_batch_norm(obj_lib.objective('negcos_alt_linear'), 'authors')
   with pytest.raises(ValueError, match='objective'):
-    run_lib.objective('negcos_byol_none')
+    obj_lib.objective('negcos_byol_none')
 
 
 def test_steps_per_epoch_keep_or_drop_the_last_batch():
@@ -443,3 +444,94 @@ def test_command_line_writes_results_and_figures_and_skips_finished(tmp_path):
   assert second.returncode == 0, second.stderr[-3000:]
   assert ': epoch ' not in second.stdout  # Nothing retrained: every objective's result.json is reused.
   assert json.loads((tmp_path / 'results.json').read_text())['studies'] == results['studies']
+
+
+# ----------------------------------------------------------------------------- issue 20: duplicates, guide, speed-ups
+
+def test_duplicate_settings_are_detected_from_the_arrays():
+  # d = 10: sparsity 0.1 and 0.2 both give one −1 and one +1 per sample, so the same arrays; 0.3 does not.
+  cfg = tiny_config(d=10)
+  cfg.study.grid = study_block((0.5,), (0.1, 0.2, 0.3))
+  study = run_lib.study_config(cfg, 'grid')
+  obj = obj_lib.objective('negcos_alt_none')
+  settings = run_lib.run_settings(obj, study, 2, cfg.seed)
+  runs, members = run_lib.distinct_runs(settings, study, cfg, obj.towers)
+  assert len(settings) == 6 and len(runs) == 4
+  merged = [[settings[i]['sparsity'] for i in g] for g in members if len(g) > 1]
+  assert merged == [[0.1, 0.2], [0.1, 0.2]]  # One pair per seed.
+  assert all(len({settings[i]['seed'] for i in g}) == 1 for g in members)
+  # d = 20: the counts differ ((1, 1) vs (2, 2)), nothing is merged.
+  cfg20 = tiny_config(d=20, p=24)
+  cfg20.study.grid = study_block((0.5,), (0.1, 0.2))
+  study20 = run_lib.study_config(cfg20, 'grid')
+  assert len(run_lib.distinct_runs(run_lib.run_settings(obj, study20, 2, 0), study20, cfg20, 2)[0]) == 4
+
+
+def test_duplicate_runs_train_once_and_say_what_they_stand_for(tmp_path):
+  cfg = tiny_config(d=10, objectives=('negcos_alt_none',))
+  cfg.study.grid = study_block((0.5,), (0.1, 0.2))
+  res = run_lib.train_objective(cfg, 'grid', 'negcos_alt_none', str(tmp_path), progress=lambda s: None)
+  assert len(res['runs']) == 2 and res['settings'] == 4
+  for r in res['runs']:
+    assert [s['sparsity'] for s in r['stands_for']] == [0.1, 0.2]
+    assert {s['seed'] for s in r['stands_for']} == {r['seed']}
+
+
+def _guide_fractions(scale_b: float, guide: str, batch: int = 8192):
+  """Pair fractions of GSG's choice on random data through two SymReLU towers (B's kernel scaled)."""
+  net = SymReLUNetwork(m=16, towers=2, guide=True)
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(batch * 4, 20)), jnp.float32)
+  variables = net.init(jax.random.key(0), x[:4], train=True, num_views=4)
+  params = jax.tree_util.tree_map(lambda a: a, variables['params'])
+  kernel = params['backbone']['tower_0']['kernel']
+  params['backbone']['tower_1']['kernel'] = scale_b * kernel
+  params['projector']['tower_1']['bias'] = params['projector']['tower_0']['bias']
+  out = net.apply({'params': params}, x, train=True, num_views=4)
+  views = lambda a: a.reshape(batch, 4, -1)
+  if guide == 'image':
+    _, aux = obj_lib.image_guided_loss(views(out['prediction']), views(out['projection']), views(out['guide']),
+                                       jax.random.key(1))
+  else:
+    from gsg_jax.methods import gsg
+    _, aux = gsg.guided_loss(views(out['prediction']), views(out['projection']), jax.random.key(1))
+  return np.array([float(aux[f'gsg/pair_{a}{b}']) for a, b in ((1, 1), (1, 2), (2, 1), (2, 2))])
+
+
+def test_image_guide_is_symmetric_whatever_the_towers():
+  # Identical towers: by symmetry each of the four cross-image pairs wins a quarter of the time
+  # (8192 draws: binomial std 0.005).
+  np.testing.assert_allclose(_guide_fractions(1.0, 'image'), 0.25, atol=0.03)
+  # Tower B three times larger: the image guide still reads tower A only, so still a quarter each ...
+  np.testing.assert_allclose(_guide_fractions(3.0, 'image'), 0.25, atol=0.03)
+  # ... while the guide on raw projections picks the pair of the smaller tower A (a, c) far more often.
+  assert _guide_fractions(3.0, 'tower')[0] > 0.5
+
+
+def test_nt_xent_once_equals_the_registry_infonce():
+  from gsg_jax.methods import contrastive
+  rng = np.random.default_rng(0)
+  z1, z2 = (jnp.asarray(rng.normal(size=(64, 10)), jnp.float32) for _ in range(2))
+  once = lambda a, b: obj_lib.nt_xent(a, b, 0.05)
+  contrastive_loss = lambda a, b: 0.5 * (contrastive.infonce(a, b, 0.05) + contrastive.infonce(b, a, 0.05))
+  np.testing.assert_allclose(once(z1, z2), contrastive_loss(z1, z2), rtol=1e-5)
+  ga, gb = jax.grad(once, argnums=(0, 1))(z1, z2)
+  ra, rb = jax.grad(contrastive_loss, argnums=(0, 1))(z1, z2)
+  np.testing.assert_allclose(ga, ra, rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(gb, rb, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize('name', ['negcos_alt_linear', 'negcos_alt_none'])
+def test_per_tower_steps_equal_the_gated_generic_step(name):
+  program, data, rngs, state, _ = _tiny_program(name)
+  assert program.per_tower is not None
+  one = lambda tree: jax.tree_util.tree_map(lambda a: a[0], tree)
+  s0, rng = one(state), rngs[0]
+  batch = {'x': data['x'][0, :32], 'keep_prob': data['keep'][0]}
+  generic = jax.jit(program.trainer.train_step)
+  for k in range(2):  # An A-step, then a B-step.
+    want, mw = generic(s0, batch, rng)
+    got, mg = jax.jit(program.per_tower[k].train_step)(s0, batch, rng)
+    np.testing.assert_allclose(float(mg['loss']), float(mw['loss']), rtol=1e-6)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), got.params,
+                           want.params)
+    s0 = want

@@ -1,21 +1,23 @@
 """Contrastive vs non-contrastive landscapes on sparse-coding data (Pokle, Tian, Li & Risteski, AISTATS 2022), with GSG.
 
-``python -m gsg_jax.experiments.landscape --config=configs/landscape.py[:quick] --workdir=DIR``
+``python -m gsg_jax.experiments.landscape --config=configs/landscape.py[:reduced|:quick] --workdir=DIR``
 
 * ``data``: x = Mz + ε with exact sparsity counts, the encoder initialisations, the random-mask views;
 * ``model``: the one-layer SymReLU encoder (optional BatchNorm, one or two towers) as a step-core network;
 * ``metrics``: ``recovery(W, M)`` (max/median/min over latents of max_j |cos(w_j, M_i)|), support recovery,
   the collapse check;
-* ``run``: the objectives (registry losses, targets, predictors), the vmapped training program, checkpoints,
-  results.json and the command line;
-* ``figures``: the recovery curves, support and collapse curves, end values against mask probability and
-  sparsity, and the warm-start study.
+* ``objectives``: objective names, learning rates, the step core (with GSG's image guide and NT-Xent once);
+* ``run``: settings, duplicate detection, the vmapped training program, checkpoints;
+* ``fullrank``: the authors' full-rank study (p = d = m = 20, weight normalisation, warm start);
+* ``experiment``: every study of a config, results.json with provenance, the command line;
+* ``figures`` and ``report``: the figures, and the claims table with verdicts from results.json.
 """
 
 from gsg_jax.experiments.landscape.data import MaskViews, init_kernel, make_dataset, sparsity_counts
 from gsg_jax.experiments.landscape.metrics import recovery, support_recovery
 from gsg_jax.experiments.landscape.model import SymReLUNetwork, sym_relu
-from gsg_jax.experiments.landscape.run import objective, train_objective
+from gsg_jax.experiments.landscape.objectives import objective
+from gsg_jax.experiments.landscape.run import train_objective
 
 __all__ = ['MaskViews', 'SymReLUNetwork', 'init_kernel', 'make_dataset', 'objective', 'recovery',
            'sparsity_counts', 'support_recovery', 'sym_relu', 'train_objective']

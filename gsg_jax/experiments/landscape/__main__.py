@@ -1,6 +1,6 @@
-"""``python -m gsg_jax.experiments.landscape --config=configs/landscape.py[:quick] --workdir=DIR``."""
+"""``python -m gsg_jax.experiments.landscape --config=configs/landscape.py[:reduced|:quick] --workdir=DIR``."""
 
-from gsg_jax.experiments.landscape.run import main
+from gsg_jax.experiments.landscape.experiment import main
 
 if __name__ == '__main__':
   main()

@@ -33,8 +33,8 @@ Towers (the authors' separate online and target encoders)
 ``towers = 2`` holds two independent encoders, A (``tower_0``) and B
 (``tower_1``), and sends view v of every sample through tower v mod 2: with
 two views x₁ → A, x₂ → B as the authors' ``Wo(x1)``, ``Wt(x2)``; with GSG's
-four views a, c → A and b, d → B (one batched matmul with a kernel per
-view). Each tower has its own W, b and BatchNorm; the predictor is shared. With the ``online`` target and the
+four views a, c → A and b, d → B (one matmul per tower over its
+views). Each tower has its own W, b and BatchNorm; the predictor is shared. With the ``online`` target and the
 ``negcos`` loss,
 
     L = ½ D(p₁, sg z₂) + ½ D(p₂, sg z₁),    z₁ = A(x₁), z₂ = B(x₂),
@@ -109,7 +109,10 @@ class SymReLUNetwork(nn.Module):
   """One-layer SymReLU encoder(s) + optional predictor, with the step core's network call.
 
   Rows [B·V, p] are viewed as [B, V, p]; view v uses tower v mod T's kernel, bias and BatchNorm
-  affine (statistics per view, over the batch), so all views go through one batched matmul.
+  affine (statistics per view, over the batch). ``frozen_tower`` = t puts tower t's parameters under
+  stop-gradient, so that autodiff emits no backward matmul for them (an alternating step's idle tower);
+  ``guide`` adds ``out['guide']``: tower A applied to every view (stop-gradient), the image-based guide
+  of GSG's two-encoder arms.
   """
   m: int
   towers: int = 1
@@ -118,6 +121,29 @@ class SymReLUNetwork(nn.Module):
   kernel_std: float = 0.05  # Replaced by ``data.init_kernel`` in the experiments.
   momentum: float = 0.9     # Running BatchNorm statistics (PyTorch's 0.1), for evaluation mode only.
   epsilon: float = 1e-5
+  frozen_tower: int = -1    # -1: every tower trains.
+  guide: bool = False
+
+  def _encode(self, xv, kernels, biases, affines, stats, views_of_tower, train):
+    """SymReLU(BN(x W_t) or x W_t + b_t) per view, [B, V, m]; tower t takes views ``views_of_tower[t]``."""
+    num_views = xv.shape[1]
+    order = np.argsort(np.concatenate(views_of_tower))  # Back to view order after the per-tower blocks.
+    h = jnp.concatenate([xv[:, v] @ k for v, k in zip(views_of_tower, kernels) if len(v)], axis=1)[:, order]
+    tower = np.zeros(num_views, int)
+    for t, v in enumerate(views_of_tower):
+      tower[v] = t
+    bias = jnp.stack(biases)[tower]
+    if self.batch_norm:
+      if train:
+        mean, var = jnp.mean(h, 0), jnp.var(h, 0)  # [V, m]: per view.
+      else:
+        mean = jnp.stack([s['mean'].value for s in stats])[tower]
+        var = jnp.stack([s['var'].value for s in stats])[tower]
+      scale = jnp.stack([a[0] for a in affines])[tower]
+      offset = jnp.stack([a[1] for a in affines])[tower]
+      h = (h - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + offset
+      return sym_relu(h, bias), (mean, var, tower)
+    return sym_relu(h + bias, bias), None
 
   @nn.compact
   def __call__(self, x, *, train: bool, num_views: int = 1, with_predictor: bool = True) -> dict[str, Any]:
@@ -125,34 +151,32 @@ class SymReLUNetwork(nn.Module):
       raise ConfigError(f'towers={self.towers}: expected 1 or 2.')
     x = x.astype(jnp.float32)
     p, batch = x.shape[-1], x.shape[0] // num_views
-    tower = np.arange(num_views) % self.towers  # Tower of each view (static).
     params = _Group(functools.partial(_Tower, p, self.m, self.batch_norm, self.kernel_std), self.towers,
                     name='backbone')()
-    bias = jnp.stack(_Group(functools.partial(_Threshold, p, self.m), self.towers, name='projector')())[tower]
-    pick = lambda key: jnp.stack([t[key] for t in params])[tower]  # [V, ...]
+    biases = _Group(functools.partial(_Threshold, p, self.m), self.towers, name='projector')()
+    frozen = lambda t, a: jax.lax.stop_gradient(a) if t == self.frozen_tower else a
+    kernels = [frozen(t, params[t]['kernel']) for t in range(self.towers)]
+    bias = [frozen(t, b) for t, b in enumerate(biases)]
+    affines = ([(frozen(t, s['scale']), frozen(t, s['offset'])) for t, s in enumerate(params)]
+               if self.batch_norm else None)
     xv = x.reshape(batch, num_views, p)
-    if self.towers == 1:
-      h = xv @ params[0]['kernel']
-    else:
-      h = jnp.einsum('bvp,vpm->bvm', xv, pick('kernel'))
-    if self.batch_norm:
-      if train:
-        mean, var = jnp.mean(h, 0), jnp.var(h, 0)  # [V, m]: per view.
-        if not self.is_initializing():
-          for t, stats in enumerate(params):
-            views = tower == t
-            if views.any():
-              stats['mean'].value = self.momentum * stats['mean'].value + (1 - self.momentum) * mean[views].mean(0)
-              stats['var'].value = self.momentum * stats['var'].value + (1 - self.momentum) * var[views].mean(0)
-      else:
-        mean = jnp.stack([t['mean'].value for t in params])[tower]
-        var = jnp.stack([t['var'].value for t in params])[tower]
-      h = (h - mean) * jax.lax.rsqrt(var + self.epsilon) * pick('scale') + pick('offset')
-    else:
-      h = h + bias
-    z = sym_relu(h, bias).reshape(batch * num_views, self.m)
-    out = {'features': z, 'projection': z}
+    views = [np.arange(t, num_views, self.towers) for t in range(self.towers)]  # View v → tower v mod T.
+    z, bn = self._encode(xv, kernels, bias, affines, params, views, train)
+    if bn is not None and train and not self.is_initializing():
+      mean, var, tower = bn
+      for t, stats in enumerate(params):
+        mask = tower == t
+        if mask.any():
+          stats['mean'].value = self.momentum * stats['mean'].value + (1 - self.momentum) * mean[mask].mean(0)
+          stats['var'].value = self.momentum * stats['var'].value + (1 - self.momentum) * var[mask].mean(0)
+    out = {'features': z.reshape(batch * num_views, self.m)}
+    out['projection'] = out['features']
+    if self.guide and self.towers == 2:
+      every_view = [np.arange(num_views), np.arange(0)]
+      g, _ = self._encode(xv, kernels, bias, affines, params, every_view, train)
+      out['guide'] = jax.lax.stop_gradient(g.reshape(batch * num_views, self.m))
     if with_predictor:
+      z = out['projection']
       out['prediction'] = z if self.predictor is None else self.predictor(z, train=train, num_views=num_views)
     return out
 
