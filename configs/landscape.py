@@ -118,6 +118,16 @@ def get_config(preset=None):
 
   if preset == 'reduced':
     _reduced(c)
+  elif preset == 'long':
+    # One seed at the authors' 8000 epochs, mask 0.5, sparsity 0.1, for the arms whose reduced curves still move
+    # (``python -m gsg_jax.experiments.landscape.report --workdir=DIR --long-command`` names them).
+    _reduced(c)
+    c.num_seeds = 1
+    c.num_epochs = 8000
+    c.log_every_epochs = 100
+    c.chunk_epochs = 1000
+    c.study.grid = _study((0.5,), (0.1,))
+    c.studies = ('grid',)
   elif preset == 'quick':
     # About a minute on 2 CPU cores (most of it compiling the four programs); InfoNCE's lead already shows.
     c.num_seeds = 2
@@ -128,5 +138,5 @@ def get_config(preset=None):
     c.studies = ('grid',)
     c.study.grid = _study((0.5, 0.9), (0.1,))
   elif preset is not None:
-    raise ValueError(f'unknown preset {preset!r}: expected reduced, quick or none.')
+    raise ValueError(f'unknown preset {preset!r}: expected reduced, long, quick or none.')
   return c

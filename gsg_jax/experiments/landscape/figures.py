@@ -136,3 +136,91 @@ def _end_plot(plt, grid, x_key, panel_key, xlabel, path):
   fig.tight_layout()
   storage.save_figure(fig, path, dpi=100)
   plt.close(fig)
+
+
+def _mean_curve(res, key, **fixed):
+  from gsg_jax.experiments.landscape.report import matches
+  runs = [r for r in res['runs'] if matches(r, **fixed)]
+  return np.asarray(res['epochs']), np.array([r['curves'][key] for r in runs], float)
+
+
+def write_report_figures(results: dict, long_results, out: str) -> None:
+  """The report's figures: full-rank study, InfoNCE probes, GSG pair fractions, 8000-epoch runs vs reduced."""
+  import types
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  studies = results['studies']
+  cfg = types.SimpleNamespace(**{'figure_mask_prob': 0.5, 'figure_sparsity': 0.1, 'num_seeds': '',
+                                 **{k: v for k, v in results.get('config', {}).items()
+                                    if k in ('figure_mask_prob', 'figure_sparsity', 'num_seeds')}})
+  write_all(results, cfg, out)
+  full = studies.get('fullrank', {}).get('fullrank')
+  if full:
+    keys = sorted({(r['loss'], r['norm']) for r in full['runs']})
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.2 * len(keys), 3.4), squeeze=False)
+    for ax, (loss, norm) in zip(axes[0], keys):
+      for i, c in enumerate(sorted({r['c'] for r in full['runs']})):
+        epochs, y = _mean_curve(full, 'min', loss=loss, norm=norm, c=c)
+        ax.plot(epochs, y.mean(0), color=f'C{i}', label=f'c={c}: min')
+        ax.fill_between(epochs, y.min(0), y.max(0), color=f'C{i}', alpha=0.2)
+        ax.plot(epochs, _mean_curve(full, 'median', loss=loss, norm=norm, c=c)[1].mean(0), color=f'C{i}', ls=':')
+      dictionary = next(r['dictionary'] for r in full['runs'] if r['loss'] == loss)
+      ax.set(title=f'{loss} loss, M={dictionary}, {norm} norm', xlabel='epoch', ylim=(0, 1.02),
+             ylabel='max|cos| (min: solid, median: dotted)')
+      ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle('Full rank p = d = m = 20, warm start, alternating, weight normalisation (band: seed range)')
+    fig.tight_layout()
+    storage.save_figure(fig, storage.join(out, 'fullrank.png'), dpi=100)
+    plt.close(fig)
+  probes = [(s, n, r) for s, objs in studies.items() if s.startswith('infonce_') for n, r in objs.items()]
+  base = studies.get('grid', {}).get('infonce')
+  if probes or base:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    entries = ([('grid (baseline)', base, {'sparsity': 0.1})] if base else []) + [(s, r, {}) for s, _, r in probes]
+    for i, (label, res, fixed) in enumerate(entries):
+      for ax, key in zip(axes, ('min', 'median')):
+        epochs, y = _mean_curve(res, key, **fixed)
+        ax.plot(epochs, y.mean(0), color=f'C{i}', label=label)
+    for ax, key in zip(axes, ('min', 'median')):
+      ax.set(title=f'InfoNCE: {key} over latents of max|cos|', xlabel='epoch', ylim=(0, 1.02))
+      ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    storage.save_figure(fig, storage.join(out, 'infonce_probes.png'), dpi=100)
+    plt.close(fig)
+  gsg = {n: r for n, r in studies.get('grid', {}).items() if n.startswith('gsg_')}
+  if gsg:
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    pairs = ('pair_11', 'pair_12', 'pair_21', 'pair_22')
+    for i, (name, res) in enumerate(gsg.items()):
+      vals = [np.nanmean([r['end'].get(k, np.nan) for r in res['runs']]) for k in pairs]
+      ax.bar(np.arange(4) + 0.8 * i / len(gsg), vals, width=0.8 / len(gsg), label=name)
+    ax.axhline(0.25, color='k', ls=':')
+    ax.set_xticks(np.arange(4) + 0.4 - 0.4 / len(gsg), ['a–c', 'a–d', 'b–c', 'b–d'])
+    ax.set(title='GSG: fraction of samples per chosen cross-image pair (end of training)', ylabel='fraction')
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    storage.save_figure(fig, storage.join(out, 'gsg_pairs.png'), dpi=100)
+    plt.close(fig)
+  long_grid = (long_results or {}).get('studies', {}).get('grid', {})
+  if long_grid:
+    names = list(long_grid)
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], names):
+      res = long_grid[name]
+      fixed = {'sparsity': 0.1} if res['runs'][0]['mask_prob'] is None else {'sparsity': 0.1, 'mask_prob': 0.5}
+      for key, color in (('max', 'C2'), ('median', 'C0'), ('min', 'C3')):
+        epochs, y = _mean_curve(res, key, **fixed)
+        ax.plot(epochs, y.mean(0), color=color, label=f'{key}, 8000 epochs (1 seed)')
+        short = studies.get('grid', {}).get(name)
+        if short:
+          e2, y2 = _mean_curve(short, key, seed=res['runs'][0]['seed'], **fixed)
+          ax.plot(e2, y2.mean(0), color=color, ls='--', lw=2.5, alpha=0.6, label=f'{key}, reduced run (same seed)')
+      ax.set(title=name, xlabel='epoch', ylim=(0, 1.02))
+      ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=6)
+    fig.tight_layout()
+    storage.save_figure(fig, storage.join(out, 'long_vs_reduced.png'), dpi=100)
+    plt.close(fig)

@@ -1,0 +1,286 @@
+r"""The claims of Pokle et al. (2022) with verdicts, from a landscape workdir's results (no hand-typed numbers).
+
+    python -m gsg_jax.experiments.landscape.report --workdir=DIR [--long=DIR_LONG] [--out=FOLDER]
+    python -m gsg_jax.experiments.landscape.report --workdir=DIR --long-command
+
+Reads ``DIR/results.json`` or, while a run is still going, every finished
+``DIR/runs/<study>/<objective>/result.json``; writes ``claims.md`` (the
+table: mean ± std over seeds of the end value of min_i max_j |cos(w_j, M_i)|
+per claim, its verdict and rule), ``results_summary.json`` (the same numbers)
+and figures into ``--out``.
+
+Thresholds (min over latents of the best |cos|, "min" below; 1 is exact recovery):
+* recovered: min ≥ 0.95 (every latent has a neuron within about 18°);
+* bad minimum: min < 0.80;
+* not collapsed: the std of f/‖f‖ over the batch (scale-free, comparable with and without BatchNorm) above
+  0.25/√m (0 when collapsed; about 1/√m for a spread-out representation);
+* warm start stays: end min ≥ initial min − 0.02; drifts: end min < initial min − 0.05;
+* settled: the mean curve moves by at most 0.01 (min, median and max) over the last quarter of training.
+
+Verdicts: reproduced (every setting of the claim satisfies its rule), partly (some do, or the rule holds in
+a weaker form stated in the row), not (none do), not run (no results for it yet).
+"""
+
+import argparse
+import glob
+import json
+import os
+
+import numpy as np
+
+RECOVERED, BAD, STAY, DRIFT, SETTLED = 0.95, 0.80, 0.02, 0.05, 0.01
+
+
+def load(workdir: str) -> dict:
+  """{'studies': {study: {objective: result}}, 'provenance': ...} from results.json or the finished parts."""
+  path = os.path.join(workdir, 'results.json')
+  if os.path.exists(path):
+    with open(path) as f:
+      return json.load(f)
+  studies = {}
+  for p in sorted(glob.glob(os.path.join(workdir, 'runs', '*', '*', 'result.json'))):
+    study, name = p.split(os.sep)[-3:-1]
+    with open(p) as f:
+      studies.setdefault(study, {})[name] = json.load(f)
+  return {'studies': studies, 'partial': True}
+
+
+def matches(run: dict, **fixed) -> bool:
+  """Whether ``run`` (or a setting it stands for) has every ``fixed`` value."""
+  for s in run.get('stands_for') or [run]:
+    if all(s.get(k) == v for k, v in fixed.items()):
+      return True
+  return False
+
+
+def ends(res: dict, key: str = 'min', **fixed) -> np.ndarray:
+  return np.array([r['end'][key] for r in res['runs'] if matches(r, **fixed)], float)
+
+
+def starts(res: dict, key: str = 'min', **fixed) -> np.ndarray:
+  return np.array([r['curves'][key][0] for r in res['runs'] if matches(r, **fixed)], float)
+
+
+def ms(values) -> str:
+  values = np.asarray(values, float)
+  return f'{values.mean():.3f} ± {values.std():.3f}' if values.size else 'n/a'
+
+
+def settings_of(res: dict, keys=('mask_prob', 'sparsity', 'c')) -> list[dict]:
+  seen = {}
+  for r in res['runs']:
+    seen.setdefault(tuple(r.get(k) for k in keys), dict(zip(keys, (r.get(k) for k in keys))))
+  return list(seen.values())
+
+
+def settled(res: dict, **fixed) -> float:
+  """Largest move of the seed-mean curve (min, median, max) over the last quarter of training."""
+  runs = [r for r in res['runs'] if matches(r, **fixed)]
+  epochs = np.asarray(res['epochs'])
+  i = int(np.searchsorted(epochs, 0.75 * epochs[-1]))
+  moves = [abs(np.mean([r['curves'][k][-1] for r in runs]) - np.mean([r['curves'][k][i] for r in runs]))
+           for k in ('min', 'median', 'max')]
+  return float(max(moves))
+
+
+def verdict(flags) -> str:
+  flags = list(flags)
+  if not flags:
+    return 'not run'
+  return 'reproduced' if all(flags) else ('partly' if any(flags) else 'not reproduced')
+
+
+def claims(results: dict) -> list[dict]:
+  """One row per claim: claim, evidence (numbers), verdict, rule."""
+  st = results['studies']
+  grid, rows = st.get('grid', {}), []
+  m = results.get('config', {}).get('m', 50)
+  std_floor = 0.25 / np.sqrt(m)
+
+  inf = grid.get('infonce')
+  ev, flags = [], []
+  if inf:
+    for s in settings_of(inf):
+      e = ends(inf, sparsity=s['sparsity'])
+      ev.append(f"sparsity {s['sparsity']}: min {ms(e)}, median {ms(ends(inf, 'median', sparsity=s['sparsity']))}")
+      flags.append(e.mean() >= RECOVERED)
+  v = verdict(flags)
+  if v == 'not reproduced' and inf and all(ends(inf).mean() >= BAD for _ in [0]):
+    v = 'partly'
+  rows.append({'claim': 'C1: contrastive (InfoNCE) recovers the dictionary from a random init, every sparsity',
+               'evidence': '; '.join(ev) or 'n/a', 'verdict': v,
+               'rule': f'reproduced: min ≥ {RECOVERED} at every sparsity; partly: min ≥ {BAD} (near, not exact)'})
+
+  def bad_minima(names, claim):
+    ev, flags = [], []
+    for name in names:
+      res = grid.get(name)
+      if not res:
+        continue
+      for s in settings_of(res):
+        e = ends(res, mask_prob=s['mask_prob'], sparsity=s['sparsity'])
+        nstd = ends(res, 'normalized_std', mask_prob=s['mask_prob'], sparsity=s['sparsity'])
+        flags.append(e.mean() < BAD and nstd.mean() > std_floor)
+      all_e = ends(res)
+      ev.append(f"{name}: min {ms(all_e)} over {len(settings_of(res))} settings (worst setting "
+                f"{min(ends(res, mask_prob=s['mask_prob'], sparsity=s['sparsity']).mean() for s in settings_of(res)):.3f},"
+                f" best {max(ends(res, mask_prob=s['mask_prob'], sparsity=s['sparsity']).mean() for s in settings_of(res)):.3f})")
+    rows.append({'claim': claim, 'evidence': '; '.join(ev) or 'n/a', 'verdict': verdict(flags),
+                 'rule': f'every (mask, sparsity): min < {BAD} and std of f/|f| > 0.25/sqrt(m)'})
+
+  bad_minima(['negcos_alt_none', 'negcos_simsiam_none'],
+             'C2: non-contrastive training ends at non-collapsed bad minima, every mask probability and sparsity')
+  bad_minima(['negcos_alt_linear'], 'C3: a linear predictor with BatchNorm does not rescue it')
+
+  warm, ev, flags = st.get('warm_start', {}), [], []
+  for name, res in warm.items():
+    cs = sorted({r['c'] for r in res['runs']})
+    for c in cs:
+      e, s0 = ends(res, c=c), starts(res, c=c)
+      ev.append(f'{name} c={c}: {ms(s0)} → {ms(e)}')
+    near, far = max(cs), min(cs)
+    flags.append(ends(res, c=near).mean() >= starts(res, c=near).mean() - STAY)
+    flags.append(ends(res, c=far).mean() < starts(res, c=far).mean() - DRIFT)
+  rows.append({'claim': 'C4: from a warm start near the ground truth training stays; from a far one it drifts',
+               'evidence': '; '.join(ev) or 'n/a', 'verdict': verdict(flags),
+               'rule': f'largest c: end ≥ start − {STAY}; smallest c: end < start − {DRIFT} (min, per arm)'})
+
+  ev, flags = [], []
+  for name, res in grid.items():
+    nstd = ends(res, 'normalized_std')
+    ev.append(f'{name}: {ms(nstd)}')
+    if not name.startswith('infonce'):
+      flags.append(all(ends(res, 'normalized_std', mask_prob=s['mask_prob'], sparsity=s['sparsity']).mean()
+                       > std_floor for s in settings_of(res)))
+  rows.append({'claim': 'C5: the failure is not collapse (std of f/|f|, comparable across arms)',
+               'evidence': f'1/sqrt(m) = {1 / np.sqrt(m):.3f}; ' + '; '.join(ev) if ev else 'n/a',
+               'verdict': verdict(flags), 'rule': 'every non-contrastive setting: std of f/|f| > 0.25/sqrt(m)'})
+
+  ev, flags = [], []
+  m10 = st.get('m10', {})
+  if 'negcos_alt_none' in m10:
+    nc, ic = ends(m10['negcos_alt_none']), ends(m10['infonce']) if 'infonce' in m10 else np.array([np.nan])
+    ev.append(f'm = 10: negcos_alt_none min {ms(nc)}, infonce {ms(ic)}')
+    flags.append(nc.mean() < BAD and (np.isnan(ic.mean()) or ic.mean() > nc.mean()))
+  full = st.get('fullrank', {}).get('fullrank')
+  if full:
+    for key in settings_of(full, ('loss', 'norm', 'c')):
+      e, s0 = ends(full, **key), starts(full, **key)
+      ev.append(f"full rank {key['loss']}/{key['norm']} c={key['c']}: {ms(s0)} → {ms(e)}")
+    far = min(r['c'] for r in full['runs'])
+    flags.append(ends(full, c=far).mean() < starts(full, c=far).mean() - DRIFT)
+  rows.append({'claim': 'C6: not an artefact of over-parameterisation (m = 10; full rank p = d = m = 20)',
+               'evidence': '; '.join(ev) or 'n/a', 'verdict': verdict(flags),
+               'rule': f'm = 10: non-contrastive min < {BAD} and below InfoNCE; full rank, smallest c: '
+                       f'end < start − {DRIFT} (mean over losses and norms)'})
+  return rows
+
+
+def gsg_effect(results: dict) -> list[dict]:
+  """Paired (same mask, sparsity, seed) end differences GSG − base arm, per base arm."""
+  grid, out = results['studies'].get('grid', {}), []
+  for name, res in grid.items():
+    if not name.startswith('gsg_'):
+      continue
+    base = grid.get('negcos_' + name[len('gsg_'):])
+    if not base:
+      continue
+    pairs = {(r['mask_prob'], r['sparsity'], r['seed']): r['end'] for r in base['runs']}
+    diffs = {k: [] for k in ('min', 'median', 'max')}
+    for r in res['runs']:
+      b = pairs.get((r['mask_prob'], r['sparsity'], r['seed']))
+      if b:
+        for k in diffs:
+          diffs[k].append(r['end'][k] - b[k])
+    fractions = {k: ms([r['end'][k] for r in res['runs']]) for k in ('pair_11', 'pair_12', 'pair_21', 'pair_22')
+                 if k in res['runs'][0]['end']}
+    d = np.array(diffs['min'])
+    se = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else np.inf
+    answer = ('toward recovery' if d.mean() > 2 * se and d.mean() > 0.02 else
+              'away from recovery' if d.mean() < -2 * se and d.mean() < -0.02 else 'no clear change')
+    out.append({'arm': name, 'base': base['objective'], 'pairs': int(d.size),
+                'delta': {k: ms(v) for k, v in diffs.items()}, 'gsg_min': ms(ends(res)), 'base_min': ms(ends(base)),
+                'pair_fractions': fractions, 'answer': answer})
+  return out
+
+
+def infonce_probes(results: dict) -> list[dict]:
+  st, out = results['studies'], []
+  base = st.get('grid', {}).get('infonce')
+  if base:
+    out.append({'study': 'grid (baseline)', 'settings': 'τ 0.05, lr 0.005, BN, noise σ₀, complementary masks',
+                **{k: ms(ends(base, k, sparsity=0.1)) for k in ('min', 'median', 'max')}})
+  for study, objectives in st.items():
+    if study.startswith('infonce_'):
+      for name, res in objectives.items():
+        out.append({'study': study, 'settings': json.dumps(res['meta']['study'].get('overrides', {})) + f' {name}',
+                    **{k: ms(ends(res, k)) for k in ('min', 'median', 'max')}})
+  return out
+
+
+def long_candidates(results: dict, mask_prob=0.5, sparsity=0.1) -> list[str]:
+  """Grid arms whose seed-mean curve still moves by more than SETTLED over the last quarter of training."""
+  grid = results['studies'].get('grid', {})
+  return [name for name, res in grid.items()
+          if any(matches(r, sparsity=sparsity) for r in res['runs'])
+          and settled(res, sparsity=sparsity, **({} if res['objective'].startswith('infonce') and
+                                                  res['runs'][0]['mask_prob'] is None else {'mask_prob': mask_prob}))
+          > SETTLED]
+
+
+def markdown(results: dict) -> str:
+  lines = ['| claim | evidence (end of training, mean ± std over seeds) | verdict |', '|---|---|---|']
+  for row in claims(results):
+    lines.append(f"| {row['claim']} | {row['evidence']} | **{row['verdict']}** ({row['rule']}) |")
+  lines += ['', '**GSG (guided by image) against its base arm**, paired by mask, sparsity and seed '
+            '(end min/median/max differences, GSG − base):', '',
+            '| GSG arm | base | pairs | Δmin | Δmedian | Δmax | pair fractions 11/12/21/22 | answer |',
+            '|---|---|---|---|---|---|---|---|']
+  for g in gsg_effect(results):
+    fr = ' / '.join(v.split(' ±')[0] for v in g['pair_fractions'].values())
+    lines.append(f"| {g['arm']} | {g['base']} | {g['pairs']} | {g['delta']['min']} | {g['delta']['median']} | "
+                 f"{g['delta']['max']} | {fr} | {g['answer']} |")
+  lines += ['', '**InfoNCE probes** (sparsity 0.1; one factor changed each):', '',
+            '| study | change | min | median | max |', '|---|---|---|---|---|']
+  for p in infonce_probes(results):
+    lines.append(f"| {p['study']} | {p['settings']} | {p['min']} | {p['median']} | {p['max']} |")
+  grid = results['studies'].get('grid', {})
+  if grid:
+    lines += ['', '**Settledness** (largest move of the seed-mean min/median/max curve over the last quarter of '
+              'training, sparsity 0.1, mask 0.5):', '']
+    for name, res in grid.items():
+      fixed = {'sparsity': 0.1} if res['runs'][0]['mask_prob'] is None else {'sparsity': 0.1, 'mask_prob': 0.5}
+      lines.append(f'- {name}: {settled(res, **fixed):.3f}')
+  return '\n'.join(lines) + '\n'
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--workdir', required=True)
+  parser.add_argument('--long', default='', help='workdir of the 8000-epoch runs (long preset), for the figure.')
+  parser.add_argument('--out', default='', help='output folder (default: the workdir).')
+  parser.add_argument('--long-command', action='store_true', help='print the long runs\' command and exit.')
+  args = parser.parse_args()
+  results = load(args.workdir)
+  if args.long_command:
+    names = long_candidates(results)
+    print("python -m gsg_jax.experiments.landscape --config=configs/landscape.py:long "
+          f"--config.objectives='{tuple(names)}' --workdir=<DIR>" if names else '# every arm settled: no long run')
+    return
+  out = args.out or args.workdir
+  os.makedirs(out, exist_ok=True)
+  text = markdown(results)
+  with open(os.path.join(out, 'claims.md'), 'w') as f:
+    f.write(text)
+  summary = {'provenance': results.get('provenance'), 'partial': results.get('partial', False),
+             'claims': claims(results), 'gsg': gsg_effect(results), 'infonce_probes': infonce_probes(results),
+             'long_candidates': long_candidates(results)}
+  with open(os.path.join(out, 'results_summary.json'), 'w') as f:
+    json.dump(summary, f, indent=1)
+  from gsg_jax.experiments.landscape import figures
+  figures.write_report_figures(results, load(args.long) if args.long else None, out)
+  print(text)
+
+
+if __name__ == '__main__':
+  main()
