@@ -13,6 +13,7 @@ import pytest
 
 from gsg_jax import methods
 from gsg_jax.experiments.landscape import data as data_lib
+from gsg_jax.experiments.landscape import fullrank
 from gsg_jax.experiments.landscape import metrics
 from gsg_jax.experiments.landscape import objectives as obj_lib
 from gsg_jax.experiments.landscape import run as run_lib
@@ -535,3 +536,129 @@ def test_per_tower_steps_equal_the_gated_generic_step(name):
     jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), got.params,
                            want.params)
     s0 = want
+
+
+# ----------------------------------------------------------------------------- the full-rank study
+
+def _fullrank_block(**kw):
+  block = dict(kind='fullrank', p=20, num_epochs=2, warm_start=(1.0,), sparsities=(0.1,), mask_probs=(0.5,),
+               norms=('column', 'row'), variants=(('inner', 'identity'), ('cosine', 'random')))
+  block.update(kw)
+  return ml_collections.ConfigDict(block)
+
+
+def test_fullrank_normalisation_gives_unit_columns_or_rows():
+  w = jnp.asarray(np.random.default_rng(0).normal(size=(20, 20)) * 3.0, jnp.float32)
+  np.testing.assert_allclose(np.linalg.norm(fullrank.normalise(w, 0.0), axis=0), 1.0, rtol=1e-5)  # Columns.
+  np.testing.assert_allclose(np.linalg.norm(fullrank.normalise(w, 1.0), axis=1), 1.0, rtol=1e-5)  # Rows.
+  assert not np.allclose(np.linalg.norm(fullrank.normalise(w, 0.0), axis=1), 1.0)
+
+
+@pytest.mark.parametrize('loss,dictionary,norm', [('inner', 'identity', 'column'), ('cosine', 'random', 'row')])
+def test_fullrank_step_is_the_authors_update(loss, dictionary, norm):
+  """Online step: W_o ← normalise(W_o − lr ∇L_o), b_o, W_p by SGD; W_t, b_t untouched (then normalised)."""
+  run = {'loss': loss, 'dictionary': dictionary, 'norm': norm, 'c': 1.0, 'sparsity': 0.1, 'mask_prob': 0.5,
+         'seed': 1}
+  host = fullrank.init_run(run, 20, 64)
+  data = {k: jnp.asarray(v) for k, v in host.items() if k != 'params'}
+  params = {k: jnp.asarray(v) for k, v in host['params'].items()}
+  idx, rng, lr = jnp.arange(32), jax.random.key(3), 0.005
+  new, got_loss = fullrank._step(params, data, idx, rng, True, lr)
+  masks = data_lib.bernoulli16(rng, data['keep'], (2, 32, 20)).astype(jnp.float32)
+  x1, x2 = masks[0] * data['x'][:32], masks[1] * data['x'][:32]
+
+  def authors(wo, bo, wp):  # Their SparseContrastiveModel.forward(optimize_online=True), use_bn False.
+    zo = jax.nn.relu(x1 @ wo.T + bo) - jax.nn.relu(-(x1 @ wo.T + bo) + 2 * bo)
+    h = x2 @ params['Wt'].T + params['bt']
+    zt = jax.lax.stop_gradient(jax.nn.relu(h) - jax.nn.relu(-h + 2 * params['bt']))
+    po = zo @ wp.T
+    if loss == 'cosine':
+      po = po / jnp.linalg.norm(po, axis=1, keepdims=True)
+      zt = zt / jnp.linalg.norm(zt, axis=1, keepdims=True)
+    return 2 - 2 * jnp.mean(jnp.sum(po * zt, 1))
+  value, (g_wo, g_bo, g_wp) = jax.value_and_grad(authors, argnums=(0, 1, 2))(params['Wo'], params['bo'], params['Wp'])
+  np.testing.assert_allclose(float(got_loss), float(value), rtol=1e-5)
+  axis = 0 if norm == 'column' else 1
+  unit = lambda w: w / np.linalg.norm(w, axis=axis, keepdims=True)
+  np.testing.assert_allclose(new['Wo'], unit(np.asarray(params['Wo'] - lr * g_wo)), rtol=1e-4, atol=1e-6)
+  np.testing.assert_allclose(new['bo'], params['bo'] - lr * g_bo, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(new['Wp'], params['Wp'] - lr * g_wp, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(new['Wt'], unit(np.asarray(params['Wt'])), rtol=1e-5)
+  np.testing.assert_array_equal(new['bt'], params['bt'])
+
+
+@pytest.mark.parametrize('dictionary', ['identity', 'random'])
+def test_fullrank_warm_start_to_infinity_recovers_exactly(dictionary):
+  mins = []
+  for c in (1.0, 2.0, 60.0):  # Noise std p^{−c/2}: 0.22, 0.05, 1e-39.
+    run = {'loss': 'inner', 'dictionary': dictionary, 'norm': 'row', 'c': c, 'sparsity': 0.1, 'mask_prob': 0.5,
+           'seed': 2}
+    host = fullrank.init_run(run, 20, 16)
+    if dictionary == 'identity':
+      np.testing.assert_array_equal(host['M'], np.eye(20))
+    mins.append(float(metrics.recovery(host['params']['Wo'], host['M'])['min']))
+  assert mins[0] < mins[1] < mins[2]
+  assert mins[2] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_fullrank_settings_cover_the_variants():
+  runs = fullrank.settings(_fullrank_block(warm_start=(1.0, 2.0)), 2, 0)
+  assert len(runs) == 2 * 2 * 2 * 2  # variants × norms × c × seeds.
+  assert {(r['loss'], r['dictionary']) for r in runs} == {('inner', 'identity'), ('cosine', 'random')}
+  with pytest.raises(ValueError, match='fullrank variant'):
+    fullrank.settings(_fullrank_block(norms=('diagonal',)), 1, 0)
+
+
+# ----------------------------------------------------------------------------- the reduced preset, end to end
+
+def tiny_reduced_config():
+  """The reduced preset's studies and objectives at toy sizes: seconds per objective."""
+  c = landscape_config('reduced')
+  c.n, c.batch_size, c.p, c.d, c.m, c.eval_size = 128, 32, 12, 4, 8, 32
+  c.num_epochs, c.log_every_epochs, c.chunk_epochs = 4, 2, 2
+  c.study.fullrank.num_epochs = 4
+  c.objectives = ('infonce', 'negcos_alt_none', 'gsg_alt_none')
+  c.study.grid.mask_probs_for = {}
+  c.studies = ('grid', 'fullrank', 'infonce_nobn')
+  return c
+
+
+@pytest.mark.slow
+def test_short_reduced_run_is_deterministic_for_a_seed(tmp_path):
+  from gsg_jax.experiments.landscape import experiment
+  a = experiment.run(tiny_reduced_config(), str(tmp_path / 'a'), progress=lambda s: None)
+  b = experiment.run(tiny_reduced_config(), str(tmp_path / 'b'), progress=lambda s: None)
+  assert a['summary'] == b['summary']
+  for s in a['studies']:
+    for o in a['studies'][s]:
+      assert [r['curves'] for r in a['studies'][s][o]['runs']] == [r['curves'] for r in b['studies'][s][o]['runs']]
+  gsg_end = a['studies']['grid']['gsg_alt_none']['runs'][0]['end']
+  assert sum(gsg_end[f'pair_{k}'] for k in ('11', '12', '21', '22')) == pytest.approx(1.0, abs=1e-5)
+  assert a['provenance']['cpu'] and a['provenance']['date']
+  other = tiny_reduced_config()
+  other.seed = 5
+  c = experiment.run(other, str(tmp_path / 'c'), progress=lambda s: None)
+  assert c['summary'] != a['summary']  # The seed matters.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('mistake', ['file', 'read-only'])
+def test_command_line_rejects_an_unusable_workdir_before_any_compute(tmp_path, mistake):
+  if mistake == 'file':
+    workdir = tmp_path / 'out'
+    workdir.write_text('not a folder')
+  elif os.geteuid() != 0:
+    parent = tmp_path / 'locked'
+    parent.mkdir()
+    parent.chmod(0o555)
+    workdir = parent / 'out'
+  else:  # Root writes through permission bits; sysfs refuses new folders to everyone.
+    workdir = '/sys/gsg_landscape_test'
+  args = [sys.executable, '-m', 'gsg_jax.experiments.landscape', '--config=configs/landscape.py:reduced',
+          f'--workdir={workdir}']
+  out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 1, out.stderr[-2000:]
+  lines = out.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith('error: --workdir=') and 'Traceback' not in out.stderr
+  assert ('is a file' in lines[0]) if mistake == 'file' else ('cannot be created' in lines[0] or 'not writable' in lines[0])
+  assert 'epoch' not in out.stdout  # Nothing trained.

@@ -9,8 +9,7 @@ authors' full-rank study (``kind='fullrank'``: ``fullrank.py``). Each writes
 every chunk; a rerun skips finished work and resumes the rest. Progress lines
 give, per objective, the epoch, the mean end recovery, the measured rate and
 the objective's ETA, and after each objective the whole run's ETA (the
-remaining run-steps at the rate measured so far: a rough figure, as
-objectives differ in cost per step). ``results.json`` holds every result,
+remaining estimated FLOP, ``job_cost``, at the rate measured so far). ``results.json`` holds every result,
 the summary table (mean and std over seeds per setting) and the provenance:
 command, date, commit and CPU.
 """
@@ -96,17 +95,29 @@ def jobs_of(cfg) -> list[tuple[str, str]]:
   return jobs
 
 
-def job_run_steps(cfg, study: str, name: str) -> int:
-  """Run-steps of a job (settings × epochs × steps per epoch), for the overall ETA."""
+def job_cost(cfg, study: str, name: str) -> float:
+  """Estimated FLOP of a job, for the overall ETA: run-steps × (matmul FLOP per step + a fixed overhead).
+
+  Per step, with B the batch, V views, p inputs, m neurons: 6·B·V·p·m for the encoder (forward and the two
+  backward matmuls), 6·B·V·m² more with a linear predictor, and for InfoNCE three B×B Gram blocks, 18·B²·m.
+  The overhead (5 MFLOP-equivalent per step: masks, shuffles, small ops) stands for what is not a matmul.
+  """
   if name == 'fullrank':
     block = cfg.study[study]
-    return len(fullrank.settings(block, cfg.num_seeds, cfg.seed)) * block.num_epochs * -(-cfg.n // cfg.batch_size)
+    runs = len(fullrank.settings(block, cfg.num_seeds, cfg.seed))
+    per_step = 6 * cfg.batch_size * 2 * block.p ** 2 * 2 + 5e6
+    return runs * block.num_epochs * -(-cfg.n // cfg.batch_size) * per_step
   info = run_lib.study_config(cfg, study)
   c = run_lib.study_cfg(cfg, info)
   obj = objective(name)
   full, rest = divmod(c.n, c.batch_size)
   steps = full + (1 if rest and not obj.drop_last else 0)
-  return len(run_lib.run_settings(obj, info, c.num_seeds, c.seed)) * c.num_epochs * steps
+  b, p, m = c.batch_size, info['p'], info['m']
+  views = 4 if obj.loss == 'gsg' else 2
+  per_step = 6 * b * views * p * m + (6 * b * views * m * m if obj.predictor != 'none' else 0) + 5e6
+  if obj.loss == 'infonce':
+    per_step += 18 * b * b * m
+  return len(run_lib.run_settings(obj, info, c.num_seeds, c.seed)) * c.num_epochs * steps * per_step
 
 
 def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
@@ -168,8 +179,9 @@ def run(cfg, workdir: str, progress=print, argv=None) -> dict:
   storage.write_json(storage.join(workdir, 'config.json'), jsonable(cfg.to_dict(), 6), indent=1)
   start = time.time()
   results = {'provenance': provenance(argv), 'config': jsonable(cfg.to_dict(), 6), 'studies': {}}
-  sizes = [job_run_steps(cfg, s, o) for s, o in jobs]
-  trained_steps, trained_s = 0, 0.0
+  storage.write_json(storage.join(workdir, 'provenance.json'), results['provenance'], indent=1)
+  sizes = [job_cost(cfg, s, o) for s, o in jobs]
+  trained_cost, trained_s = 0, 0.0
   for i, (s, o) in enumerate(jobs):
     t0 = time.time()
     out_dir = storage.join(workdir, 'runs', s, o)
@@ -180,10 +192,10 @@ def run(cfg, workdir: str, progress=print, argv=None) -> dict:
       res = run_lib.train_objective(cfg, s, o, out_dir, progress)
     results['studies'].setdefault(s, {})[o] = res
     if fresh:
-      trained_steps += sizes[i]
+      trained_cost += sizes[i]
       trained_s += time.time() - t0
     left = sum(sizes[i + 1:])
-    eta = run_lib._duration(left * trained_s / trained_steps) if trained_steps else '?'
+    eta = run_lib._duration(left * trained_s / trained_cost) if trained_cost else '?'
     progress(f'[{i + 1}/{len(jobs)}] {s}/{o} done ({time.time() - t0:.1f}s): {summary_line(res)} | '
              f'elapsed {run_lib._duration(time.time() - start)}, overall ETA {eta}')
   results['wall_s'] = time.time() - start

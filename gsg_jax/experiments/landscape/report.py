@@ -42,7 +42,12 @@ def load(workdir: str) -> dict:
     study, name = p.split(os.sep)[-3:-1]
     with open(p) as f:
       studies.setdefault(study, {})[name] = json.load(f)
-  return {'studies': studies, 'partial': True}
+  partial = {'studies': studies, 'partial': True}
+  for name, key in (('provenance.json', 'provenance'), ('config.json', 'config')):
+    if os.path.exists(os.path.join(workdir, name)):
+      with open(os.path.join(workdir, name)) as f:
+        partial[key] = json.load(f)
+  return partial
 
 
 def matches(run: dict, **fixed) -> bool:
