@@ -662,3 +662,21 @@ def test_command_line_rejects_an_unusable_workdir_before_any_compute(tmp_path, m
   assert len(lines) == 1 and lines[0].startswith('error: --workdir=') and 'Traceback' not in out.stderr
   assert ('is a file' in lines[0]) if mistake == 'file' else ('cannot be created' in lines[0] or 'not writable' in lines[0])
   assert 'epoch' not in out.stdout  # Nothing trained.
+
+
+def test_diagnostics_separate_mixing_from_out_of_span_weight():
+  from gsg_jax.experiments.landscape import diagnostics
+  m_dict = data_lib.dictionary(np.random.default_rng(0), 12, 3)
+  pure = m_dict.T * np.array([[2.0], [-1.0], [0.5]])  # One neuron per latent, exact.
+  d = diagnostics.describe(pure, m_dict)
+  assert d['recovery_min'] == pytest.approx(1.0) and d['span'] == pytest.approx(1.0)
+  assert d['purity'] == pytest.approx(1.0) and d['in_span_recovery'] == pytest.approx(1.0) and d['covered'] == 3
+  mixed = np.stack([m_dict[:, 0] + m_dict[:, 1], m_dict[:, 1] + m_dict[:, 2], m_dict[:, 2] + m_dict[:, 0]])
+  d = diagnostics.describe(mixed, m_dict)  # Every neuron reads two latents equally: in-span, not pure.
+  assert d['span'] == pytest.approx(1.0) and d['purity'] == pytest.approx(2 ** -0.5)
+  assert d['in_span_recovery'] == pytest.approx(2 ** -0.5) and d['covered'] == 0
+  out_of_span = np.linalg.qr(np.concatenate([m_dict, np.random.default_rng(1).normal(size=(12, 1))], 1))[0][:, 3]
+  noisy = pure / np.linalg.norm(pure, axis=1, keepdims=True) + out_of_span  # Pure, half the energy outside.
+  d = diagnostics.describe(noisy, m_dict)
+  assert d['span'] == pytest.approx(0.5) and d['purity'] == pytest.approx(1.0)
+  assert d['recovery_min'] == pytest.approx(2 ** -0.5) and d['in_span_recovery'] == pytest.approx(1.0)
