@@ -30,6 +30,7 @@ from gsg_jax import errors, storage
 from gsg_jax.experiments import jsonable
 from gsg_jax.experiments.landscape import figures, fullrank
 from gsg_jax.experiments.landscape import run as run_lib
+from gsg_jax.experiments.landscape import store
 from gsg_jax.experiments.landscape.objectives import objective
 from gsg_jax.errors import ConfigError
 
@@ -130,7 +131,7 @@ def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
   result_path, ckpt_path = storage.join(out_dir, 'result.json'), storage.join(out_dir, 'checkpoint.npz')
   if storage.exists(result_path):
     result = storage.read_json(result_path)
-    run_lib._check_meta(result['meta'], meta, result_path)
+    store.check_meta(result['meta'], meta, result_path)
     return result
   start = time.time()
   host = [fullrank.init_run(r, block.p, cfg.n) for r in settings]
@@ -140,8 +141,8 @@ def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
   rngs = jax.vmap(lambda s: run_lib.run_key(cfg, s))(jnp.asarray([r['seed'] for r in settings]))
   chunk = fullrank.make_chunk(cfg.batch_size, cfg.lr, cfg.log_every_epochs)
   if storage.exists(ckpt_path):
-    params, history, done, saved = run_lib._load(ckpt_path, params)
-    run_lib._check_meta(saved, meta, ckpt_path)
+    params, history, done, saved = store.load(ckpt_path, params)
+    store.check_meta(saved, meta, ckpt_path)
     history = {k: list(np.moveaxis(v, 1, 0)) for k, v in history.items()}
   else:
     first = jax.vmap(fullrank.evaluate)(params, runs)
@@ -155,12 +156,12 @@ def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
     for k, v in jax.device_get(ms).items():
       history[k].extend(np.moveaxis(np.asarray(v), 1, 0))
     done += num_logs * cfg.log_every_epochs
-    run_lib._save(ckpt_path, params, {k: np.stack(v, 1) for k, v in history.items()}, done, meta)
+    store.save(ckpt_path, params, {k: np.stack(v, 1) for k, v in history.items()}, done, meta)
     rate = num_logs * cfg.log_every_epochs / (time.time() - t0)
     mins = np.asarray(history['min'][-1])
     progress(f'[{study_name}] fullrank: epoch {done}/{total}, {len(settings)} runs | min max|cos| {mins.mean():.3f} '
              f'(runs {mins.min():.3f}..{mins.max():.3f}) | {rate:.1f} epochs/s | '
-             f'ETA {run_lib._duration((total - done) / rate)}')
+             f'ETA {store.duration((total - done) / rate)}')
   curves = {k: np.stack(v, 1) for k, v in history.items()}
   result = {'meta': meta, 'objective': 'fullrank', 'label': 'simplified-pred, full rank',
             'epochs': np.arange(curves['min'].shape[1]) * cfg.log_every_epochs, 'wall_s': time.time() - start,
@@ -195,9 +196,9 @@ def run(cfg, workdir: str, progress=print, argv=None) -> dict:
       trained_cost += sizes[i]
       trained_s += time.time() - t0
     left = sum(sizes[i + 1:])
-    eta = run_lib._duration(left * trained_s / trained_cost) if trained_cost else '?'
+    eta = store.duration(left * trained_s / trained_cost) if trained_cost else '?'
     progress(f'[{i + 1}/{len(jobs)}] {s}/{o} done ({time.time() - t0:.1f}s): {summary_line(res)} | '
-             f'elapsed {run_lib._duration(time.time() - start)}, overall ETA {eta}')
+             f'elapsed {store.duration(time.time() - start)}, overall ETA {eta}')
   results['wall_s'] = time.time() - start
   results['summary'] = summary_table(results)
   storage.write_json(storage.join(workdir, 'results.json'), jsonable(results, 6))

@@ -223,6 +223,23 @@ def infonce_probes(results: dict) -> list[dict]:
   return out
 
 
+def diagnostics_table(path: str) -> str:
+  """Seed-mean W diagnostics (``diagnostics.py --out``) per study, objective and sparsity, as Markdown."""
+  if not os.path.exists(path):
+    return ''
+  with open(path) as f:
+    rows = json.load(f)
+  groups = {}
+  for r in rows:
+    groups.setdefault((r['study'], r['objective'], r['sparsity'], r['epochs']), []).append(r)
+  keys = ('recovery_min', 'in_span_recovery', 'span', 'purity', 'pure_neurons', 'covered')
+  lines = ['| study | objective | sparsity | epochs | runs | ' + ' | '.join(keys) + ' |', '|---' * (5 + len(keys)) + '|']
+  for (study, name, q, epochs), rs in groups.items():
+    lines.append(f'| {study} | {name} | {q} | {epochs} | {len(rs)} | '
+                 + ' | '.join(ms([r[k] for r in rs]) for k in keys) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
 def long_candidates(results: dict, mask_prob=0.5, sparsity=0.1) -> list[str]:
   """Grid arms whose seed-mean curve still moves by more than SETTLED over the last quarter of training."""
   grid = results['studies'].get('grid', {})
@@ -299,6 +316,12 @@ def main():
   out = args.out or args.workdir
   os.makedirs(out, exist_ok=True)
   text = markdown(results)
+  diag = diagnostics_table(os.path.join(out, 'diagnostics.json'))
+  if diag:
+    text += ('\n**What InfoNCE\'s W holds** (`diagnostics.py`: span = share of a neuron\'s weight inside span(M); '
+             'purity = its largest latent coordinate over the norm of its latent coordinates; in-span recovery = '
+             'the recovery with the out-of-span weight removed; covered = latents with a neuron at |cos| > 0.9 '
+             'out of d):\n\n' + diag)
   with open(os.path.join(out, 'claims.md'), 'w') as f:
     f.write(text)
   summary = {'provenance': results.get('provenance'), 'partial': results.get('partial', False),

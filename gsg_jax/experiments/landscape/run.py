@@ -48,7 +48,6 @@ in the epoch, so a resumed run repeats exactly.
 import dataclasses
 import hashlib
 import itertools
-import json
 import time
 from typing import Optional
 
@@ -60,6 +59,7 @@ from gsg_jax import methods, storage
 from gsg_jax.experiments import jsonable
 from gsg_jax.experiments.landscape import data as data_lib
 from gsg_jax.experiments.landscape import metrics as metrics_lib
+from gsg_jax.experiments.landscape import store
 from gsg_jax.experiments.landscape.model import encoder_matrix
 from gsg_jax.experiments.landscape.objectives import Objective, build_trainers, init_state, objective
 from gsg_jax.errors import ConfigError
@@ -270,28 +270,6 @@ def build_program(cfg, study: dict, obj: Objective, runs: list[dict]):
   return program, data, rngs, program.init(rngs, jnp.asarray(kernels))
 
 
-# ----------------------------------------------------------------------------- checkpoints
-
-def _save(path: str, state, history: dict, epochs_done: int, meta: dict) -> None:
-  leaves = jax.tree_util.tree_leaves(state)
-  arrays = {f'leaf_{i}': np.asarray(x) for i, x in enumerate(leaves)}
-  arrays.update({f'history_{k}': np.asarray(v) for k, v in history.items()})
-  storage.save_npz(path, epochs_done=np.int64(epochs_done), meta=np.asarray(json.dumps(meta)), **arrays)
-
-
-def _load(path: str, template):
-  f = storage.load_npz(path)
-  leaves, treedef = jax.tree_util.tree_flatten(template)
-  state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(f[f'leaf_{i}']) for i in range(len(leaves))])
-  history = {k[len('history_'):]: v for k, v in f.items() if k.startswith('history_')}
-  return state, history, int(f['epochs_done']), json.loads(str(f['meta']))
-
-
-def _duration(seconds: float) -> str:
-  seconds = int(max(seconds, 0))
-  return f'{seconds // 3600}h{seconds % 3600 // 60:02d}m' if seconds >= 3600 else f'{seconds // 60}m{seconds % 60:02d}s'
-
-
 # ----------------------------------------------------------------------------- one objective
 
 def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=print) -> dict:
@@ -302,20 +280,20 @@ def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=prin
   settings = run_settings(obj, study, cfg.num_seeds, cfg.seed)
   runs, members = distinct_runs(settings, study, cfg, obj.towers)
   meta = {'study': {k: v for k, v in study.items() if k != 'objectives'}, 'objective': name, 'runs': settings,
-          'config': _run_config(cfg)}  # What decides this objective's runs (not the list of other objectives).
+          'config': store.run_config(cfg)}  # What decides this objective's runs (not the list of other objectives).
   storage.makedirs(out_dir)
   result_path, ckpt_path = storage.join(out_dir, 'result.json'), storage.join(out_dir, 'checkpoint.npz')
   if storage.exists(result_path):
     result = storage.read_json(result_path)
-    _check_meta(result['meta'], meta, result_path)
+    store.check_meta(result['meta'], meta, result_path)
     return result
 
   start = time.time()
   program, data, rngs, state = build_program(cfg, study, obj, runs)
   steps_per_epoch = program.steps_per_epoch
   if storage.exists(ckpt_path):
-    state, history, done, saved_meta = _load(ckpt_path, state)
-    _check_meta(saved_meta, meta, ckpt_path)
+    state, history, done, saved_meta = store.load(ckpt_path, state)
+    store.check_meta(saved_meta, meta, ckpt_path)
     history = {k: list(np.moveaxis(v, 1, 0)) for k, v in history.items()}  # [R, T] → T × [R].
   else:
     first = program.evaluate(state, data, rngs)
@@ -339,7 +317,7 @@ def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=prin
       history.setdefault(k, [np.full(len(runs), np.nan, np.float32)])  # Train-time only: none at epoch 0.
       history[k].extend(np.moveaxis(np.asarray(v), 1, 0))  # [R, num_logs] → num_logs × [R].
     done += num_logs * cfg.log_every_epochs
-    _save(ckpt_path, state, {k: np.stack(v, 1) for k, v in history.items()}, done, meta)
+    store.save(ckpt_path, state, {k: np.stack(v, 1) for k, v in history.items()}, done, meta)
     rate = (trained_epochs if train_s else num_logs * cfg.log_every_epochs) * steps_per_epoch / (train_s or elapsed)
     mins = np.asarray(history['min'][-1])
     speed = (f'{rate:.0f} steps/s = {rate * len(runs):.0f} run-steps/s' if train_s else
@@ -347,7 +325,7 @@ def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=prin
     loss = np.nanmean(history['loss'][-1])
     progress(f'[{study_name}] {name}: epoch {done}/{total}, {len(runs)} runs ({len(settings)} settings) | min max|cos| '
              f'{mins.mean():.3f} (runs {mins.min():.3f}..{mins.max():.3f}) | loss {loss:.4f} '
-             f'| {speed} | ETA {_duration((total - done) * steps_per_epoch / rate)}')
+             f'| {speed} | ETA {store.duration((total - done) * steps_per_epoch / rate)}')
   wall = time.time() - start
   curves = {k: np.stack(v, 1) for k, v in history.items()}  # [R, T].
   epochs = np.arange(curves['min'].shape[1]) * cfg.log_every_epochs
@@ -361,18 +339,5 @@ def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=prin
   result = jsonable(result, 6)
   storage.write_json(result_path, result)
   return result
-
-
-def _run_config(cfg) -> dict:
-  keys = ('seed', 'num_seeds', 'n', 'latent', 'noise_std', 'num_epochs', 'batch_size', 'lr', 'match_lr',
-          'batch_norm', 'temperature', 'ema_momentum', 'log_every_epochs', 'eval_size', 'gsg_guide')
-  return jsonable({**{k: cfg[k] for k in keys}, 'directpred': cfg.directpred.to_dict()}, 6)
-
-
-def _check_meta(saved: dict, meta: dict, path: str) -> None:
-  if jsonable(saved, 6) != jsonable(meta, 6):
-    diff = sorted(k for k in meta if jsonable(saved.get(k), 6) != jsonable(meta[k], 6))
-    raise ConfigError(f'{path} was written by a different configuration (differs in {diff}): '
-                      'use a fresh --workdir or delete that file.')
 
 
