@@ -41,6 +41,7 @@ def load_config(preset):
 
 def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
   import jax
+
   from gsg_jax.experiments.landscape import run as run_lib
   from gsg_jax.experiments.landscape.objectives import objective
   study = run_lib.study_config(cfg, study_name)

@@ -13,8 +13,7 @@ import pytest
 
 from gsg_jax import methods
 from gsg_jax.experiments.landscape import data as data_lib
-from gsg_jax.experiments.landscape import fullrank
-from gsg_jax.experiments.landscape import metrics
+from gsg_jax.experiments.landscape import fullrank, metrics
 from gsg_jax.experiments.landscape import objectives as obj_lib
 from gsg_jax.experiments.landscape import run as run_lib
 from gsg_jax.experiments.landscape.model import SymReLUNetwork, encoder_matrix, sym_relu
@@ -656,7 +655,7 @@ def test_command_line_rejects_an_unusable_workdir_before_any_compute(tmp_path, m
     workdir = '/sys/gsg_landscape_test'
   args = [sys.executable, '-m', 'gsg_jax.experiments.landscape', '--config=configs/landscape.py:reduced',
           f'--workdir={workdir}']
-  out = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+  out = subprocess.run(args, check=False, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode == 1, out.stderr[-2000:]
   lines = out.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: --workdir=') and 'Traceback' not in out.stderr

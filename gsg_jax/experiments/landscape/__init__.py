@@ -13,7 +13,12 @@
 * ``figures`` and ``report``: the figures, and the claims table with verdicts from results.json.
 """
 
-from gsg_jax.experiments.landscape.data import MaskViews, init_kernel, make_dataset, sparsity_counts
+from gsg_jax.experiments.landscape.data import (
+           MaskViews,
+           init_kernel,
+           make_dataset,
+           sparsity_counts,
+)
 from gsg_jax.experiments.landscape.metrics import recovery, support_recovery
 from gsg_jax.experiments.landscape.model import SymReLUNetwork, sym_relu
 from gsg_jax.experiments.landscape.objectives import objective

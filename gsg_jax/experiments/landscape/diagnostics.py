@@ -52,7 +52,7 @@ def final_encoders(workdir: str, study: str, name: str):
   cfg = run_lib.study_cfg(cfg, info)
   obj = objective(name)
   runs, _ = run_lib.distinct_runs(run_lib.run_settings(obj, info, cfg.num_seeds, cfg.seed), info, cfg, obj.towers)
-  program, data, rngs, state = run_lib.build_program(cfg, info, obj, runs)
+  _, data, _, state = run_lib.build_program(cfg, info, obj, runs)
   state, _, done, _ = store.load(os.path.join(workdir, 'runs', study, name, 'checkpoint.npz'), state)
   ws = np.asarray(jnp.swapaxes(state.params['backbone']['tower_0']['kernel'], 1, 2))
   return runs, list(ws), list(np.asarray(data['M'])), done

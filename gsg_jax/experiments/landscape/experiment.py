@@ -27,12 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from gsg_jax import errors, storage
-from gsg_jax.experiments import jsonable
-from gsg_jax.experiments.landscape import figures, fullrank
-from gsg_jax.experiments.landscape import run as run_lib
-from gsg_jax.experiments.landscape import store
-from gsg_jax.experiments.landscape.objectives import objective
 from gsg_jax.errors import ConfigError
+from gsg_jax.experiments import jsonable
+from gsg_jax.experiments.landscape import figures, fullrank, store
+from gsg_jax.experiments.landscape import run as run_lib
+from gsg_jax.experiments.landscape.objectives import objective
 
 KINDS = ('objectives', 'fullrank')
 
@@ -41,9 +40,9 @@ def provenance(argv=None) -> dict:
   """Command, UTC date, git commit of this checkout, CPU model and count, JAX version and backend."""
   here = os.path.dirname(os.path.abspath(__file__))
   try:
-    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True, text=True,
+    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], check=False, cwd=here, capture_output=True, text=True,
                             timeout=10).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=here,
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], check=False, cwd=here,
                            capture_output=True, text=True, timeout=10).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     commit, dirty = '', ''
@@ -54,7 +53,7 @@ def provenance(argv=None) -> dict:
   except OSError:
     pass
   return {'command': ' '.join(['python -m gsg_jax.experiments.landscape'] + list((argv or sys.argv)[1:])),
-          'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+          'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
           'commit': commit + (' (with uncommitted changes)' if dirty else ''), 'cpu': cpu,
           'cpu_count': os.cpu_count(), 'jax': jax.__version__, 'backend': jax.default_backend()}
 
@@ -239,6 +238,7 @@ def summary_table(results: dict) -> dict:
 def main():
   from absl import app, flags, logging
   from ml_collections import config_flags
+
   from gsg_jax import cli
   config = config_flags.DEFINE_config_file('config', None, 'configs/landscape.py[:reduced|:quick]',
                                            lock_config=True)

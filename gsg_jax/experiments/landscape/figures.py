@@ -12,9 +12,9 @@
   at initialisation: does each objective stay near the ground truth?
 """
 
-from gsg_jax import storage
-
 import numpy as np
+
+from gsg_jax import storage
 
 
 def _select(res, **fixed):
@@ -147,6 +147,7 @@ def _mean_curve(res, key, **fixed):
 def write_report_figures(results: dict, long_results, out: str) -> None:
   """The report's figures: full-rank study, InfoNCE probes, GSG pair fractions, 8000-epoch runs vs reduced."""
   import types
+
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt

@@ -47,7 +47,7 @@ whose W the recovery metric reads.
 """
 
 import functools
-from typing import Any, Optional
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -117,7 +117,7 @@ class SymReLUNetwork(nn.Module):
   m: int
   towers: int = 1
   batch_norm: bool = False
-  predictor: Optional[nn.Module] = None
+  predictor: nn.Module | None = None
   kernel_std: float = 0.05  # Replaced by ``data.init_kernel`` in the experiments.
   momentum: float = 0.9     # Running BatchNorm statistics (PyTorch's 0.1), for evaluation mode only.
   epsilon: float = 1e-5

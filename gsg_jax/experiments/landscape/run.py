@@ -49,20 +49,24 @@ import dataclasses
 import hashlib
 import itertools
 import time
-from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from gsg_jax import methods, storage
+from gsg_jax.errors import ConfigError
 from gsg_jax.experiments import jsonable
 from gsg_jax.experiments.landscape import data as data_lib
 from gsg_jax.experiments.landscape import metrics as metrics_lib
 from gsg_jax.experiments.landscape import store
 from gsg_jax.experiments.landscape.model import encoder_matrix
-from gsg_jax.experiments.landscape.objectives import Objective, build_trainers, init_state, objective
-from gsg_jax.errors import ConfigError
+from gsg_jax.experiments.landscape.objectives import (
+  Objective,
+  build_trainers,
+  init_state,
+  objective,
+)
 from gsg_jax.training.step import Trainer
 
 CURVE_KEYS = ('loss', 'max', 'median', 'min', 'match', 'false_support', 'sparsity_gap', 'output_variance',
@@ -176,7 +180,7 @@ class Program:
   eval_size: int
   epochs_per_log: int
   vmap_width: int = 0   # Runs per vmapped group (0: all); ``lax.map`` runs the groups one after the other.
-  per_tower: Optional[tuple] = None  # (A-step, B-step) trainers of a two-encoder objective.
+  per_tower: tuple | None = None  # (A-step, B-step) trainers of a two-encoder objective.
 
   @property
   def steps_per_epoch(self) -> int:
