@@ -1,7 +1,11 @@
 """Speed of the landscape experiments: steps/s of the compiled, vmapped program, and the full grid extrapolated.
 
     python benchmarks/landscape.py [--preset=] [--objectives=infonce,negcos_alt_none] [--study=grid] \
-        [--epochs=5] [--seeds=5] [--vmap-width=1] [--out=benchmarks/results/landscape_cpu.json]
+        [--epochs=5] [--seeds=5] [--vmap-width=1] [--set KEY=VALUE] [--out=benchmarks/results/landscape_cpu.json]
+    python benchmarks/landscape.py --ab=fast_infonce --objectives=infonce [--out=...]   # A/B of one switch
+
+Every run first measures the machine's dense float32 matmul rate (a jitted 1024×1024 @ 1024×1024 chain, best
+of 3) and prints each objective's achieved GFLOP/s beside it: the load on a shared machine changes both.
 
 For every objective, all runs of the study (mask probabilities × sparsities ×
 warm-start levels × ``--seeds`` seeds; InfoNCE has no mask axis) are stacked
@@ -79,6 +83,37 @@ def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
           'final_min_max_cos_mean': float(m['min'].mean())}
 
 
+def ab(cfg, study_name: str, name: str, key: str, epochs: int, repeats: int = 3) -> dict:
+  """Run-steps/s of ``name`` with config ``key`` True and False, interleaved in one process (best of ``repeats``).
+
+  Interleaving puts both variants under the same load, which on a shared machine drifts by up to 3x.
+  """
+  import jax
+  from gsg_jax.experiments.landscape import run as run_lib
+  from gsg_jax.experiments.landscape.objectives import objective
+  variants = {}
+  for value in (True, False):
+    c = cfg.copy_and_resolve_references()
+    c[key] = value
+    c.log_every_epochs = epochs
+    study = run_lib.study_config(c, study_name)
+    obj = objective(name)
+    runs = run_lib.run_settings(obj, study, 1, c.seed)[:2]
+    program, data, rngs, state = run_lib.build_program(c, study, obj, runs)
+    state, m = program.chunk(state, data, rngs, 0, 1)  # Compile.
+    jax.block_until_ready(m)
+    variants[value] = [program, data, rngs, state, float('inf')]
+  for r in range(repeats):
+    for value, v in variants.items():
+      t0 = time.perf_counter()
+      v[3], m = v[0].chunk(v[3], v[1], v[2], (r + 1) * epochs, 1)
+      jax.block_until_ready(m)
+      v[4] = min(v[4], time.perf_counter() - t0)
+  steps = {value: 2 * epochs * v[0].steps_per_epoch / v[4] for value, v in variants.items()}
+  return {'objective': name, 'key': key, 'run_steps_per_s_true': steps[True], 'run_steps_per_s_false': steps[False],
+          'speedup': steps[True] / steps[False]}
+
+
 def step_flops(trainer, state, batch, rng) -> float:
   """XLA's FLOP count of one compiled train step of ``trainer``."""
   import jax
@@ -102,6 +137,14 @@ def dense_matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
   return 2.0 * size ** 3 * repeats / best / 1e9
 
 
+def cpu_model() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), platform.processor())
+  except OSError:
+    return platform.processor()
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--preset', default='', help="configs/landscape.py preset ('' = the paper's grid, 'quick').")
@@ -110,6 +153,8 @@ def main():
   parser.add_argument('--epochs', type=int, default=5, help='timed epochs per objective (after one compile call).')
   parser.add_argument('--vmap-width', type=int, default=-1, help='runs per vmapped group (-1: the config\'s).')
   parser.add_argument('--seeds', type=int, default=0, help='seeds to stack (0: the config\'s num_seeds).')
+  parser.add_argument('--ab', default='', metavar='KEY',
+                      help='instead: run-steps/s with boolean config KEY True vs False, interleaved (e.g. fast_infonce).')
   parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
                       help="config override, e.g. --set skip_idle_tower=False (the value is a Python literal).")
   parser.add_argument('--out', default=os.path.join(REPO, 'benchmarks', 'results', 'landscape_cpu.json'))
@@ -128,6 +173,20 @@ def main():
   names = [n for n in args.objectives.split(',') if n] or list(cfg.objectives)
   seeds = args.seeds or cfg.num_seeds
   start = time.perf_counter()
+  if args.ab:
+    rows = []
+    for name in names:
+      rows.append(ab(cfg, args.study, name, args.ab, args.epochs))
+      r = rows[-1]
+      print(f"{name:28s} {args.ab}=True {r['run_steps_per_s_true']:7.0f} run-steps/s, =False "
+            f"{r['run_steps_per_s_false']:7.0f}: x{r['speedup']:.2f}", flush=True)
+    out = {'date': datetime.date.today().isoformat(), 'command': ' '.join(['benchmarks/landscape.py'] + sys.argv[1:]),
+           'cpu': cpu_model(), 'cpu_count': os.cpu_count(), 'load_average_1min_at_start': os.getloadavg()[0],
+           'dense_matmul_gflops_per_s': dense, 'results': rows}
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, 'w') as f:
+      json.dump(out, f, indent=1)
+    return
   results = []
   for name in names:
     r = measure(cfg, args.study, name, args.epochs, seeds)
@@ -139,7 +198,7 @@ def main():
           f"full ({cfg.num_epochs} epochs): {r['extrapolated_full_s'] / 60:6.1f} min", flush=True)
   total = sum(r['extrapolated_full_s'] for r in results)
   out = {'date': datetime.date.today().isoformat(), 'command': ' '.join(['benchmarks/landscape.py'] + sys.argv[1:]),
-         'machine': {'platform': platform.platform(), 'cpu_count': os.cpu_count(),
+         'machine': {'platform': platform.platform(), 'cpu': cpu_model(), 'cpu_count': os.cpu_count(),
                      'load_average_1min_at_start': os.getloadavg()[0], 'jax': jax.__version__,
                      'backend': jax.default_backend(), 'device_kind': jax.devices()[0].device_kind},
          'config': {'preset': args.preset or 'paper', 'num_epochs': cfg.num_epochs, 'n': cfg.n,
