@@ -679,3 +679,35 @@ def test_diagnostics_separate_mixing_from_out_of_span_weight():
   d = diagnostics.describe(noisy, m_dict)
   assert d['span'] == pytest.approx(0.5) and d['purity'] == pytest.approx(1.0)
   assert d['recovery_min'] == pytest.approx(2 ** -0.5) and d['in_span_recovery'] == pytest.approx(1.0)
+
+
+def _fake_result(name, ends_by_setting, m=50):
+  """A result.json-like dict: runs with end values per (mask_prob, sparsity, c) and flat curves."""
+  runs = []
+  for (mask, q, c), values in ends_by_setting.items():
+    for seed, v in enumerate(values, 1):
+      end = {'min': v[0], 'median': v[0], 'max': v[0], 'normalized_std': v[1]}
+      run = {'mask_prob': mask, 'sparsity': q, 'c': c, 'seed': seed}
+      runs.append({**run, 'stands_for': [run], 'end': end,
+                   'curves': {k: [v[2] if len(v) > 2 else x, x] for k, x in end.items()}})
+  return {'objective': name, 'epochs': [0, 100], 'runs': runs, 'meta': {'study': {}}}
+
+
+def test_report_verdicts_follow_their_rules():
+  from gsg_jax.experiments.landscape import report
+  healthy = 1 / np.sqrt(50)
+  grid = {'infonce': _fake_result('infonce', {(None, 0.1, None): [(0.97, 0.1)] * 3, (None, 0.3, None): [(0.96, 0.1)] * 3}),
+          'negcos_alt_none': _fake_result('negcos_alt_none', {(0.5, 0.1, None): [(0.45, healthy)] * 3,
+                                                              (0.9, 0.1, None): [(0.40, 0.0)] * 3})}
+  warm = {'negcos_alt_none': _fake_result('negcos_alt_none', {(0.5, 0.1, 1.0): [(0.40, healthy, 0.60)] * 3,
+                                                              (0.5, 0.1, 2.0): [(0.95, healthy, 0.96)] * 3})}
+  rows = {r['claim'][:2]: r['verdict'] for r in report.claims({'studies': {'grid': grid, 'warm_start': warm},
+                                                               'config': {'m': 50}})}
+  assert rows['C1'] == 'reproduced'
+  assert rows['C2'] == 'partly'  # Bad minima at both masks, but collapsed (std 0) at mask 0.9.
+  assert rows['C3'] == 'not run'
+  assert rows['C4'] == 'reproduced'  # c = 2 stays (0.96 → 0.95), c = 1 drifts (0.60 → 0.40).
+  assert rows['C5'] == 'not reproduced'  # One collapsed setting fails the arm.
+  grid['infonce'] = _fake_result('infonce', {(None, 0.1, None): [(0.86, 0.1)] * 3, (None, 0.3, None): [(0.6, 0.1)] * 3})
+  c1 = report.claims({'studies': {'grid': grid}, 'config': {'m': 50}})[0]
+  assert c1['verdict'] == 'partly'  # Near at 0.1 (≥ 0.8), far at 0.3: not every latent, not every sparsity.

@@ -103,18 +103,24 @@ def claims(results: dict) -> list[dict]:
   std_floor = 0.25 / np.sqrt(m)
 
   inf = grid.get('infonce')
-  ev, flags = [], []
+  ev, flags, near = [], [], []
   if inf:
+    others = [res for name, res in grid.items() if not name.startswith('infonce')]
     for s in settings_of(inf):
       e = ends(inf, sparsity=s['sparsity'])
-      ev.append(f"sparsity {s['sparsity']}: min {ms(e)}, median {ms(ends(inf, 'median', sparsity=s['sparsity']))}")
+      best_other = max((e2.mean() for e2 in (ends(r, sparsity=s['sparsity']) for r in others) if e2.size),
+                       default=np.nan)
+      ev.append(f"sparsity {s['sparsity']}: min {ms(e)}, median {ms(ends(inf, 'median', sparsity=s['sparsity']))}"
+                f" (best non-contrastive arm's min {best_other:.3f})")
       flags.append(e.mean() >= RECOVERED)
+      near.append(e.mean() >= BAD or e.mean() > best_other + 0.1)
   v = verdict(flags)
-  if v == 'not reproduced' and inf and all(ends(inf).mean() >= BAD for _ in [0]):
+  if v == 'not reproduced' and any(near):
     v = 'partly'
   rows.append({'claim': 'C1: contrastive (InfoNCE) recovers the dictionary from a random init, every sparsity',
                'evidence': '; '.join(ev) or 'n/a', 'verdict': v,
-               'rule': f'reproduced: min ≥ {RECOVERED} at every sparsity; partly: min ≥ {BAD} (near, not exact)'})
+               'rule': f'reproduced: min ≥ {RECOVERED} at every sparsity; partly: some sparsity has min ≥ {BAD} '
+                       f'or above every non-contrastive arm by > 0.1'})
 
   def bad_minima(names, claim):
     ev, flags = [], []
