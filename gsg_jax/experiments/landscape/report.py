@@ -316,8 +316,9 @@ def main():
   results = load(args.workdir)
   if args.long_command:
     names = long_candidates(results)
+    listed = ','.join(f"'{n}'" for n in names)
     print("python -m gsg_jax.experiments.landscape --config=configs/landscape.py:long "
-          f"--config.objectives='{tuple(names)}' --workdir=<DIR>" if names else '# every arm settled: no long run')
+          f'--config.objectives="({listed},)" --workdir=<DIR>' if names else '# every arm settled: no long run')
     return
   out = args.out or args.workdir
   os.makedirs(out, exist_ok=True)
