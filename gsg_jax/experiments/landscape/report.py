@@ -256,6 +256,22 @@ def long_candidates(results: dict, mask_prob=0.5, sparsity=0.1) -> list[str]:
           > SETTLED]
 
 
+def long_table(long_results: dict, at=(1000, 2000, 8000)) -> str:
+  """Min/median/max of the 8000-epoch single-seed runs at a few epochs, per arm (Markdown)."""
+  grid = (long_results or {}).get('studies', {}).get('grid', {})
+  if not grid:
+    return ''
+  lines = ['| arm | ' + ' | '.join(f'epoch {e}: min / median / max' for e in at) + ' |', '|---' * (1 + len(at)) + '|']
+  for name, res in grid.items():
+    epochs, run = list(res['epochs']), res['runs'][0]
+    cells = []
+    for e in at:
+      i = epochs.index(e) if e in epochs else None
+      cells.append('n/a' if i is None else ' / '.join(f"{run['curves'][k][i]:.3f}" for k in ('min', 'median', 'max')))
+    lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
 def markdown(results: dict) -> str:
   lines = ['| claim | evidence (end of training, mean ± std over seeds) | verdict |', '|---|---|---|']
   for row in claims(results):
@@ -323,6 +339,9 @@ def main():
   out = args.out or args.workdir
   os.makedirs(out, exist_ok=True)
   text = markdown(results)
+  if args.long:
+    text += ('\n**8,000 epochs, one seed** (mask 0.5, sparsity 0.1; the arms whose reduced curves moved by more '
+             f'than {SETTLED} over their last quarter; `long` preset):\n\n' + long_table(load(args.long)))
   diag = diagnostics_table(os.path.join(out, 'diagnostics.json'))
   if diag:
     text += ('\n**What InfoNCE\'s W holds** (`diagnostics.py`: span = share of a neuron\'s weight inside span(M); '
