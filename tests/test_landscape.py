@@ -711,3 +711,15 @@ def test_report_verdicts_follow_their_rules():
   grid['infonce'] = _fake_result('infonce', {(None, 0.1, None): [(0.86, 0.1)] * 3, (None, 0.3, None): [(0.6, 0.1)] * 3})
   c1 = report.claims({'studies': {'grid': grid}, 'config': {'m': 50}})[0]
   assert c1['verdict'] == 'partly'  # Near at 0.1 (≥ 0.8), far at 0.3: not every latent, not every sparsity.
+
+
+def test_fullrank_collapse_measures():
+  run = {'M': jnp.eye(20)}
+  orthogonal = fullrank.evaluate({'Wo': jnp.eye(20) * 3.0}, run)
+  assert float(orthogonal['min']) == pytest.approx(1.0)
+  assert float(orthogonal['row_coherence']) == pytest.approx(0.0, abs=1e-6)
+  assert float(orthogonal['top_share']) == pytest.approx(1 / 20, rel=1e-5)
+  rank_one = fullrank.evaluate({'Wo': jnp.ones((20, 20)) / np.sqrt(20)}, run)  # Every neuron the same line.
+  assert float(rank_one['min']) == pytest.approx(20 ** -0.5, rel=1e-5)
+  assert float(rank_one['row_coherence']) == pytest.approx(1.0, rel=1e-5)
+  assert float(rank_one['top_share']) == pytest.approx(1.0, rel=1e-5)

@@ -190,6 +190,9 @@ def run(cfg, workdir: str, progress=print, argv=None) -> dict:
       res = train_fullrank(cfg, s, out_dir, progress)
     else:
       res = run_lib.train_objective(cfg, s, o, out_dir, progress)
+    if fresh:  # Which command, commit and machine trained this job (a resumed workdir mixes launches).
+      res['provenance'] = results['provenance']
+      storage.write_json(storage.join(out_dir, 'result.json'), jsonable(res, 6))
     results['studies'].setdefault(s, {})[o] = res
     if fresh:
       trained_cost += sizes[i]

@@ -136,7 +136,19 @@ def epoch(params, run, rng, e, batch_size: int, lr: float):
 
 
 def evaluate(params, run):
-  return metrics_lib.recovery(params['Wo'], run['M'])
+  """Recovery of W_o, and whether its neurons collapsed onto one direction.
+
+  ``row_coherence`` = mean over pairs j ≠ k of |cos(w_j, w_k)| (1: every neuron the same line; about
+  √(2/(πp)) ≈ 0.18 for random rows at p = 20, 0 for orthogonal ones); ``top_share`` = σ₁² / Σ σ_k² of W_o
+  (1: rank one; 1/m for orthogonal rows of equal norm).
+  """
+  w = params['Wo']
+  unit = w / jnp.linalg.norm(w, axis=1, keepdims=True)
+  m = w.shape[0]
+  coherence = (jnp.sum(jnp.abs(unit @ unit.T)) - m) / (m * (m - 1))
+  sv = jnp.linalg.svd(w, compute_uv=False)
+  return {**metrics_lib.recovery(w, run['M']), 'row_coherence': coherence,
+          'top_share': sv[0] ** 2 / jnp.sum(sv ** 2)}
 
 
 def make_chunk(batch_size: int, lr: float, epochs_per_log: int):
