@@ -139,11 +139,11 @@ def evaluate(params, run):
   """Recovery of W_o, and whether its neurons collapsed onto one direction.
 
   ``row_coherence`` = mean over pairs j ≠ k of |cos(w_j, w_k)| (1: every neuron the same line; about
-  √(2/(πp)) ≈ 0.18 for random rows at p = 20, 0 for orthogonal ones); ``top_share`` = σ₁² / Σ σ_k² of W_o
-  (1: rank one; 1/m for orthogonal rows of equal norm).
+  √(2/(πp)) ≈ 0.18 for random rows at p = 20, 0 for orthogonal ones; a zero row counts as 0);
+  ``top_share`` = σ₁² / Σ σ_k² of W_o (1: rank one; 1/m for orthogonal rows of equal norm).
   """
   w = params['Wo']
-  unit = w / jnp.linalg.norm(w, axis=1, keepdims=True)
+  unit = w / jnp.maximum(jnp.linalg.norm(w, axis=1, keepdims=True), 1e-12)
   m = w.shape[0]
   coherence = (jnp.sum(jnp.abs(unit @ unit.T)) - m) / (m * (m - 1))
   sv = jnp.linalg.svd(w, compute_uv=False)

@@ -176,18 +176,18 @@ def claims(results: dict) -> list[dict]:
   full = st.get('fullrank', {}).get('fullrank')
   if full:
     far = min(r['c'] for r in full['runs'])
-    has_coherence = 'row_coherence' in full['runs'][0]['end']
+    has_share = 'top_share' in full['runs'][0]['end']
     for key in settings_of(full, ('loss', 'norm', 'c')):
       e, s0 = ends(full, **key), starts(full, **key)
-      coherence = f", row coherence {ms(ends(full, 'row_coherence', **key))}" if has_coherence else ''
-      ev.append(f"full rank {key['loss']}/{key['norm']} c={key['c']}: {ms(s0)} → {ms(e)}{coherence}")
-      if key['c'] == far:  # Drifts from the far start, without the neurons collapsing onto one line.
-        collapsed = has_coherence and ends(full, 'row_coherence', **key).mean() > 0.5
+      share = f", σ₁² share {ms(ends(full, 'top_share', **key))}" if has_share else ''
+      ev.append(f"full rank {key['loss']}/{key['norm']} c={key['c']}: {ms(s0)} → {ms(e)}{share}")
+      if key['c'] == far:  # Drifts from the far start, without W collapsing to rank one.
+        collapsed = has_share and ends(full, 'top_share', **key).mean() > 0.5
         flags.append(e.mean() < s0.mean() - DRIFT and not collapsed)
   rows.append({'claim': 'C6: not an artefact of over-parameterisation (m = 10; full rank p = d = m = 20)',
                'evidence': '; '.join(ev) or 'n/a', 'verdict': verdict(flags),
                'rule': f'm = 10: non-contrastive min < {BAD} and below InfoNCE; full rank, per loss and norm at the '
-                       f'smallest c: end < start − {DRIFT} with row coherence ≤ 0.5 (not collapsed onto one line)'})
+                       f'smallest c: end < start − {DRIFT} with σ₁²/Σσ² of W ≤ 0.5 (not collapsed to rank one)'})
   return rows
 
 

@@ -31,10 +31,10 @@ one after the other inside the same program (``lax.map``; ``vmap_width=1``:
 a scan over runs, the faster program on a 2-core CPU: cache-sized arrays).
 Two-encoder negcos objectives with an even number of steps per epoch step
 as pairs (A-step, B-step) with the per-tower trainers (no gradient for the
-idle tower; 8 % more run-steps/s for ``negcos_alt_none`` in an interleaved
-A/B on 2 cores); otherwise, and for GSG (whose four-view forward and guide
-dominate: the split measured 10 % slower), the generic trainer's gate
-zeroes the idle tower's gradient. Between chunks
+idle tower: the same updates, tested; on 2 CPU cores it measured within
+the ±4 % noise of an interleaved A/B, ``benchmarks/RESULTS.md``);
+otherwise, and for GSG (whose four-view forward and guide dominate), the
+generic trainer's gate zeroes the idle tower's gradient. Between chunks
 (``chunk_epochs``) the stacked state is written to
 ``DIR/runs/<study>/<objective>/checkpoint.npz``; a finished objective writes
 ``result.json`` there and is skipped on a rerun (a different configuration
