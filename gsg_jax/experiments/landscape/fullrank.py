@@ -29,6 +29,10 @@ Init: W_o, W_t = (M + N(0, p^{−c}))ᵀ independently (``gen_Winit`` with m = d
 M_S = M), biases U(±1/√p) and W_p U(±1/√m) (torch's ``nn.Linear``). The
 recovery metric reads W_o. The authors' scripts pair M = I with the ``inner``
 loss and a random M with ``cosine``; ``variants`` in the config follows them.
+Their scripts also run one-hot latents (``fullrank_pre_alter_ws_one_hot.yaml``)
+and name a ``fullrank_pre_ws.yaml`` that their repository does not contain;
+this module runs the sparse latents of ``fullrank_nopre_ws.yaml`` (σ₀ = 0,
+c ∈ {1, 1.25, 1.5, 2}, the default mask probabilities and sparsities).
 """
 
 import itertools
