@@ -52,7 +52,7 @@ def _write_json(path: str, obj) -> None:
 
 def _last_eval(workdir: str) -> dict | None:
   """The last ``kind == 'eval'`` row of the run's ``metrics.jsonl``, or None."""
-  from gsg_jax.report import load_metrics  # The project's reader: it skips a line cut short by a killed run.
+  from gsg_jax.run_dir import load_metrics  # The project's reader: it skips a line cut short by a killed run.
   evals = [row for row in load_metrics(workdir) if row.get('kind') == 'eval']
   return evals[-1] if evals else None
 

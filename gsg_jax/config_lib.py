@@ -270,9 +270,10 @@ def validate(c) -> None:
       ('optim.optimizer', c.optim.optimizer in training.OPTIMIZERS, f'one of {training.OPTIMIZERS}'),
       ('optim.base_lr', c.optim.base_lr > 0, 'positive'),
       ('optim.weight_decay', c.optim.weight_decay >= 0, '>= 0'),
+      # Before warmup_epochs, which is judged against it.
+      ('num_epochs', c.num_epochs > 0, 'positive'),
       ('optim.warmup_epochs', 0 <= c.optim.warmup_epochs < c.num_epochs, 'in [0, num_epochs)'),
       ('batch_size', c.batch_size >= 2, '>= 2'),
-      ('num_epochs', c.num_epochs > 0, 'positive'),
       ('log_every_steps', c.log_every_steps > 0, 'positive'),
       ('checkpoint_every_steps', c.checkpoint_every_steps > 0, 'positive'),
       ('keep_checkpoints', c.keep_checkpoints > 0, 'positive'),

@@ -64,6 +64,9 @@ def check_output(out: str) -> str:
     raise ConfigError(f'cannot write {out!r}: the output must end in {" or ".join(OUTPUTS)}.')
   if kind == '.parquet' and importlib.util.find_spec('pyarrow') is None:
     raise ConfigError('writing .parquet needs pyarrow (pip install pyarrow); or write .npz.')
+  if storage.isdir(out):
+    raise UnusablePathError(f'--out={out!r} is a folder: name a file in it, e.g. {storage.join(out, "features" + kind)}.')
+  storage.ensure_writable_dir(storage.dirname(out), "--out's folder")  # Before any image is embedded.
   return kind
 
 

@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 
 from gsg_jax import storage
-from gsg_jax.errors import ConfigError, MissingPathError
+from gsg_jax.errors import ConfigError, MissingPathError, UnusablePathError
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -86,6 +86,8 @@ def find_run(workdir: str, step: int | None = None) -> Run:
     raise ConfigError('no run directory given (--workdir).')
   workdir = storage.resolve(workdir)
   if not storage.isdir(workdir):
+    if storage.exists(workdir):
+      raise UnusablePathError(f'{workdir!r} is a file, not a run directory.')
     raise MissingPathError(f'run directory {workdir!r} does not exist.')
   config = load_config(workdir)
   steps = checkpoint_steps(workdir)

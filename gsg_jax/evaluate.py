@@ -97,9 +97,7 @@ def _restore(run, dataset, trainer):
   like = jax.eval_shape(lambda key: trainer.init(key, shape), jax.random.key(0))
   like = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), like)
   try:
-    state = checkpointer.restore(like, run.step)
-  except ValueError as e:  # Checkpointer.restore's message for a checkpoint of another config.
-    raise ConfigError(str(e)) from e
+    state = checkpointer.restore(like, run.step)  # A ConfigError for a checkpoint of another config.
   finally:
     checkpointer.close()
   return state
@@ -179,6 +177,12 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
   external = memory_data is not None
   if external:
     memory, heldout = _open_external(memory_data, heldout_data, memory_split, heldout_split, config)
+  eval_dir = storage.join(workdir, 'eval', *([_data_tag(memory, heldout)] if external else []))
+  if write:  # Before any work: a read-only run directory is told at once, not after the features.
+    try:
+      storage.ensure_writable_dir(eval_dir, 'the evaluation folder')
+    except UnusablePathError as e:
+      raise UnusablePathError(f'{e} Evaluate a writable copy of the run directory.') from e
   try:
     dataset = data.load_dataset(config.data)
   except (OSError, ValueError) as e:  # The run's data are not readable here (moved, not prepared).
@@ -276,7 +280,7 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
     _mark(result)
 
   if write:
-    result['eval_dir'] = storage.join(workdir, 'eval', *([_data_tag(memory, heldout)] if external else []))
+    result['eval_dir'] = eval_dir
     _write(result, result['eval_dir'], held_f, labels_h)
   return result
 

@@ -28,7 +28,6 @@ at ``dpi`` 100, saved without ``bbox_inches='tight'`` so the size is exact).
 """
 
 import importlib.util
-import json
 import sys
 
 import matplotlib
@@ -38,6 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gsg_jax import storage
+from gsg_jax.run_dir import load_metrics  # noqa: F401 (the one reader of metrics.jsonl; also report's API)
 from gsg_jax.errors import ConfigError
 
 DPI = 100
@@ -62,29 +62,10 @@ _NEEDED = ('knn_top1@20', 'fast_linear_top1', 'features/effective_rank', 'featur
 
 def load_eval(workdir: str) -> dict:
   """``<workdir>/eval/latest.json``, running the evaluation first if it is missing or incomplete."""
-  path = storage.join(workdir, 'eval', 'latest.json')
-  embedding = storage.join(workdir, 'eval', 'embedding_latest.npz')
-  if storage.exists(path) and storage.exists(embedding):
-    result = storage.read_json(path)
-    if all(k in result.get('metrics', {}) for k in _NEEDED) and 'floors' in result:
-      return result
+  if _has_complete_eval(workdir):
+    return storage.read_json(storage.join(workdir, 'eval', 'latest.json'))
   from gsg_jax.evaluate import evaluate_run
   return evaluate_run(workdir)  # Default protocols; metrics saved earlier at the same step are kept.
-
-
-def load_metrics(workdir: str) -> list[dict]:
-  path = storage.join(workdir, 'metrics.jsonl')
-  if not storage.exists(path):
-    return []
-  rows = []
-  for line in storage.read_text(path).splitlines():
-    line = line.strip()
-    if line:
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError:
-        pass  # A line cut short by a crash.
-  return rows
 
 
 def run_label(result: dict, workdir: str) -> str:
@@ -142,7 +123,9 @@ def train_seconds(workdir: str) -> float | None:
 def plot_loss_knn(workdirs, labels, path: str):
   fig, (ax_loss, ax_knn) = _figure(2)
   for workdir, label in zip(workdirs, labels):
-    rows = load_metrics(workdir)
+    # The last record of each step: a resumed run re-logs the steps a crashed part logged past its checkpoint.
+    rows = list({(r.get('kind'), r.get('step')): r for r in load_metrics(workdir)}.values())
+    rows.sort(key=lambda r: r.get('step', 0))
     train = [r for r in rows if r.get('kind') == 'train' and r.get('loss') is not None]
     evals = [r for r in rows if r.get('kind') == 'eval' and r.get('knn_top1') is not None]
     if train:
@@ -272,21 +255,42 @@ def make_report(workdirs, out_dir: str) -> str:
   return text
 
 
-def main(argv=None):
-  import argparse
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('runs', nargs='+', help='run directories')
-  parser.add_argument('--out', default='report', help='output directory (default ./report)')
-  args = parser.parse_args(argv)
+def check_runs(workdirs) -> list[str]:
+  """The run directories, resolved, each checked before any work: one that does not exist, is a file, or holds
+  neither an evaluation nor a checkpoint to evaluate is a one-line ``UserError``."""
+  from gsg_jax.encoder import find_run
+  if not workdirs:
+    raise ConfigError('no run directories given: gsg-report RUN [RUN ...] [--out=DIR].')
+  resolved = [storage.resolve(w) for w in workdirs]
+  for workdir in resolved:
+    if not _has_complete_eval(workdir):
+      find_run(workdir)  # Raises what is missing: the folder, its config.json, or a checkpoint.
+  return resolved
+
+
+def _has_complete_eval(workdir: str) -> bool:
+  result = storage.read_json_if_present(storage.join(workdir, 'eval', 'latest.json')) if storage.isdir(workdir) else None
+  return bool(result) and all(k in result.get('metrics', {}) for k in _NEEDED) and 'floors' in result and \
+      storage.exists(storage.join(workdir, 'eval', 'embedding_latest.npz'))
+
+
+def main(argv):
+  from absl import flags
   from gsg_jax.training.outputs import quiet_library_logs
+  out = flags.FLAGS.out
+  workdirs = check_runs(argv[1:])
+  storage.ensure_writable_dir(out, '--out')
   quiet_library_logs()
-  print(make_report(args.runs, args.out))
-  print(f'Written to {storage.resolve(args.out)}', file=sys.stderr)
+  print(make_report(workdirs, out))
+  print(f'Written to {storage.resolve(out)}', file=sys.stderr)
 
 
 def run():
-  """The ``gsg-report`` command."""
-  main()
+  """The ``gsg-report`` command: ``gsg-report RUN [RUN ...] [--out=DIR]``."""
+  from absl import flags
+  from gsg_jax import cli
+  flags.DEFINE_string('out', 'report', 'Output folder for report.md and the figures.')
+  cli.run(main)
 
 
 if __name__ == '__main__':

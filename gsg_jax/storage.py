@@ -23,6 +23,7 @@ directory changes); URLs are kept as given, never turned into a local
 import io
 import json
 import os
+import socket
 import time
 from typing import Any
 
@@ -78,6 +79,25 @@ def listdir(path: str) -> list[str]:
 def makedirs(path: str) -> None:
   """Create folder ``path`` and its parents (a no-op where the store has no folders)."""
   epath.Path(path).mkdir(parents=True, exist_ok=True)
+
+
+def ensure_writable_dir(path: str, what: str) -> str:
+  """Create folder ``path`` if needed and check that files can be written in it, before any work; returns it
+  resolved. A path that is a file, or a folder that cannot be written, is ``UnusablePathError`` naming ``what``
+  (e.g. '--out')."""
+  from gsg_jax.errors import UnusablePathError  # Local: errors imports nothing, but keeps this module's imports lean.
+  path = resolve(path)
+  if not is_url(path) and os.path.exists(path) and not os.path.isdir(path):
+    raise UnusablePathError(f'{what} {path!r} is a file, not a folder.')
+  try:
+    makedirs(path)
+    # Named by host and pid: every process of a pod may probe a shared folder at once.
+    probe = join(path, f'.write_probe_{socket.gethostname()}_{os.getpid()}')
+    write_text(probe, 'ok')
+    remove(probe)
+  except OSError as e:
+    raise UnusablePathError(f'{what} {path!r} is not writable: {e.strerror or e}.') from e
+  return path
 
 
 def remove(path: str) -> None:

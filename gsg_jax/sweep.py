@@ -29,12 +29,12 @@ together (e.g. one per method, in sibling directories) to ``--out``.
 
 import copy
 import itertools
-import json
 import os
 import time
 
 from gsg_jax import storage
 from gsg_jax.errors import ConfigError, MissingPathError
+from gsg_jax.run_dir import check_config
 
 _PROTOCOLS = ('knn', 'fast_linear', 'diagnostics')
 _POINT_FILE = 'sweep_point.json'
@@ -104,17 +104,6 @@ def point_config(config, point: dict):
 
 # ---------------------------------------------------------------- running
 
-def _config_differences(stored: dict, config) -> list[str]:
-  """Keys whose value in ``stored`` (a run's config.json) differs from ``config``'s."""
-  def flat(d, prefix=''):
-    out = {}
-    for k, v in d.items():
-      out.update(flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {prefix + k: v})
-    return out
-  a, b = flat(stored), flat(json.loads(config.to_json_best_effort()))
-  return [f'{k}: {a.get(k)!r} → {b.get(k)!r}' for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-
-
 def _record(run_dir: str, point: dict, **seconds) -> None:
   record = storage.read_json_if_present(storage.join(run_dir, _POINT_FILE)) or {}
   record['point'] = point
@@ -138,11 +127,10 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
       raise ConfigError(f'grid point {point_name(point)}: {e}') from None
   workdir = storage.resolve(workdir)
   for point, c in zip(points, configs):  # Refuse before any training: nothing is mixed into an old run.
-    stored = storage.read_json_if_present(storage.join(workdir, point_name(point), 'config.json'))
-    differences = [] if stored is None else _config_differences(stored, c)
-    if differences:
-      raise ConfigError(f'{storage.join(workdir, point_name(point))} holds a run of another config '
-                        f'({"; ".join(differences[:3])}): use another --workdir or delete it.')
+    try:
+      check_config(storage.join(workdir, point_name(point)), c)
+    except ConfigError as e:
+      raise ConfigError(f'grid point {point_name(point)}: {e}') from None
 
   from gsg_jax import train
   from gsg_jax.evaluate import evaluate_run

@@ -20,6 +20,14 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _COMPILATION_CACHE)
 atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
 
 
+# A run of 8 steps (512 images, batch 64, one epoch) for command-line tests, with checkpoints and logs every 2 steps.
+TINY_FLAGS = ['--config.data.builtin_num_train=512', '--config.data.builtin_num_heldout=256', '--config.model.width=8',
+              '--config.augment.crop_size=16', '--config.batch_size=64', '--config.num_epochs=1',
+              '--config.checkpoint_every_steps=2', '--config.log_every_steps=2', '--config.model.projection_dim=32',
+              '--config.model.projector_hidden_dim=32', '--config.model.predictor_hidden_dim=8',
+              '--config.distributed.mode=off', '--config.eval.batch_size=256']
+
+
 def cifar10_zip():
   """The shared CIFAR-10 zip: $GSG_CIFAR_ZIP, this workplace's copy, or ../shared/data beside the checkout; None if absent."""
   candidates = [os.environ.get('GSG_CIFAR_ZIP', ''), '/work/shared/data/cifar10-train-jpeg.zip',

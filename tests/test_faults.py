@@ -24,17 +24,13 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_config
+from conftest import REPO, TINY_FLAGS, tiny_config
 
 pytestmark = pytest.mark.slow  # Subprocesses: the full tier only.
 
 TIMEOUT = 300
 STEPS = 8  # 512 images / batch 64, one epoch.
-TINY = ['--config.data.builtin_num_train=512', '--config.data.builtin_num_heldout=256', '--config.model.width=8',
-        '--config.augment.crop_size=16', '--config.batch_size=64', '--config.num_epochs=1',
-        '--config.checkpoint_every_steps=2', '--config.log_every_steps=2', '--config.model.projection_dim=32',
-        '--config.model.projector_hidden_dim=32', '--config.model.predictor_hidden_dim=8',
-        '--config.distributed.mode=off', '--config.eval.batch_size=256']
+TINY = TINY_FLAGS
 ENV = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO)  # With conftest's compilation cache.
 
 

@@ -122,8 +122,8 @@ def test_sweep_resumes_skips_and_reports(tmp_path, monkeypatch, capsys):
       {p: t for p, t in before.items() if p.startswith(second) and '/eval/' not in p and 'sweep_point' not in p}
 
   # 4. A changed config is refused rather than mixed into the finished runs.
-  with pytest.raises(ValueError, match=r'holds a run of another config \(num_epochs: 1 → 2\)'):
-    sweep.run_sweep(tiny_config('simclr', **{**_SMALL, 'num_epochs': 2}), GRID, workdir)
+  with pytest.raises(ValueError, match=r'batch_size=32: .* holds a run of another config: seed \(0 there, 1 here\)'):
+    sweep.run_sweep(tiny_config('simclr', **{**_SMALL, 'seed': 1}), GRID, workdir)
 
   # 5. Sibling sweeps combine into one table and plot (a copy relabelled as another method stands in for one).
   other = str(tmp_path / 'other')

@@ -1,8 +1,11 @@
 """TensorFlow Datasets: small datasets in memory, large ones streamed.
 
 TensorFlow and TFDS are imported inside functions only. ``load_tfds`` first
-checks that the dataset is prepared in ``data_dir`` and fails at once with
-instructions if not (TFDS would otherwise try the network for minutes).
+checks that the dataset is prepared in ``data_dir``. If not, and TFDS's
+download mirror answers within seconds, it downloads and prepares it (once);
+otherwise it fails at once with instructions (TFDS would try the network for
+minutes). Datasets that TFDS cannot download (ImageNet) always get the
+instructions.
 Training splits up to ``in_memory_max_examples`` are decoded into numpy
 (``InMemoryTrainData``); larger ones are streamed (``StreamingTrainData``)
 and their memory / held-out splits capped at ``eval_max_examples``.
@@ -99,6 +102,27 @@ def _split_names(split: str) -> list[str]:
   return [part.split('[', 1)[0].strip() for part in split.split('+')]
 
 
+# TFDS fetches prepared datasets from its Google Cloud Storage mirror first: if this host does not answer, nothing
+# will, and a download would only hang until TFDS's own timeouts (minutes).
+DOWNLOAD_PROBE = ('storage.googleapis.com', 443)
+DOWNLOAD_PROBE_TIMEOUT_S = 3.0
+
+
+def network_reachable() -> bool:
+  """Whether TFDS's download mirror answers within a few seconds."""
+  import socket
+  try:
+    socket.create_connection(DOWNLOAD_PROBE, timeout=DOWNLOAD_PROBE_TIMEOUT_S).close()
+    return True
+  except OSError:
+    return False
+
+
+def download_and_prepare(builder) -> None:
+  """``builder.download_and_prepare()``: a seam of its own, so tests replace the download."""
+  builder.download_and_prepare()
+
+
 def open_builder(name: str, data_dir: str, splits: list[str]):
   """``tfds.builder(name)`` after checking that it is prepared and has ``splits``; raises ValueError otherwise."""
   _, tfds = _tf_and_tfds()
@@ -107,14 +131,24 @@ def open_builder(name: str, data_dir: str, splits: list[str]):
     builder = tfds.builder(name, data_dir=data_dir or None)
   except DatasetNotFoundError as e:
     raise ConfigError(f'config.data.tfds_name={name!r}: no such TFDS dataset.') from e
+  manual = bool(getattr(builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None))
+  if not builder.is_prepared() and not manual and network_reachable():
+    # As solo-learn and lightly do on first use; where the network does not answer, the one-line error below.
+    print(f'TFDS dataset {name!r} is not prepared in {builder.data_dir!r}: downloading and preparing it (once).',
+          flush=True)
+    try:
+      download_and_prepare(builder)
+      builder = tfds.builder(name, data_dir=data_dir or None)  # Its info as prepared on disk.
+    except Exception as e:  # noqa: BLE001 (any failure of the download is reported as the error below, with why)
+      print(f'Preparing {name!r} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}', flush=True)
   if not builder.is_prepared():
     where = f'--data_dir={data_dir}' if data_dir else '(default data_dir ~/tensorflow_datasets)'
     how = f'run `tfds build {name} {where}` on a machine with internet access'
-    if getattr(builder, 'MANUAL_DOWNLOAD_INSTRUCTIONS', None):
+    if manual:
       how = (f'download its files by hand (see the TFDS catalog page for {name}) into a manual dir, then run '
              f'`tfds build {name} {where} --manual_dir=<that dir>`')
     raise DataError(f'TFDS dataset {name!r} is not prepared in {builder.data_dir!r} '
-                    f'(config.data.data_dir={data_dir!r}): {how}.')
+                    f'(config.data.data_dir={data_dir!r}) and could not be downloaded here: {how}.')
   known = set(builder.info.splits.keys())
   for split in splits:
     missing = [s for s in _split_names(split) if s not in known]

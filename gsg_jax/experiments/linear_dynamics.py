@@ -591,26 +591,31 @@ def run(cfg, out):
 
 
 def main():
-  from absl import app, flags, logging
-  from ml_collections import config_flags
+  """The command line: ``python -m gsg_jax.experiments.linear_dynamics --out=DIR [--quick] [--config.KEY=VALUE]``."""
+  from absl import flags
+
+  from gsg_jax import cli
+  from gsg_jax.errors import ConfigError
+  from gsg_jax.training.outputs import quiet_library_logs
   # --quick picks the preset before the --config.* overrides apply on top of it.
   quick = any(a in ('--quick', '--quick=true', '--quick=True', '--quick=1') for a in sys.argv[1:])
   flags.DEFINE_string('out', None, 'Directory for the figures and results.json.')
   flags.DEFINE_bool('quick', False, 'Short runs (a smoke test, under ~30 s).')
-  config = config_flags.DEFINE_config_dict('config', get_config('quick' if quick else None), lock_config=True)
+  config = cli.define_config_dict('config', get_config('quick' if quick else None))
   flags.mark_flag_as_required('out')
 
-  def _main(argv):
+  def command(argv):
     if len(argv) > 1:
-      raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+      raise ConfigError(f'unexpected arguments: {argv[1:]}')
     if flags.FLAGS.quick != quick:
-      raise app.UsageError('write --quick (or leave it out).')
-    if not flags.FLAGS['verbosity'].present:
-      logging.set_verbosity(logging.WARNING)  # Hide JAX's backend-probing INFO lines.
+      raise ConfigError('write --quick (or leave it out).')
+    quiet_library_logs()  # Hides JAX's backend-probing INFO lines.
+    out = storage.ensure_writable_dir(flags.FLAGS.out, '--out')  # Before any simulation.
     start = time.time()
-    run(config.value, flags.FLAGS.out)
+    run(config.value, out)
     print(f'all done in {time.time() - start:.1f}s', flush=True)
-  app.run(_main)
+
+  cli.run(command)
 
 
 if __name__ == '__main__':
