@@ -35,7 +35,7 @@ def test_the_refusal_says_how_to_resume(tmp_path):
   with pytest.raises(ConfigError, match=r'resume it with its own values: --config.batch_size=64 --config.seed=0\.'):
     run_dir.check_config(workdir, tiny_config('simsiam_gsg', seed=3, batch_size=32))
   many = {'seed': 3, 'batch_size': 32, 'model.width': 4, 'optim.base_lr': 0.2, 'augment.crop_size': 8}
-  with pytest.raises(ConfigError, match=r'and 1 more key\(s\).*config saved in .*config.json'):
+  with pytest.raises(ConfigError, match=r'and 2 more key\(s\).*config saved in .*config.json'):
     run_dir.check_config(workdir, tiny_config('simsiam_gsg', **many))
 
 
