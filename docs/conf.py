@@ -109,5 +109,16 @@ def plain_text_docstring(app, what, name, obj, options, lines):
   lines[:] = out
 
 
+def skip_bare_fields(app, what, name, obj, skip, options):
+  """Leave out a class's fields that carry no docstring of their own (dataclass fields, annotated attributes): the
+  class's parameter list already gives each with its type."""
+  if what == 'class' and not (callable(obj) or isinstance(obj, (property, classmethod, staticmethod))):
+    own_doc = getattr(obj, '__doc__', None)
+    if own_doc is None or own_doc == type(obj).__doc__:
+      return True
+  return None
+
+
 def setup(app):
   app.connect('autodoc-process-docstring', plain_text_docstring, priority=400)
+  app.connect('autodoc-skip-member', skip_bare_fields)
