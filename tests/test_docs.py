@@ -30,27 +30,30 @@ def test_committed_pages_equal_what_the_data_generate(generated):
   assert not stale, f'run `python docs/generate_results.py` and commit: {stale}'
 
 
-def test_every_page_of_a_study_comes_from_its_json(generated):
+def test_every_study_has_its_page(generated):
   pages, _ = generated
-  studies = {os.path.basename(os.path.dirname(p)) for p in glob.glob(os.path.join(REPO, 'benchmarks', 'results', '*', ''))}
-  assert {f'results/{s}.md' for s in studies} <= set(pages)
-  for study in studies:
-    assert f'benchmarks/results/{study}/' in pages[f'results/{study}.md']
+  studies = generate_results.load_records()
+  assert {'quick', 'cifar10_cpu', 'no_predictor', 'predictors', 'batch_study', 'linear_dynamics'} <= set(studies)
+  for study, records in studies.items():
+    page = pages[f'results/{study}.md']
+    for record in records:
+      assert f'Data: `{record["_path"]}`' in page and record['command'] in page, (study, record['_path'])
+    assert f'results/{study}.md' in pages and study in pages['results/index.md']
 
 
-def test_every_result_file_is_read(generated):
-  """A JSON under benchmarks/results/<study>/ is a results record, or a file a record names: none is ignored."""
-  named = set()
+def test_every_result_file_of_a_study_is_read(generated):
+  """In a folder with results records, every JSON is a record or a file that a record names: none is ignored."""
+  named, folders = set(), set()
   for records in generate_results.load_records().values():
     for record in records:
       folder = os.path.dirname(record['_path'])
+      folders.add(folder)
       named.add(record['_path'])
-      for key in ('results_file',):
-        if key in record:
-          named.add(os.path.join(folder, record[key]))
+      if 'results_file' in record:
+        named.add(os.path.join(folder, record['results_file']))
       if record.get('_floors_source'):
         named.add(re.search(r'`([^`]+\.json)`', record['_floors_source']).group(1))
-  on_disk = {os.path.relpath(p, REPO) for p in glob.glob(os.path.join(REPO, 'benchmarks', 'results', '*', '*.json'))}
+  on_disk = {os.path.relpath(p, REPO) for folder in folders for p in glob.glob(os.path.join(REPO, folder, '*.json'))}
   assert on_disk - named == set()
 
 
