@@ -475,6 +475,7 @@ def config_comments(path: str, function: str, prefix: str) -> dict[tuple[str, st
     if token.type == tokenize.COMMENT:
       comments[token.start[0]] = token.string.lstrip('#').strip()
   out, branch, pending, body_indent = {}, '', [], node.body[0].col_offset
+  last_key, last_indent = None, 0
   for number, line in enumerate(lines, 1):
     stripped = line.strip()
     match = BRANCH.match(line)
@@ -483,15 +484,22 @@ def config_comments(path: str, function: str, prefix: str) -> dict[tuple[str, st
       pending = []
       continue
     if stripped.startswith('#'):
-      pending.append(comments.get(number, ''))
+      if last_key is not None and len(line) - len(stripped) > last_indent + 4:  # A trailing comment continued.
+        out[last_key] += ' ' + comments.get(number, '')
+      else:
+        pending.append(comments.get(number, ''))
+        last_key = None
       continue
     match = ASSIGN.match(line)
+    last_key = None
     if match:
       indent, key = len(match.group(1)), prefix + match.group(2)
       where = '' if indent <= body_indent else branch
       text = comments.get(number) or ' '.join(pending)
       if text:
         out[(where, key)] = text
+      if comments.get(number):
+        last_key, last_indent = (where, key), indent
     if stripped:
       pending = []
   return out
@@ -556,7 +564,62 @@ def config_pages() -> tuple[str, str]:
     presets.append(f'| `configs/{name}.py` | {escape(doc)} | `{config.method.loss}` | `{config.method.target}` '
                    f'| `{config.method.predictor}` | {", ".join(f"`{p}`" for p in works)} |')
   presets.append('')
+  presets += recipe_tables(config_lib, comments)
+  presets += landscape_table()
   return '\n'.join(keys), '\n'.join(presets)
+
+
+RECIPES = {'contrastive_recipe': 'gsg_jax/config_lib.py', 'directpred_recipe': 'gsg_jax/config_lib.py'}
+
+
+def recipe_tables(config_lib, base_comments) -> list[str]:
+  """Per config file and preset, the keys its recipe (``contrastive_recipe``, ``directpred_recipe``) sets on top of
+  ``make_config``'s preset, with the recipe's comments."""
+  from gsg_jax import methods
+  recipe_comments = {name: config_comments(path, name, '') for name, path in RECIPES.items()}
+  lines = ['## The recipes of the config files', '',
+           'What each config file changes on top of its preset (`config_lib.contrastive_recipe` for the contrastive '
+           'losses, `config_lib.directpred_recipe` for `byol_directpred.py`); files and presets not listed change '
+           'nothing.', '']
+  for path in sorted(glob.glob(os.path.join(REPO, 'configs', '*.py'))):
+    name = os.path.splitext(os.path.basename(path))[0]
+    if name == 'landscape':
+      continue
+    rows = []
+    for preset in config_lib.PRESETS:
+      config = config_lib.named_config(name, preset)
+      recipe = ('directpred_recipe' if config.method.predictor == 'directpred' else
+                'contrastive_recipe' if not methods.LOSSES[config.method.loss].cuts_target_gradient else None)
+      comments = recipe_comments.get(recipe, {})
+      plain = flatten(config_lib.make_config(config.method.loss, config.method.target, config.method.predictor, preset))
+      for key, value in flatten(config).items():
+        if plain.get(key) != value:
+          text = comments.get((repr(preset), key)) or comments.get(('', key), '')
+          rows.append(f'| `{preset}` | `{key}` | {show(value)} | {show(plain.get(key))} | {escape(text) or "–"} |')
+    if rows:
+      lines += [f'### `configs/{name}.py`', '', '| preset | key | value | the preset\'s | where the value comes from |',
+                '|---|---|---|---|---|', *rows, '']
+  return lines
+
+
+def landscape_table() -> list[str]:
+  """``configs/landscape.py``'s keys (its own config, not ``make_config``'s), with their comments."""
+  from importlib import util
+  path = os.path.join(REPO, 'configs', 'landscape.py')
+  spec = util.spec_from_file_location('docs_landscape_config', path)
+  module = util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  comments = config_comments('configs/landscape.py', 'get_config', '')
+  base, quick = flatten(module.get_config()), flatten(module.get_config('quick'))
+  lines = ['## `configs/landscape.py`', '',
+           'The landscape experiments\' own config ([Landscape](experiments/landscape.md)): every key, the paper\'s '
+           'setting by default and the `quick` preset\'s changes.', '',
+           '| key | default | `quick` | where the value comes from |', '|---|---|---|---|']
+  for key, value in base.items():
+    changed = show(quick[key]) if quick.get(key) != value else ''
+    text = comments.get(('', key)) or comments.get(("'quick'", key), '')
+    lines.append(f'| `{key}` | {show(value)} | {changed} | {escape(text) or "–"} |')
+  return lines + ['']
 
 
 # ----------------------------------------------------------------------------------------------- notebook
