@@ -409,7 +409,41 @@ def throughput_section(record: dict) -> list[str]:
   return lines + ['']
 
 
-EXPERIMENTS = {'linear_dynamics': linear_dynamics_section, 'throughput': throughput_section}
+def flops_section(record: dict) -> list[str]:
+  """XLA's FLOP count of one train step, from ``benchmarks/train_step.py --compile-only`` JSON files."""
+  lines = ['| method | backbone | width | dtype | crop | batch | TFLOP per step | GFLOP per image |',
+           '|---|---|---:|---|---:|---:|---:|---:|']
+  for name in record['files']:
+    with open(os.path.join(RESULTS, name), encoding='utf-8') as f:
+      data = json.load(f)
+    for r in data['results']:
+      lines.append(f'| {r["method"]} | {r["backbone"]} | {r["width"]} | {r["dtype"]} | {r["crop_size"]} '
+                   f'| {r["batch_size"]} | {r["flops_per_step"] / 1e12:.2f} | {r["flops_per_image"] / 1e9:.2f} |')
+    lines += ['', f'`{name}`: `python {data["command"]}` ({data["date"]}).', '']
+  return lines
+
+
+def landscape_timing_section(record: dict) -> list[str]:
+  """``benchmarks/landscape.py``'s timing of the paper's grid: measured epochs per objective, the whole extrapolated."""
+  lines = []
+  for name in record['files']:
+    with open(os.path.join(RESULTS, name), encoding='utf-8') as f:
+      data = json.load(f)
+    c = data['config']
+    lines += [f'`{name}`: `python {data["command"]}` ({data["date"]}; {c["num_epochs"]} epochs, {c["num_seeds"]} '
+              f'seeds, study `{c["study"]}`, vmap width {c["vmap_width"]}; load average at start '
+              f'{data["machine"]["load_average_1min_at_start"]:.1f}). Measured {data["wall_s"]:.0f} s; the whole '
+              f'grid extrapolated to {data["extrapolated_total_s"] / 3600:.1f} h.', '',
+              '| objective | runs | s per epoch | GFLOP/s | whole study, extrapolated (h) |', '|---|---:|---:|---:|---:|']
+    for r in data['results']:
+      lines.append(f'| `{r["objective"]}` | {r["runs_full"]} | {r["seconds_per_epoch"]:.2f} '
+                   f'| {r["achieved_gflops_per_s"]:.1f} | {r["extrapolated_full_s"] / 3600:.2f} |')
+    lines.append('')
+  return lines
+
+
+EXPERIMENTS = {'linear_dynamics': linear_dynamics_section, 'throughput': throughput_section, 'flops': flops_section,
+               'landscape_timing': landscape_timing_section}
 
 
 # ----------------------------------------------------------------------------------------------- components
