@@ -1,4 +1,4 @@
-"""Issue #12's accelerator check, as one prepared command: step throughput, then SimSiam and SimSiam+GSG on CIFAR-10.
+"""The accelerator check, as one prepared command: step throughput, then SimSiam and SimSiam+GSG on CIFAR-10.
 
 A lent GPU comes with minutes, not hours (the device tool: 15 minutes a task,
 10 a command, the machine's start included). This script spends them on

@@ -9,7 +9,7 @@ Presets:
 * ``cifar10_zip``: the same recipe on ``../shared/data/cifar10-train-jpeg.zip``
   (an image-folder zip; 10% held out for evaluation).
 * ``cifar10_cpu``: the zip's CIFAR-10 sized for 2 CPU cores: the quick ConvNet at 24×24, 8 epochs, under 30
-  minutes for the costliest method (README, "CIFAR-10 on a CPU").
+  minutes for the costliest method (docs/results/cifar10_cpu.md).
 * ``imagenet``: the reference's ImageNet setting (TFDS imagenet2012, streamed).
 * ``quick``: the built-in synthetic dataset and a small ConvNet; about two
   minutes on 2 CPU cores.
@@ -195,7 +195,7 @@ def make_config(loss: str = 'negcos', target: str = 'online', predictor: str = '
     c.eval_every_epochs = 5
     c.checkpoint_every_steps = 2500
   elif preset == 'quick':
-    # Sized for about two minutes on 2 CPU cores (README, "Two commands on a fresh machine").
+    # Sized for about two minutes on 2 CPU cores (the README's first command; docs/results/quick.md).
     c.data.source = 'builtin'
     c.data.builtin_num_train = 4096
     c.data.builtin_num_heldout = 1024
@@ -204,7 +204,7 @@ def make_config(loss: str = 'negcos', target: str = 'online', predictor: str = '
     c.model.projection_dim = 256
     c.model.projector_hidden_dim = 256
     c.model.predictor_hidden_dim = 64
-    c.model.projector_layers = 3    # The layout the README's measured quick figures were taken with.
+    c.model.projector_layers = 3    # The layout the measured quick figures (docs/results/) were taken with.
     c.augment.crop_size = 24        # 24×24 views of the 32×32 images: half the cost of 32×32.
     c.optim.base_lr = 0.1
     c.batch_size = 128
@@ -304,8 +304,9 @@ def contrastive_recipe(c, preset: str | None = None) -> None:
 
   Koromilas et al. (ICML 2024) train on the simclr-pytorch code base
   (github.com/AndrewAtanov/simclr-pytorch); the values below come from that
-  code base's ResNet-18 CIFAR model and CIFAR config, and from the setting the
-  issue states for the paper (batch 256, SGD lr 1.0, 200 epochs). The losses'
+  code base's ResNet-18 CIFAR model and CIFAR config, and from the setting this
+  project's specification gives for the paper (batch 256, SGD lr 1.0, 200
+  epochs; not checked against the paper's text). The losses'
   temperatures are the registry defaults (``gsg_jax.methods.LOSSES``): 0.5 for
   InfoNCE/DCL (simclr-pytorch's CIFAR config), τ = 0.3 for DHEL and t = 2,
   γ = 16 for KCL (the authors' DHEL-KCL ``losses.py``).
@@ -324,10 +325,10 @@ def contrastive_recipe(c, preset: str | None = None) -> None:
   c.model.projector_output_bn = True
   c.augment.crop_scale = (0.08, 1.0)      # simclr-pytorch CIFAR: RandomResizedCrop(scale_lower=0.08); its colour
                                           # distortion s = 0.5 is SimSiam's ColorJitter(0.4, 0.4, 0.4, 0.1), p = 0.8.
-  c.batch_size = 256                      # The paper's CIFAR-10 batch (per the issue).
+  c.batch_size = 256                      # The paper's CIFAR-10 batch (per the specification above).
   c.optim.optimizer = 'sgd'               # SGD, momentum 0.9 (simclr-pytorch's --opt sgd).
-  c.optim.base_lr = 1.0                   # lr 1.0 at batch 256 (per the issue); × batch/256, the linear scaling rule.
+  c.optim.base_lr = 1.0                   # lr 1.0 at batch 256 (per the specification); × batch/256, linear scaling.
   c.optim.weight_decay = 1e-6             # simclr-pytorch CIFAR config: weight_decay 1e-6.
   c.optim.warmup_epochs = 2.0             # simclr-pytorch 'warmup-anneal': linear warm-up over 1% of the
   c.optim.schedule = 'cosine'             # iterations (warmup: 0.01), then cosine to 0: 2 of 200 epochs.
-  c.num_epochs = 200                      # The paper's CIFAR-10 length (per the issue).
+  c.num_epochs = 200                      # The paper's CIFAR-10 length (per the specification).

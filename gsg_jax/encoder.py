@@ -49,7 +49,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise ConfigError(f'{path} is not valid JSON ({e}).') from e
   if not isinstance(raw.get('method', {}).get('predictor'), str):
     raise ConfigError(f'{path} was written before the method design of loss/target/predictor: its checkpoints '
-                      'cannot be read by this version (see the README, "Checkpoint compatibility").')
+                      'cannot be read by this version (see docs/methods.md, "Checkpoint compatibility").')
   return ml_collections.ConfigDict(_tuples(raw))
 
 

@@ -25,7 +25,7 @@ Layouts:
   (int64 scalar, set to the step), ``layerX.Y.convK`` / ``bnK``, and
   ``layerX.Y.downsample.0`` / ``.1`` for the projection shortcuts. The
   backbones pad as torchvision does, so the loaded model computes the same
-  features (the README's "Take the encoder out" says how to load it). The
+  features (docs/encoder.md, "Taking the encoder out", says how to load it). The
   heads have no torchvision counterpart: ``--with_heads`` needs ``flax``.
 """
 

@@ -14,11 +14,13 @@ linear or diagnostics metrics). Written to ``out_dir`` (default ``./report``):
   figures), whether the row beats raw pixels (**no** marks one that does not),
   effective rank of the held-out features, collapse flag;
 * ``loss_knn.png``: training loss (left) and kNN top-1 (right) against epoch,
-  all runs on shared axes, from each run's ``metrics.jsonl``;
+  all runs on shared axes, from each run's ``metrics.jsonl``, with the kNN
+  floors (raw pixels, random init) that the training monitor logged dashed;
 * ``spectra.png``: singular values of the held-out features (left) and
   projections (right), each divided by its largest, log scale;
 * ``embedding.png``: 2-D PCA of the held-out backbone features coloured by
-  class, one panel per run;
+  class (named where the data has names: the built-in dataset's shapes), one
+  panel per run;
 * ``embedding_tsne.png`` (and ``embedding_umap.png`` when ``umap-learn`` is
   installed): the same features, up to ``TSNE_MAX_POINTS`` of them, by
   t-SNE (UMAP), which keeps neighbourhoods that a linear projection merges.
@@ -120,8 +122,24 @@ def train_seconds(workdir: str) -> float | None:
   return (storage.read_json_if_present(storage.join(workdir, 'summary.json')) or {}).get('train_seconds')
 
 
+FLOOR_KINDS = (('raw_pixels', 'raw pixels', 'black'), ('random_init', 'random init', 'dimgray'))
+
+
+def knn_floors(rows: list[dict]) -> dict[str, float]:
+  """{kind: kNN top-1} of the floors the training monitor logged with its evaluations (``floors/<kind>/knn_top1``)."""
+  floors = {}
+  for row in rows:
+    for kind, _, _ in FLOOR_KINDS:
+      value = row.get(f'floors/{kind}/knn_top1')
+      if row.get('kind') == 'eval' and value is not None:
+        floors.setdefault(kind, value)
+  return floors
+
+
 def plot_loss_knn(workdirs, labels, path: str):
+  """Loss and kNN top-1 against epoch; every run's kNN floors (raw pixels, random init) dashed beside its curve."""
   fig, (ax_loss, ax_knn) = _figure(2)
+  drawn = {}  # (kind, value) -> label: runs on the same data share their floors' lines.
   for workdir, label in zip(workdirs, labels):
     # The last record of each step: a resumed run re-logs the steps a crashed part logged past its checkpoint.
     rows = list({(r.get('kind'), r.get('step')): r for r in load_metrics(workdir)}.values())
@@ -132,8 +150,14 @@ def plot_loss_knn(workdirs, labels, path: str):
       ax_loss.plot([r['epoch'] for r in train], [r['loss'] for r in train], marker='.', label=label)
     if evals:
       ax_knn.plot([r['epoch'] for r in evals], [r['knn_top1'] for r in evals], marker='o', label=label)
+    for kind, name, colour in FLOOR_KINDS:
+      value = knn_floors(rows).get(kind)
+      if value is not None and (kind, round(value, 6)) not in drawn:
+        floor_label = f'floor: {name}' if len(workdirs) == 1 else f'floor: {name} [{storage.basename(workdir)}]'
+        drawn[(kind, round(value, 6))] = floor_label
+        ax_knn.axhline(value, color=colour, linestyle='--', linewidth=1.2, label=floor_label)
   ax_loss.set(title='Training loss', xlabel='epoch', ylabel='loss')
-  ax_knn.set(title='kNN top-1 on held-out images', xlabel='epoch', ylabel='kNN top-1 (%)')
+  ax_knn.set(title='kNN top-1 on held-out images (dashed: floors)', xlabel='epoch', ylabel='kNN top-1 (%)')
   for ax in (ax_loss, ax_knn):
     ax.grid(alpha=0.3)
     ax.legend(fontsize='small')
@@ -157,22 +181,33 @@ def plot_spectra(results, labels, path: str):
   _save(fig, path)
 
 
+def run_class_names(workdir: str) -> list[str] | None:
+  """The class names of a run's data where the data has them (the built-in dataset's shapes), else None."""
+  config = storage.read_json_if_present(storage.join(workdir, 'config.json')) or {}
+  if config.get('data', {}).get('source') == 'builtin':
+    from gsg_jax.data.synthetic import SHAPES
+    return list(SHAPES)
+  return None
+
+
 def plot_embeddings(workdirs, labels, path: str):
   fig, axes = _figure(len(workdirs))
   for ax, workdir, label in zip(axes, workdirs, labels):
     d = storage.load_npz(storage.join(workdir, 'eval', 'embedding_latest.npz'))
     emb, classes = d['embedding'], d['labels']
-    _scatter_by_class(ax, emb, classes)
+    _scatter_by_class(ax, emb, classes, run_class_names(workdir))
     ax.set(title=f'PCA of held-out features: {label}', xlabel='PC 1', ylabel='PC 2')
   fig.tight_layout()
   _save(fig, path)
 
 
-def _scatter_by_class(ax, points, classes):
+def _scatter_by_class(ax, points, classes, class_names=None):
+  """Points coloured by class; the legend names each class where ``class_names`` has it, else its index."""
   cmap = plt.get_cmap('tab10')
   for c in np.unique(classes):
     mask = classes == c
-    ax.scatter(points[mask, 0], points[mask, 1], color=cmap(int(c) % 10), s=6, alpha=0.8, label=f'class {int(c)}')
+    name = class_names[int(c)] if class_names is not None and 0 <= int(c) < len(class_names) else f'class {int(c)}'
+    ax.scatter(points[mask, 0], points[mask, 1], color=cmap(int(c) % 10), s=6, alpha=0.8, label=name)
   ax.legend(fontsize='x-small', markerscale=2, loc='best')
 
 
@@ -212,13 +247,14 @@ def nonlinear_2d(features: np.ndarray, method: str = 'tsne', seed: int = 0) -> n
   return tsne.fit_transform(features).astype(np.float32)
 
 
-def plot_nonlinear_embeddings(features, labels, path: str, method: str = 'tsne'):
-  """One panel per run of ``features`` = [(features, classes), ...], by ``nonlinear_2d``."""
+def plot_nonlinear_embeddings(features, labels, path: str, method: str = 'tsne', class_names=None):
+  """One panel per run of ``features`` = [(features, classes), ...], by ``nonlinear_2d``; ``class_names``: one list
+  (or None) per run, for the legends."""
   name = {'tsne': 't-SNE', 'umap': 'UMAP'}[method]
   fig, axes = _figure(len(features))
-  for ax, (points, classes), label in zip(axes, features, labels):
+  for i, (ax, (points, classes), label) in enumerate(zip(axes, features, labels)):
     if len(points) >= 3:
-      _scatter_by_class(ax, nonlinear_2d(points, method), classes)
+      _scatter_by_class(ax, nonlinear_2d(points, method), classes, class_names[i] if class_names else None)
     else:
       ax.text(0.5, 0.5, f'{len(points)} held-out images: too few', ha='center', transform=ax.transAxes)
     ax.set(title=f'{name} of held-out features: {label}', xlabel=f'{name} 1', ylabel=f'{name} 2')
@@ -240,7 +276,8 @@ def make_report(workdirs, out_dir: str) -> str:
   features = [heldout_features(w, r['step']) for w, r in zip(workdirs, results)]
   nonlinear = ['tsne'] + (['umap'] if importlib.util.find_spec('umap') else [])
   for method in nonlinear:
-    plot_nonlinear_embeddings(features, labels, storage.join(out_dir, f'embedding_{method}.png'), method)
+    plot_nonlinear_embeddings(features, labels, storage.join(out_dir, f'embedding_{method}.png'), method,
+                              [run_class_names(w) for w in workdirs])
   text = '\n'.join([
       '# Run comparison', '', markdown_table(results, labels, [train_seconds(w) for w in workdirs]), '',
       'kNN: weighted, at each run\'s k and T. Linear: standard protocol when evaluated (its name in '

@@ -1,8 +1,7 @@
 """The package: pyproject.toml's console scripts and package list, requirements.txt, the configs found from any
 folder, the CPU-only warning, and training without TensorFlow.
 
-Installing the wheel itself (``pip install .`` into a fresh environment) takes too long for CI; the README's
-"Install" section says how to check it by hand.
+Building the wheel and installing it into a fresh environment: tests/test_release.py (slow).
 """
 
 import importlib

@@ -104,10 +104,10 @@ def get_config(preset=None):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.tau = 1.0         # Paper: W_a = τW, τ → 1 once the EMA has caught up with W.
-  c.alpha_p = 1.0     # Predictor's relative learning rate; 1 = same as W (issue 9).
+  c.alpha_p = 1.0     # Predictor's relative learning rate; 1 = same as W.
   c.sigma2 = 0.5      # X' = σ²I: augmentation weaker than the signal (X = I); puts the collapse
                       # threshold τ²/(4(1+σ²)) = 1/6 between η = 0.01 (survives) and η = 1 (collapses).
-  c.dt = 0.01         # Euler step (issue 9).
+  c.dt = 0.01         # Euler step.
 
   # Per-mode (p, s) dynamics.
   c.phase_etas = (0.0, 0.01, 1.0)  # One phase portrait each: no decay, weak decay, above threshold.
@@ -117,12 +117,12 @@ def get_config(preset=None):
   c.mode_time = 200.0  # Long enough for the slowest η < threshold (rate p*₊√disc ≥ 0.06) to settle.
 
   # Matrix dynamics (linear BYOL).
-  c.n1 = 10           # Input dimension (issue 9: small sizes).
+  c.n1 = 10           # Input dimension (small, for a quick simulation).
   c.n2 = 10           # Output dimension.
   c.init_scale = 0.3  # Entries ~ N(0, init_scale²/n): W_p's eigenvalues fill a disc of radius ≈ 0.3, so some
                       # modes start below p*₋ (Re p < 0: 2 of 10 at seed 0) and collapse.
-  c.beta = 0.4        # EMA rate (issue 9).
-  c.eta = 0.04        # Weight decay of the main run, the variants and DirectPred (issue 9).
+  c.beta = 0.4        # EMA rate.
+  c.eta = 0.04        # Weight decay of the main run, the variants and DirectPred.
   c.weight_decays = (0.0, 0.01, 0.04, 0.1, 0.2)  # Sweep across the threshold 1/6.
   c.betas = (0.1, 0.4, 1.0, 4.0)  # EMA sweep, slow to fast (β = ∞ would be W_a = W).
   c.matrix_time = 200.0  # e^{−2·0.04·200} ≈ 1e-7: balancing settles for η = 0.04.
