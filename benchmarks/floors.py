@@ -49,21 +49,37 @@ def main(argv=None) -> int:
       memory, heldout = labelled.run_memory(dataset, config), labelled.run_heldout(dataset, config)
       trainer = build_trainer(config, dataset.train.steps_per_epoch(config.batch_size), dataset.num_classes)
       knn = knn_settings(config.eval)
-      floors = compute_floors(config, os.path.join(scratch, 'run'), trainer, memory, heldout, dataset.num_classes,
-                              knn, resolve_protocol('fast', {}), tuple(dataset.train.image_shape))
-      per_config[spec] = {kind: {key: round(float(floors[kind][key]), 2) for key in ('knn_top1', 'fast_linear_top1')}
-                          for kind in ('raw_pixels', 'random_init')}
+      floors = compute_floors(
+        config,
+        os.path.join(scratch, 'run'),
+        trainer,
+        memory,
+        heldout,
+        dataset.num_classes,
+        knn,
+        resolve_protocol('fast', {}),
+        tuple(dataset.train.image_shape),
+      )
+      per_config[spec] = {
+        kind: {key: round(float(floors[kind][key]), 2) for key in ('knn_top1', 'fast_linear_top1')}
+        for kind in ('raw_pixels', 'random_init')
+      }
       print(spec, per_config[spec], flush=True)
   distinct = {json.dumps(v, sort_keys=True) for v in per_config.values()}
   commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True, text=True).stdout
-  record = {'command': 'python benchmarks/floors.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
-            'date': datetime.date.today().isoformat(), 'commit': commit.strip() or None,
-            'knn': {k: v for k, v in knn.items()} if isinstance(knn, dict) else knn,
-            'per_config': per_config}
+  record = {
+    'command': 'python benchmarks/floors.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
+    'date': datetime.date.today().isoformat(),
+    'commit': commit.strip() or None,
+    'knn': {k: v for k, v in knn.items()} if isinstance(knn, dict) else knn,
+    'per_config': per_config,
+  }
   if len(distinct) == 1:  # The same floors for every config (same data, same backbone and seed): one set to draw.
     values = next(iter(per_config.values()))
-    record['floors'] = [{'label': 'raw pixels', 'values': values['raw_pixels']},
-                        {'label': 'random init', 'values': values['random_init']}]
+    record['floors'] = [
+      {'label': 'raw pixels', 'values': values['raw_pixels']},
+      {'label': 'random init', 'values': values['random_init']},
+    ]
   with open(args.out, 'w', encoding='utf-8') as f:
     json.dump(record, f, indent=1)
     f.write('\n')

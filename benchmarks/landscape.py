@@ -41,7 +41,9 @@ def load_config(preset):
 
 def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
   import jax
+
   from gsg_jax.experiments.landscape import run as run_lib
+
   study = run_lib.study_config(cfg, study_name)
   obj = run_lib.objective(name)
   full_runs = len(run_lib.run_settings(obj, study, cfg.num_seeds, cfg.seed))
@@ -61,7 +63,7 @@ def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
   jax.block_until_ready(m)
   timed_s = time.perf_counter() - t0
   one = jax.tree_util.tree_map(lambda a: a[0], state)
-  batch = {'x': data['x'][0, :cfg.batch_size], 'keep_prob': data['keep'][0]}
+  batch = {'x': data['x'][0, : cfg.batch_size], 'keep_prob': data['keep'][0]}
   cost = jax.jit(program.trainer.train_step).lower(one, batch, rngs[0]).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get('flops', 0.0))
@@ -69,27 +71,39 @@ def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
   steps_per_s = steps / timed_s
   run_steps_per_s = steps_per_s * len(runs)
   total_run_steps = full_runs * cfg.num_epochs * program.steps_per_epoch
-  return {'objective': name, 'study': study_name, 'runs_measured': len(runs), 'runs_full': full_runs,
-          'steps_per_epoch': program.steps_per_epoch, 'epochs_timed': epochs, 'setup_s': setup_s,
-          'compile_and_first_chunk_s': first_s, 'compile_s_estimate': max(first_s - timed_s, 0.0),
-          'seconds_per_epoch': timed_s / epochs, 'steps_per_s': steps_per_s, 'run_steps_per_s': run_steps_per_s,
-          'flops_per_run_step': flops, 'achieved_gflops_per_s': flops * run_steps_per_s / 1e9,
-          'extrapolated_full_s': total_run_steps / run_steps_per_s + max(first_s - timed_s, 0.0),
-          'final_min_max_cos_mean': float(m['min'].mean())}
+  return {
+    'objective': name,
+    'study': study_name,
+    'runs_measured': len(runs),
+    'runs_full': full_runs,
+    'steps_per_epoch': program.steps_per_epoch,
+    'epochs_timed': epochs,
+    'setup_s': setup_s,
+    'compile_and_first_chunk_s': first_s,
+    'compile_s_estimate': max(first_s - timed_s, 0.0),
+    'seconds_per_epoch': timed_s / epochs,
+    'steps_per_s': steps_per_s,
+    'run_steps_per_s': run_steps_per_s,
+    'flops_per_run_step': flops,
+    'achieved_gflops_per_s': flops * run_steps_per_s / 1e9,
+    'extrapolated_full_s': total_run_steps / run_steps_per_s + max(first_s - timed_s, 0.0),
+    'final_min_max_cos_mean': float(m['min'].mean()),
+  }
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--preset', default='', help="configs/landscape.py preset ('' = the paper's grid, 'quick').")
-  parser.add_argument('--objectives', default='', help='comma-separated; default: the config\'s objectives.')
+  parser.add_argument('--objectives', default='', help="comma-separated; default: the config's objectives.")
   parser.add_argument('--study', default='grid')
   parser.add_argument('--epochs', type=int, default=5, help='timed epochs per objective (after one compile call).')
-  parser.add_argument('--vmap-width', type=int, default=-1, help='runs per vmapped group (-1: the config\'s).')
-  parser.add_argument('--seeds', type=int, default=0, help='seeds to stack (0: the config\'s num_seeds).')
+  parser.add_argument('--vmap-width', type=int, default=-1, help="runs per vmapped group (-1: the config's).")
+  parser.add_argument('--seeds', type=int, default=0, help="seeds to stack (0: the config's num_seeds).")
   parser.add_argument('--out', default=os.path.join(REPO, 'benchmarks', 'results', 'landscape_cpu.json'))
   args = parser.parse_args()
 
   import jax
+
   cfg = load_config(args.preset)
   if args.vmap_width >= 0:
     cfg.vmap_width = args.vmap_width
@@ -100,24 +114,45 @@ def main():
   for name in names:
     r = measure(cfg, args.study, name, args.epochs, seeds)
     results.append(r)
-    print(f"{name:28s} runs {r['runs_measured']:3d}/{r['runs_full']:3d}  compile ~{r['compile_s_estimate']:5.1f}s  "
-          f"{r['steps_per_s']:7.1f} steps/s  {r['run_steps_per_s']:9.0f} run-steps/s  "
-          f"{r['flops_per_run_step'] / 1e6:6.1f} MFLOP/run-step = {r['achieved_gflops_per_s']:5.1f} GFLOP/s  "
-          f"full ({cfg.num_epochs} epochs): {r['extrapolated_full_s'] / 60:6.1f} min", flush=True)
+    print(
+      f'{name:28s} runs {r["runs_measured"]:3d}/{r["runs_full"]:3d}  compile ~{r["compile_s_estimate"]:5.1f}s  '
+      f'{r["steps_per_s"]:7.1f} steps/s  {r["run_steps_per_s"]:9.0f} run-steps/s  '
+      f'{r["flops_per_run_step"] / 1e6:6.1f} MFLOP/run-step = {r["achieved_gflops_per_s"]:5.1f} GFLOP/s  '
+      f'full ({cfg.num_epochs} epochs): {r["extrapolated_full_s"] / 60:6.1f} min',
+      flush=True,
+    )
   total = sum(r['extrapolated_full_s'] for r in results)
-  out = {'date': datetime.date.today().isoformat(), 'command': ' '.join(['benchmarks/landscape.py'] + sys.argv[1:]),
-         'machine': {'platform': platform.platform(), 'cpu_count': os.cpu_count(),
-                     'load_average_1min_at_start': os.getloadavg()[0], 'jax': jax.__version__,
-                     'backend': jax.default_backend(), 'device_kind': jax.devices()[0].device_kind},
-         'config': {'preset': args.preset or 'paper', 'num_epochs': cfg.num_epochs, 'n': cfg.n,
-                    'batch_size': cfg.batch_size, 'num_seeds': cfg.num_seeds, 'study': args.study,
-                    'vmap_width': cfg.vmap_width},
-         'wall_s': time.perf_counter() - start, 'extrapolated_total_s': total, 'results': results}
+  out = {
+    'date': datetime.date.today().isoformat(),
+    'command': ' '.join(['benchmarks/landscape.py'] + sys.argv[1:]),
+    'machine': {
+      'platform': platform.platform(),
+      'cpu_count': os.cpu_count(),
+      'load_average_1min_at_start': os.getloadavg()[0],
+      'jax': jax.__version__,
+      'backend': jax.default_backend(),
+      'device_kind': jax.devices()[0].device_kind,
+    },
+    'config': {
+      'preset': args.preset or 'paper',
+      'num_epochs': cfg.num_epochs,
+      'n': cfg.n,
+      'batch_size': cfg.batch_size,
+      'num_seeds': cfg.num_seeds,
+      'study': args.study,
+      'vmap_width': cfg.vmap_width,
+    },
+    'wall_s': time.perf_counter() - start,
+    'extrapolated_total_s': total,
+    'results': results,
+  }
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, 'w') as f:
     json.dump(out, f, indent=1)
-  print(f'extrapolated {args.study} study, {len(names)} objectives: {total / 60:.1f} min '
-        f'(benchmark wall {out["wall_s"]:.0f}s) -> {args.out}')
+  print(
+    f'extrapolated {args.study} study, {len(names)} objectives: {total / 60:.1f} min '
+    f'(benchmark wall {out["wall_s"]:.0f}s) -> {args.out}'
+  )
 
 
 if __name__ == '__main__':

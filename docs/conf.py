@@ -19,11 +19,11 @@ copyright = '2026, the gsg_jax authors'
 release = version = gsg_jax.__version__
 
 extensions = [
-    'myst_nb',                  # MyST Markdown pages and notebooks.
-    'sphinx.ext.autodoc',
-    'sphinx.ext.napoleon',      # Google-style docstrings.
-    'sphinx.ext.mathjax',
-    'sphinx.ext.viewcode',
+  'myst_nb',  # MyST Markdown pages and notebooks.
+  'sphinx.ext.autodoc',
+  'sphinx.ext.napoleon',  # Google-style docstrings.
+  'sphinx.ext.mathjax',
+  'sphinx.ext.viewcode',
 ]
 exclude_patterns = ['_build', '_generated/*', 'results/text/*', '**/.ipynb_checkpoints', 'README.md']
 source_suffix = {'.md': 'myst-nb', '.ipynb': 'myst-nb'}
@@ -45,9 +45,9 @@ html_title = f'gsg_jax {release}'
 html_static_path = ['_static']
 html_css_files = ['custom.css']
 html_theme_options = {
-    'show_toc_level': 2,
-    'home_page_in_toc': True,
-    'use_download_button': False,
+  'show_toc_level': 2,
+  'home_page_in_toc': True,
+  'use_download_button': False,
 }
 suppress_warnings = []
 

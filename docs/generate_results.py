@@ -62,8 +62,10 @@ def load_records(results_dir: str = RESULTS) -> dict[str, list[dict]]:
       with open(floors_path, encoding='utf-8') as f:
         measured = json.load(f)
       record['floors'] = measured['floors']
-      record['_floors_source'] = (f'`{os.path.relpath(floors_path, REPO)}`: `{measured["command"]}`, '
-                                  f'{measured["date"]}, commit `{measured["commit"]}`')
+      record['_floors_source'] = (
+        f'`{os.path.relpath(floors_path, REPO)}`: `{measured["command"]}`, '
+        f'{measured["date"]}, commit `{measured["commit"]}`'
+      )
     check_record(record, path)
     record['_path'] = os.path.relpath(path, REPO)
     studies.setdefault(record['study'], []).append(record)
@@ -74,14 +76,16 @@ def load_records(results_dir: str = RESULTS) -> dict[str, list[dict]]:
 
 def check_record(record: dict, path: str) -> None:
   """Raise SchemaError naming the file and the first problem."""
+
   def fail(message):
     raise SchemaError(f'{os.path.relpath(path, REPO)}: {message}')
+
   for key in REQUIRED:
     if key not in record:
       fail(f'missing key {key!r} (required: {REQUIRED})')
   folder = os.path.basename(os.path.dirname(path))
   if record['study'] != folder:
-    fail(f'study {record["study"]!r} is not its folder\'s name {folder!r}')
+    fail(f"study {record['study']!r} is not its folder's name {folder!r}")
   kind = record.get('kind', 'table')
   if kind == 'table':
     keys = [c.get('key') for c in record.get('columns', [])]
@@ -153,13 +157,16 @@ def escape(text: str) -> str:
 
 def markdown_table(record: dict) -> str:
   columns = record['columns']
-  lines = ['| ' + ' | '.join(escape(c['label']) for c in columns) + ' |',
-           '|' + '|'.join('---' if i == 0 or not c.get('format') else '---:' for i, c in enumerate(columns)) + '|']
+  lines = [
+    '| ' + ' | '.join(escape(c['label']) for c in columns) + ' |',
+    '|' + '|'.join('---' if i == 0 or not c.get('format') else '---:' for i, c in enumerate(columns)) + '|',
+  ]
   for floor in record.get('floors', []):
     cells = [f'*floor: {escape(floor["label"])}*']
     for column in columns[1:]:
-      cells.append(fmt(floor['values'].get(column['key']), column.get('format')) if column['key'] in floor['values']
-                   else '')
+      cells.append(
+        fmt(floor['values'].get(column['key']), column.get('format')) if column['key'] in floor['values'] else ''
+      )
     lines.append('| ' + ' | '.join(cells) + ' |')
   for row in record['rows']:
     cells = [escape(fmt(cell_value(record, row, c), c.get('format'))) for c in columns]
@@ -181,12 +188,15 @@ def derived_notes(record: dict) -> list[str]:
 def curves_table(record: dict) -> str:
   xs = sorted({x for s in record['series'] for x in s['x']})
   spec = record['y'].get('format', '.2f')
-  lines = ['| ' + record['x']['label'] + ' | ' + ' | '.join(fmt(x, 'g') for x in xs) + ' |',
-           '|---|' + '|'.join('---:' for _ in xs) + '|']
+  lines = [
+    '| ' + record['x']['label'] + ' | ' + ' | '.join(fmt(x, 'g') for x in xs) + ' |',
+    '|---|' + '|'.join('---:' for _ in xs) + '|',
+  ]
   for series in record['series']:
     by_x = dict(zip(series['x'], series['y']))
-    lines.append(f'| {escape(series["label"])} | ' + ' | '.join(fmt(by_x.get(x), spec) if x in by_x else ''
-                                                            for x in xs) + ' |')
+    lines.append(
+      f'| {escape(series["label"])} | ' + ' | '.join(fmt(by_x.get(x), spec) if x in by_x else '' for x in xs) + ' |'
+    )
   return '\n'.join(lines)
 
 
@@ -206,10 +216,19 @@ def figure_data(record: dict) -> dict | None:
   if kind == 'curves':
     floors = [{'label': f['label'], 'y': f['y']} for f in record.get('floors', [])]
     references = [{'label': f['label'], 'y': f['y']} for f in record.get('reference_lines', [])]
-    return {'panels': [{'title': record['title'], 'x': record['x']['label'], 'y': record['y']['label'],
-                        'log_x': False,
-                        'lines': [{'label': s['label'], 'x': s['x'], 'y': s['y']} for s in record['series']],
-                        'floors': floors, 'references': references}]}
+    return {
+      'panels': [
+        {
+          'title': record['title'],
+          'x': record['x']['label'],
+          'y': record['y']['label'],
+          'log_x': False,
+          'lines': [{'label': s['label'], 'x': s['x'], 'y': s['y']} for s in record['series']],
+          'floors': floors,
+          'references': references,
+        }
+      ]
+    }
   spec = record.get('figure')
   if kind != 'table' or not spec:
     return None
@@ -219,20 +238,32 @@ def figure_data(record: dict) -> dict | None:
     groups: dict[str, list] = {}
     for row in record['rows']:
       groups.setdefault(str(row[spec['group']]), []).append((row[spec['x']], row[panel['y']]))
-    floors = [{'label': f['label'], 'y': f['values'][panel['y']]} for f in record.get('floors', [])
-              if panel['y'] in f['values']]
-    panels.append({'title': columns[panel['y']]['label'], 'x': columns[spec['x']]['label'],
-                   'y': columns[panel['y']]['label'], 'log_x': spec.get('log_x', False),
-                   'lines': [{'label': g, 'x': [p[0] for p in sorted(points)], 'y': [p[1] for p in sorted(points)]}
-                             for g, points in groups.items()],
-                   'floors': floors, 'references': []})
+    floors = [
+      {'label': f['label'], 'y': f['values'][panel['y']]} for f in record.get('floors', []) if panel['y'] in f['values']
+    ]
+    panels.append(
+      {
+        'title': columns[panel['y']]['label'],
+        'x': columns[spec['x']]['label'],
+        'y': columns[panel['y']]['label'],
+        'log_x': spec.get('log_x', False),
+        'lines': [
+          {'label': g, 'x': [p[0] for p in sorted(points)], 'y': [p[1] for p in sorted(points)]}
+          for g, points in groups.items()
+        ],
+        'floors': floors,
+        'references': [],
+      }
+    )
   return {'panels': panels}
 
 
 def draw_figure(data: dict, path: str) -> None:
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+
   panels = data['panels']
   ncols = min(len(panels), 2)
   nrows = (len(panels) + ncols - 1) // ncols
@@ -240,11 +271,17 @@ def draw_figure(data: dict, path: str) -> None:
   colours = plt.get_cmap('tab10')
   for ax, panel in zip(axes.flat, panels):
     for i, line in enumerate(panel['lines']):
-      ax.plot(line['x'], line['y'], marker='o', markersize=3, color=colours(i % 10),
-              linestyle='-' if i < 10 else ':', label=line['label'])
+      ax.plot(
+        line['x'],
+        line['y'],
+        marker='o',
+        markersize=3,
+        color=colours(i % 10),
+        linestyle='-' if i < 10 else ':',
+        label=line['label'],
+      )
     for j, floor in enumerate(panel['floors']):
-      ax.axhline(floor['y'], color=('black', 'dimgray', 'gray')[j % 3], **FLOOR_STYLE,
-                 label=f'floor: {floor["label"]}')
+      ax.axhline(floor['y'], color=('black', 'dimgray', 'gray')[j % 3], **FLOOR_STYLE, label=f'floor: {floor["label"]}')
     for reference in panel.get('references', []):
       ax.axhline(reference['y'], color='gray', linestyle=':', linewidth=1.0, label=reference['label'])
     if panel['log_x']:
@@ -253,10 +290,10 @@ def draw_figure(data: dict, path: str) -> None:
       ax.set_xticks(xs, [str(x) for x in xs])
     ax.set(title=panel['title'], xlabel=panel['x'], ylabel=panel['y'])
     ax.grid(alpha=0.3)
-  for ax in list(axes.flat)[len(panels):]:
+  for ax in list(axes.flat)[len(panels) :]:
     ax.axis('off')
   handles, labels = axes.flat[0].get_legend_handles_labels()
-  for ax in list(axes.flat)[1:len(panels)]:  # Floors that only later panels have.
+  for ax in list(axes.flat)[1 : len(panels)]:  # Floors that only later panels have.
     for handle, label in zip(*ax.get_legend_handles_labels()):
       if label not in labels:
         handles.append(handle)
@@ -273,8 +310,12 @@ def draw_figure(data: dict, path: str) -> None:
 
 def provenance(record: dict) -> list[str]:
   commit = record['commit'] or '–'
-  lines = [f'*{record["date"]}, commit `{commit}`' + (f', {record["machine"]}' if record.get('machine') else '')
-           + '.*', '', f'Source: {record["source"]}. Data: `{record["_path"]}`.', '']
+  lines = [
+    f'*{record["date"]}, commit `{commit}`' + (f', {record["machine"]}' if record.get('machine') else '') + '.*',
+    '',
+    f'Source: {record["source"]}. Data: `{record["_path"]}`.',
+    '',
+  ]
   if record.get('_floors_source'):
     lines += [f'Floors: {record["_floors_source"]}.', '']
   lines += ['```bash', record['command'], '```', '']
@@ -308,8 +349,11 @@ def record_section(record: dict, figures: dict) -> list[str]:
 
 def study_page(study: str, records: list[dict], figures: dict) -> str:
   text_path = os.path.join(DOCS, 'results', 'text', f'{study}.md')
-  lines = ['<!-- Generated by docs/generate_results.py from benchmarks/results/'
-           f'{study}/: do not edit; edit the JSON or docs/results/text/{study}.md. -->', '']
+  lines = [
+    '<!-- Generated by docs/generate_results.py from benchmarks/results/'
+    f'{study}/: do not edit; edit the JSON or docs/results/text/{study}.md. -->',
+    '',
+  ]
   if os.path.exists(text_path):
     with open(text_path, encoding='utf-8') as f:
       title = f.readline().strip()
@@ -323,8 +367,17 @@ def study_page(study: str, records: list[dict], figures: dict) -> str:
   return '\n'.join(lines).rstrip() + '\n'
 
 
-STUDY_ORDER = ('quick', 'cifar10_cpu', 'no_predictor', 'predictors', 'batch_study', 'ablation', 'linear_dynamics',
-               'landscape', 'throughput')
+STUDY_ORDER = (
+  'quick',
+  'cifar10_cpu',
+  'no_predictor',
+  'predictors',
+  'batch_study',
+  'ablation',
+  'linear_dynamics',
+  'landscape',
+  'throughput',
+)
 
 
 def results_index(studies: list[str]) -> str:
@@ -346,40 +399,77 @@ def linear_dynamics_section(record: dict) -> list[str]:
     results = json.load(f)
   c = results['config']
   threshold = results['collapse_threshold']
-  lines = [f'Setting: τ = {c["tau"]:g}, α_p = {c["alpha_p"]:g}, σ² = {c["sigma2"]:g}; collapse threshold '
-           f'η = τ²/(4(1+σ²)) = {threshold["threshold"]:.4f}.', '',
-           '### Per-mode dynamics against the closed-form fixed points', '',
-           '| weight decays η | starts on the parabola | survival mismatches | largest end-point error of survivors |',
-           '|---:|---:|---:|---:|',
-           f'| {len(threshold["etas"])} | {len(threshold["p0"])} | {threshold["mismatches"]} '
-           f'| {threshold["max_abs_p_end_minus_p_plus_survivors"]:.2g} |', '',
-           '### Linear BYOL: weight-decay sweep', '',
-           f'W, W_p and an EMA W_a; Euler step {c["dt"]:g}, β = {c["beta"]:g}, n = {c["n1"]}. Alignment: '
-           '‖[F, W_p]‖; balancing: ‖WWᵀ − W_pᵀW_p/α_p‖; at the end of the run.', '',
-           '| η | alignment | balancing | ‖W‖ | surviving modes |', '|---:|---:|---:|---:|---:|']
+  lines = [
+    f'Setting: τ = {c["tau"]:g}, α_p = {c["alpha_p"]:g}, σ² = {c["sigma2"]:g}; collapse threshold '
+    f'η = τ²/(4(1+σ²)) = {threshold["threshold"]:.4f}.',
+    '',
+    '### Per-mode dynamics against the closed-form fixed points',
+    '',
+    '| weight decays η | starts on the parabola | survival mismatches | largest end-point error of survivors |',
+    '|---:|---:|---:|---:|',
+    f'| {len(threshold["etas"])} | {len(threshold["p0"])} | {threshold["mismatches"]} '
+    f'| {threshold["max_abs_p_end_minus_p_plus_survivors"]:.2g} |',
+    '',
+    '### Linear BYOL: weight-decay sweep',
+    '',
+    f'W, W_p and an EMA W_a; Euler step {c["dt"]:g}, β = {c["beta"]:g}, n = {c["n1"]}. Alignment: '
+    '‖[F, W_p]‖; balancing: ‖WWᵀ − W_pᵀW_p/α_p‖; at the end of the run.',
+    '',
+    '| η | alignment | balancing | ‖W‖ | surviving modes |',
+    '|---:|---:|---:|---:|---:|',
+  ]
   for row in results['matrix_dynamics']['eta_sweep']:
-    lines.append(f'| {row["eta"]:g} | {row["alignment"]:.2g} | {row["balancing"]:.2g} | {row["w_norm"]:.3g} '
-                 f'| {row["surviving_modes"]} |')
-  lines += ['', '### Linear BYOL: EMA-rate sweep', '', f'η = {c["eta"]:g}.', '',
-            '| β | alignment | balancing | ‖W‖ | surviving modes |', '|---:|---:|---:|---:|---:|']
+    lines.append(
+      f'| {row["eta"]:g} | {row["alignment"]:.2g} | {row["balancing"]:.2g} | {row["w_norm"]:.3g} '
+      f'| {row["surviving_modes"]} |'
+    )
+  lines += [
+    '',
+    '### Linear BYOL: EMA-rate sweep',
+    '',
+    f'η = {c["eta"]:g}.',
+    '',
+    '| β | alignment | balancing | ‖W‖ | surviving modes |',
+    '|---:|---:|---:|---:|---:|',
+  ]
   for row in results['matrix_dynamics']['beta_sweep']:
-    lines.append(f'| {row["beta"]:g} | {row["alignment"]:.2g} | {row["balancing"]:.2g} | {row["w_norm"]:.3g} '
-                 f'| {row["surviving_modes"]} |')
-  lines += ['', '### Without a predictor or without stop-gradient', '', '| variant | ‖W‖ at start | ‖W‖ at end |',
-            '|---|---:|---:|']
+    lines.append(
+      f'| {row["beta"]:g} | {row["alignment"]:.2g} | {row["balancing"]:.2g} | {row["w_norm"]:.3g} '
+      f'| {row["surviving_modes"]} |'
+    )
+  lines += [
+    '',
+    '### Without a predictor or without stop-gradient',
+    '',
+    '| variant | ‖W‖ at start | ‖W‖ at end |',
+    '|---|---:|---:|',
+  ]
   for name, row in results['matrix_dynamics']['variants'].items():
     lines.append(f'| {mathless(name)} | {row["w_norm_initial"]:.3g} | {row["w_norm_final"]:.3g} |')
   d = results['directpred']
-  lines += ['', '### DirectPred on the linear model', '',
-            f'η = {d["eta"]:g}; {len(d["s0"])} modes with initial eigenvalues from {min(d["s0"]):g} to '
-            f'{max(d["s0"]):g}. The theory predicts {d["predicted_survivors_learned"]} survivors for a learned '
-            'predictor.', '', '| predictor | surviving modes | ‖W‖ at end |', '|---|---:|---:|']
+  lines += [
+    '',
+    '### DirectPred on the linear model',
+    '',
+    f'η = {d["eta"]:g}; {len(d["s0"])} modes with initial eigenvalues from {min(d["s0"]):g} to '
+    f'{max(d["s0"]):g}. The theory predicts {d["predicted_survivors_learned"]} survivors for a learned '
+    'predictor.',
+    '',
+    '| predictor | surviving modes | ‖W‖ at end |',
+    '|---|---:|---:|',
+  ]
   for name, row in d['runs'].items():
     lines.append(f'| {mathless(name)} | {row["surviving_modes"]} | {row["w_norm_final"]:.3g} |')
   lines.append('')
   for png in record.get('figures', []):
-    lines += [f'```{{figure}} ../../{os.path.relpath(os.path.join(folder, png), REPO)}', f':alt: {png}', '',
-              record['figure_captions'][png], '```', '']
+    lines += [
+      f'```{{figure}} ../../{os.path.relpath(os.path.join(folder, png), REPO)}',
+      f':alt: {png}',
+      '',
+      record['figure_captions'][png],
+      '```',
+      '',
+    ]
   return lines
 
 
@@ -390,18 +480,22 @@ def mathless(name: str) -> str:
 
 def throughput_section(record: dict) -> list[str]:
   """Train-step throughput from ``benchmarks/train_step.py``'s JSON files (``{"date", "command", "results"}``)."""
-  lines = ['| file | date | method | backbone | width | dtype | batch | devices | images/s | step (s) |',
-           '|---|---|---|---|---:|---|---:|---:|---:|---:|']
+  lines = [
+    '| file | date | method | backbone | width | dtype | batch | devices | images/s | step (s) |',
+    '|---|---|---|---|---:|---|---:|---:|---:|---:|',
+  ]
   for name in record['files']:
     with open(os.path.join(RESULTS, name), encoding='utf-8') as f:
       data = json.load(f)
     for r in data['results']:
       if r.get('images_per_second') is None:
         continue
-      lines.append(f'| `{name}` | {data["date"]} | {r["method"]} | {r.get("backbone", "–")} | {r.get("width", "–")} '
-                   f'| {r.get("dtype", "–")} | {r["batch_size"]} | {r.get("devices", 1)} '
-                   f'| {r["images_per_second"]:.1f} | {r["step_seconds"]:.2f} |')
-  lines += ['', 'Each file\'s command:', '']
+      lines.append(
+        f'| `{name}` | {data["date"]} | {r["method"]} | {r.get("backbone", "–")} | {r.get("width", "–")} '
+        f'| {r.get("dtype", "–")} | {r["batch_size"]} | {r.get("devices", 1)} '
+        f'| {r["images_per_second"]:.1f} | {r["step_seconds"]:.2f} |'
+      )
+  lines += ['', "Each file's command:", '']
   for name in record['files']:
     with open(os.path.join(RESULTS, name), encoding='utf-8') as f:
       data = json.load(f)
@@ -411,14 +505,18 @@ def throughput_section(record: dict) -> list[str]:
 
 def flops_section(record: dict) -> list[str]:
   """XLA's FLOP count of one train step, from ``benchmarks/train_step.py --compile-only`` JSON files."""
-  lines = ['| method | backbone | width | dtype | crop | batch | TFLOP per step | GFLOP per image |',
-           '|---|---|---:|---|---:|---:|---:|---:|']
+  lines = [
+    '| method | backbone | width | dtype | crop | batch | TFLOP per step | GFLOP per image |',
+    '|---|---|---:|---|---:|---:|---:|---:|',
+  ]
   for name in record['files']:
     with open(os.path.join(RESULTS, name), encoding='utf-8') as f:
       data = json.load(f)
     for r in data['results']:
-      lines.append(f'| {r["method"]} | {r["backbone"]} | {r["width"]} | {r["dtype"]} | {r["crop_size"]} '
-                   f'| {r["batch_size"]} | {r["flops_per_step"] / 1e12:.2f} | {r["flops_per_image"] / 1e9:.2f} |')
+      lines.append(
+        f'| {r["method"]} | {r["backbone"]} | {r["width"]} | {r["dtype"]} | {r["crop_size"]} '
+        f'| {r["batch_size"]} | {r["flops_per_step"] / 1e12:.2f} | {r["flops_per_image"] / 1e9:.2f} |'
+      )
     lines += ['', f'`{name}`: `python {data["command"]}` ({data["date"]}).', '']
   return lines
 
@@ -430,20 +528,30 @@ def landscape_timing_section(record: dict) -> list[str]:
     with open(os.path.join(RESULTS, name), encoding='utf-8') as f:
       data = json.load(f)
     c = data['config']
-    lines += [f'`{name}`: `python {data["command"]}` ({data["date"]}; {c["num_epochs"]} epochs, {c["num_seeds"]} '
-              f'seeds, study `{c["study"]}`, vmap width {c["vmap_width"]}; load average at start '
-              f'{data["machine"]["load_average_1min_at_start"]:.1f}). Measured {data["wall_s"]:.0f} s; the whole '
-              f'grid extrapolated to {data["extrapolated_total_s"] / 3600:.1f} h.', '',
-              '| objective | runs | s per epoch | GFLOP/s | whole study, extrapolated (h) |', '|---|---:|---:|---:|---:|']
+    lines += [
+      f'`{name}`: `python {data["command"]}` ({data["date"]}; {c["num_epochs"]} epochs, {c["num_seeds"]} '
+      f'seeds, study `{c["study"]}`, vmap width {c["vmap_width"]}; load average at start '
+      f'{data["machine"]["load_average_1min_at_start"]:.1f}). Measured {data["wall_s"]:.0f} s; the whole '
+      f'grid extrapolated to {data["extrapolated_total_s"] / 3600:.1f} h.',
+      '',
+      '| objective | runs | s per epoch | GFLOP/s | whole study, extrapolated (h) |',
+      '|---|---:|---:|---:|---:|',
+    ]
     for r in data['results']:
-      lines.append(f'| `{r["objective"]}` | {r["runs_full"]} | {r["seconds_per_epoch"]:.2f} '
-                   f'| {r["achieved_gflops_per_s"]:.1f} | {r["extrapolated_full_s"] / 3600:.2f} |')
+      lines.append(
+        f'| `{r["objective"]}` | {r["runs_full"]} | {r["seconds_per_epoch"]:.2f} '
+        f'| {r["achieved_gflops_per_s"]:.1f} | {r["extrapolated_full_s"] / 3600:.2f} |'
+      )
     lines.append('')
   return lines
 
 
-EXPERIMENTS = {'linear_dynamics': linear_dynamics_section, 'throughput': throughput_section, 'flops': flops_section,
-               'landscape_timing': landscape_timing_section}
+EXPERIMENTS = {
+  'linear_dynamics': linear_dynamics_section,
+  'throughput': throughput_section,
+  'flops': flops_section,
+  'landscape_timing': landscape_timing_section,
+}
 
 
 # ----------------------------------------------------------------------------------------------- components
@@ -466,15 +574,25 @@ def _function_name(fn) -> str:
 def components_page() -> str:
   sys.path.insert(0, REPO)
   import ml_collections
+
   from gsg_jax import methods
-  lines = ['<!-- Generated by docs/generate_results.py from gsg_jax.methods\' registries: do not edit. -->', '',
-           '| `method.loss` | views | cuts the gradient into its targets | function | hyperparameters (`method.<name>.*`) |',
-           '|---|---:|---|---|---|']
+
+  lines = [
+    "<!-- Generated by docs/generate_results.py from gsg_jax.methods' registries: do not edit. -->",
+    '',
+    '| `method.loss` | views | cuts the gradient into its targets | function | hyperparameters (`method.<name>.*`) |',
+    '|---|---:|---|---|---|',
+  ]
   for name, loss in methods.LOSSES.items():
     hyper = ', '.join(f'`{k}` = {v!r}' for k, v in loss.defaults.items()) or '–'
-    lines.append(f'| `{name}` | {loss.num_views} | {"yes" if loss.cuts_target_gradient else "no"} '
-                 f'| {{py:func}}`~{_function_name(loss.fn)}` | {hyper} |')
-  for title, registry, extra in (('method.target', methods.TARGETS, (1,)), ('method.predictor', methods.PREDICTORS, ())):
+    lines.append(
+      f'| `{name}` | {loss.num_views} | {"yes" if loss.cuts_target_gradient else "no"} '
+      f'| {{py:func}}`~{_function_name(loss.fn)}` | {hyper} |'
+    )
+  for title, registry, extra in (
+    ('method.target', methods.TARGETS, (1,)),
+    ('method.predictor', methods.PREDICTORS, ()),
+  ):
     lines += ['', f'| `{title}` | component | what it is | hyperparameters (`method.<name>.*`) |', '|---|---|---|---|']
     for name, component in registry.items():
       built = component.build(ml_collections.ConfigDict(component.defaults) if component.defaults else None, *extra)
@@ -489,11 +607,13 @@ def components_page() -> str:
 # ----------------------------------------------------------------------------------------------- configs
 
 
-CONFIG_SOURCES = (('gsg_jax/config_lib.py', 'make_config', ''), ('gsg_jax/data/__init__.py', 'default_data_config',
-                                                                  'data.'),
-                  ('gsg_jax/data/augment.py', 'default_augment_config', 'augment.'))
+CONFIG_SOURCES = (
+  ('gsg_jax/config_lib.py', 'make_config', ''),
+  ('gsg_jax/data/__init__.py', 'default_data_config', 'data.'),
+  ('gsg_jax/data/augment.py', 'default_augment_config', 'augment.'),
+)
 ASSIGN = re.compile(r'^(\s*)c\.([\w.]+)\s*=\s*(.*)$')
-BRANCH = re.compile(r"^\s*(?:if|elif) preset(?: ==| in) (.+):\s*(#.*)?$")
+BRANCH = re.compile(r'^\s*(?:if|elif) preset(?: ==| in) (.+):\s*(#.*)?$')
 
 
 def config_comments(path: str, function: str, prefix: str) -> dict[tuple[str, str], str]:
@@ -503,7 +623,7 @@ def config_comments(path: str, function: str, prefix: str) -> dict[tuple[str, st
     source = f.read()
   tree = ast.parse(source)
   node = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
-  lines = source.splitlines()[node.lineno - 1:node.end_lineno]
+  lines = source.splitlines()[node.lineno - 1 : node.end_lineno]
   comments = {}
   for token in tokenize.generate_tokens(io.StringIO('\n'.join(lines)).readline):
     if token.type == tokenize.COMMENT:
@@ -541,6 +661,7 @@ def config_comments(path: str, function: str, prefix: str) -> dict[tuple[str, st
 
 def flatten(config, prefix: str = '') -> dict:
   import ml_collections
+
   out = {}
   for key, value in config.items():
     if isinstance(value, ml_collections.ConfigDict):
@@ -560,6 +681,7 @@ def show(value) -> str:
 def config_pages() -> tuple[str, str]:
   sys.path.insert(0, REPO)
   from gsg_jax import config_lib
+
   comments = {}
   for path, function, prefix in CONFIG_SOURCES:
     comments.update(config_comments(path, function, prefix))
@@ -567,25 +689,42 @@ def config_pages() -> tuple[str, str]:
   keys = ['| key | default (`cifar10`) | where the value comes from |', '|---|---|---|']
   for key, value in base.items():
     keys.append(f'| `{key}` | {show(value)} | {escape(comments.get(("", key), "")) or "–"} |')
-  keys = ['<!-- Generated by docs/generate_results.py from gsg_jax/config_lib.py, gsg_jax/data/__init__.py and '
-          'gsg_jax/data/augment.py: do not edit. -->', '', *keys, '']
+  keys = [
+    '<!-- Generated by docs/generate_results.py from gsg_jax/config_lib.py, gsg_jax/data/__init__.py and '
+    'gsg_jax/data/augment.py: do not edit. -->',
+    '',
+    *keys,
+    '',
+  ]
 
-  presets = ['<!-- Generated by docs/generate_results.py from gsg_jax/config_lib.py and configs/*.py: do not edit. -->',
-             '']
+  presets = [
+    '<!-- Generated by docs/generate_results.py from gsg_jax/config_lib.py and configs/*.py: do not edit. -->',
+    '',
+  ]
   for preset in config_lib.PRESETS[1:]:
     config = flatten(config_lib.make_config(preset=preset))
     branch_comment = {k: v for (b, k), v in comments.items() if b and repr(preset) in b}
-    presets += [f'## The `{preset}` preset', '', '| key | value | `cifar10` | where the value comes from |', '|---|---|---|---|']
+    presets += [
+      f'## The `{preset}` preset',
+      '',
+      '| key | value | `cifar10` | where the value comes from |',
+      '|---|---|---|---|',
+    ]
     for key, value in config.items():
       if base.get(key) != value:
-        presets.append(f'| `{key}` | {show(value)} | {show(base.get(key))} '
-                       f'| {escape(branch_comment.get(key, "")) or "–"} |')
+        presets.append(
+          f'| `{key}` | {show(value)} | {show(base.get(key))} | {escape(branch_comment.get(key, "")) or "–"} |'
+        )
     presets.append('')
-  presets += ['## The config files', '',
-              'Each `configs/<name>.py` sets the method\'s components; `:preset` picks the preset. The columns are '
-              'what each preset of each file resolves to (`config_lib.named_config(name, preset)`).', '',
-              '| file | docstring | `method.loss` | `method.target` | `method.predictor` | presets |',
-              '|---|---|---|---|---|---|']
+  presets += [
+    '## The config files',
+    '',
+    "Each `configs/<name>.py` sets the method's components; `:preset` picks the preset. The columns are "
+    'what each preset of each file resolves to (`config_lib.named_config(name, preset)`).',
+    '',
+    '| file | docstring | `method.loss` | `method.target` | `method.predictor` | presets |',
+    '|---|---|---|---|---|---|',
+  ]
   for path in sorted(glob.glob(os.path.join(REPO, 'configs', '*.py'))):
     name = os.path.splitext(os.path.basename(path))[0]
     with open(path, encoding='utf-8') as f:
@@ -595,8 +734,10 @@ def config_pages() -> tuple[str, str]:
       continue
     config = config_lib.named_config(name)
     works = [p for p in config_lib.PRESETS if config_lib.named_config(name, p) is not None]
-    presets.append(f'| `configs/{name}.py` | {escape(doc)} | `{config.method.loss}` | `{config.method.target}` '
-                   f'| `{config.method.predictor}` | {", ".join(f"`{p}`" for p in works)} |')
+    presets.append(
+      f'| `configs/{name}.py` | {escape(doc)} | `{config.method.loss}` | `{config.method.target}` '
+      f'| `{config.method.predictor}` | {", ".join(f"`{p}`" for p in works)} |'
+    )
   presets.append('')
   presets += recipe_tables(config_lib, comments)
   presets += landscape_table()
@@ -610,11 +751,16 @@ def recipe_tables(config_lib, base_comments) -> list[str]:
   """Per config file and preset, the keys its recipe (``contrastive_recipe``, ``directpred_recipe``) sets on top of
   ``make_config``'s preset, with the recipe's comments."""
   from gsg_jax import methods
+
   recipe_comments = {name: config_comments(path, name, '') for name, path in RECIPES.items()}
-  lines = ['## The recipes of the config files', '',
-           'What each config file changes on top of its preset (`config_lib.contrastive_recipe` for the contrastive '
-           'losses, `config_lib.directpred_recipe` for `byol_directpred.py`); files and presets not listed change '
-           'nothing.', '']
+  lines = [
+    '## The recipes of the config files',
+    '',
+    'What each config file changes on top of its preset (`config_lib.contrastive_recipe` for the contrastive '
+    'losses, `config_lib.directpred_recipe` for `byol_directpred.py`); files and presets not listed change '
+    'nothing.',
+    '',
+  ]
   for path in sorted(glob.glob(os.path.join(REPO, 'configs', '*.py'))):
     name = os.path.splitext(os.path.basename(path))[0]
     if name == 'landscape':
@@ -622,8 +768,13 @@ def recipe_tables(config_lib, base_comments) -> list[str]:
     rows = []
     for preset in config_lib.PRESETS:
       config = config_lib.named_config(name, preset)
-      recipe = ('directpred_recipe' if config.method.predictor == 'directpred' else
-                'contrastive_recipe' if not methods.LOSSES[config.method.loss].cuts_target_gradient else None)
+      recipe = (
+        'directpred_recipe'
+        if config.method.predictor == 'directpred'
+        else 'contrastive_recipe'
+        if not methods.LOSSES[config.method.loss].cuts_target_gradient
+        else None
+      )
       comments = recipe_comments.get(recipe, {})
       plain = flatten(config_lib.make_config(config.method.loss, config.method.target, config.method.predictor, preset))
       for key, value in flatten(config).items():
@@ -631,24 +782,36 @@ def recipe_tables(config_lib, base_comments) -> list[str]:
           text = comments.get((repr(preset), key)) or comments.get(('', key), '')
           rows.append(f'| `{preset}` | `{key}` | {show(value)} | {show(plain.get(key))} | {escape(text) or "–"} |')
     if rows:
-      lines += [f'### `configs/{name}.py`', '', '| preset | key | value | the preset\'s | where the value comes from |',
-                '|---|---|---|---|---|', *rows, '']
+      lines += [
+        f'### `configs/{name}.py`',
+        '',
+        "| preset | key | value | the preset's | where the value comes from |",
+        '|---|---|---|---|---|',
+        *rows,
+        '',
+      ]
   return lines
 
 
 def landscape_table() -> list[str]:
   """``configs/landscape.py``'s keys (its own config, not ``make_config``'s), with their comments."""
   from importlib import util
+
   path = os.path.join(REPO, 'configs', 'landscape.py')
   spec = util.spec_from_file_location('docs_landscape_config', path)
   module = util.module_from_spec(spec)
   spec.loader.exec_module(module)
   comments = config_comments('configs/landscape.py', 'get_config', '')
   base, quick = flatten(module.get_config()), flatten(module.get_config('quick'))
-  lines = ['## `configs/landscape.py`', '',
-           'The landscape experiments\' own config ([Landscape](experiments/landscape.md)): every key, the paper\'s '
-           'setting by default and the `quick` preset\'s changes.', '',
-           '| key | default | `quick` | where the value comes from |', '|---|---|---|---|']
+  lines = [
+    '## `configs/landscape.py`',
+    '',
+    "The landscape experiments' own config ([Landscape](experiments/landscape.md)): every key, the paper's "
+    "setting by default and the `quick` preset's changes.",
+    '',
+    '| key | default | `quick` | where the value comes from |',
+    '|---|---|---|---|',
+  ]
   for key, value in base.items():
     changed = show(quick[key]) if quick.get(key) != value else ''
     text = comments.get(('', key)) or comments.get(("'quick'", key), '')
@@ -663,13 +826,15 @@ def execute_notebook() -> str:
   """examples/ablation.ipynb executed headless on the CPU into docs/examples/ablation.ipynb (about 2 minutes)."""
   import nbformat
   from nbclient import NotebookClient
+
   notebook = nbformat.read(os.path.join(REPO, 'examples', 'ablation.ipynb'), as_version=4)
   env = dict(os.environ)
   os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, [REPO, env.get('PYTHONPATH')]))
   os.environ['JAX_PLATFORMS'] = 'cpu'
   try:
-    NotebookClient(notebook, kernel_name='python3', timeout=900,
-                   resources={'metadata': {'path': os.path.join(REPO, 'examples')}}).execute()
+    NotebookClient(
+      notebook, kernel_name='python3', timeout=900, resources={'metadata': {'path': os.path.join(REPO, 'examples')}}
+    ).execute()
   finally:
     os.environ.clear()
     os.environ.update(env)

@@ -37,8 +37,10 @@ def root_message(e: BaseException) -> str:
   with its traceback into the message) and quote a misspelt key's message as a
   string literal; the last line of the innermost message is the user's.
   """
+
   def wraps(e):  # absl's flag error says which flag; it is a wrapper only where it pastes a traceback.
     return isinstance(e, OSError) or (isinstance(e, flags.Error) and 'Traceback' in str(e))
+
   while wraps(e) and (e.__cause__ or e.__context__) is not None:
     e = e.__cause__ or e.__context__
   text = str(e.args[0]) if e.args else str(e)
@@ -55,6 +57,7 @@ def root_message(e: BaseException) -> str:
 
 def _parse_flags(argv):
   from gsg_jax import config_lib  # Local: cli stays importable before the config machinery.
+
   try:
     return flags.FLAGS(config_lib.resolve_config_argv(argv))
   # ml-collections raises AttributeError/KeyError for a misspelt --config.key while absl parses it; any other
@@ -67,6 +70,7 @@ def define_config_dict(name: str, config, help_text: str = 'Config; override key
   """``config_flags.DEFINE_config_dict`` for a command whose config is built in code. It applies the command
   line's ``--config.KEY=VALUE`` overrides as it is defined, so a misspelt key is the user's mistake here."""
   from ml_collections import config_flags
+
   try:
     return config_flags.DEFINE_config_dict(name, config, help_text, lock_config=True)
   except (AttributeError, KeyError) as e:

@@ -39,8 +39,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gsg_jax import storage
-from gsg_jax.run_dir import load_metrics  # noqa: F401 (the one reader of metrics.jsonl; also report's API)
 from gsg_jax.errors import ConfigError
+from gsg_jax.run_dir import load_metrics  # noqa: F401 (the one reader of metrics.jsonl; also report's API)
 
 DPI = 100
 FIGURE_SIZE_PX = (1200, 500)  # width × height in pixels.
@@ -49,8 +49,7 @@ TSNE_EXACT_MAX_POINTS = 200
 
 
 def _figure(ncols: int):
-  fig, axes = plt.subplots(1, ncols, figsize=(FIGURE_SIZE_PX[0] / DPI, FIGURE_SIZE_PX[1] / DPI), dpi=DPI,
-                           squeeze=False)
+  fig, axes = plt.subplots(1, ncols, figsize=(FIGURE_SIZE_PX[0] / DPI, FIGURE_SIZE_PX[1] / DPI), dpi=DPI, squeeze=False)
   return fig, axes[0]
 
 
@@ -67,11 +66,12 @@ def load_eval(workdir: str) -> dict:
   if _has_complete_eval(workdir):
     return storage.read_json(storage.join(workdir, 'eval', 'latest.json'))
   from gsg_jax.evaluate import evaluate_run
+
   return evaluate_run(workdir)  # Default protocols; metrics saved earlier at the same step are kept.
 
 
 def run_label(result: dict, workdir: str) -> str:
-  return f"{result['method']} [{storage.basename(workdir)}]"
+  return f'{result["method"]} [{storage.basename(workdir)}]'
 
 
 def _fmt(value, spec='.2f'):
@@ -86,30 +86,35 @@ def _floors_cell(floors: dict, key: str) -> str:
 def markdown_table(results: list[dict], labels: list[str], train_seconds: list[float | None] | None = None) -> str:
   """One row per run: its kNN and linear top-1 with their floors, marked where raw pixels are not beaten, and its
   training wall time (``summary.json``'s, evaluations during training included) where known."""
-  lines = ['| run | method | dataset | backbone | epochs | batch size | train time | kNN k, T | kNN top-1 (%) '
-           '| floors: raw / init | linear top-1 (%) | floors: raw / init (fast) | beats raw pixels '
-           '| effective rank | collapsed |',
-           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+  lines = [
+    '| run | method | dataset | backbone | epochs | batch size | train time | kNN k, T | kNN top-1 (%) '
+    '| floors: raw / init | linear top-1 (%) | floors: raw / init (fast) | beats raw pixels '
+    '| effective rank | collapsed |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ]
   for result, label, seconds in zip(results, labels, train_seconds or [None] * len(results)):
     m, floors = result.get('metrics', {}), result.get('floors') or {}
     knn = m.get('knn_top1', m.get('knn_top1@20'))
     settings = result.get('knn')
-    knn_setting = f"{settings['k']}, {settings['temperature']:g}" if settings else '20, 0.1'  # Before the config's.
+    knn_setting = f'{settings["k"]}, {settings["temperature"]:g}' if settings else '20, 0.1'  # Before the config's.
     if m.get('linear_top1') is not None:
-      linear = _fmt(m['linear_top1']) + (f" ({result['linear_protocol']['name']})"
-                                         if result.get('linear_protocol') else '')
+      linear = _fmt(m['linear_top1']) + (
+        f' ({result["linear_protocol"]["name"]})' if result.get('linear_protocol') else ''
+      )
     elif m.get('fast_linear_top1') is not None:
       linear = _fmt(m['fast_linear_top1']) + ' (fast)'
     else:
       linear = '–'
     beats = result.get('beats_raw_pixels')
     collapsed = m.get('collapsed')
-    lines.append(f"| {label} | {result['method']} | {result['dataset']} | {result['backbone']} "
-                 f"| {result['epochs']:.3g} | {result['batch_size']} | {_minutes(seconds)} | {knn_setting} | {_fmt(knn)} "
-                 f"| {_floors_cell(floors, 'knn_top1')} | {linear} | {_floors_cell(floors, 'fast_linear_top1')} "
-                 f"| {'–' if beats is None else ('yes' if beats else '**no**')} "
-                 f"| {_fmt(m.get('features/effective_rank'), '.1f')} "
-                 f"| {'–' if collapsed is None else ('yes' if collapsed else 'no')} |")
+    lines.append(
+      f'| {label} | {result["method"]} | {result["dataset"]} | {result["backbone"]} '
+      f'| {result["epochs"]:.3g} | {result["batch_size"]} | {_minutes(seconds)} | {knn_setting} | {_fmt(knn)} '
+      f'| {_floors_cell(floors, "knn_top1")} | {linear} | {_floors_cell(floors, "fast_linear_top1")} '
+      f'| {"–" if beats is None else ("yes" if beats else "**no**")} '
+      f'| {_fmt(m.get("features/effective_rank"), ".1f")} '
+      f'| {"–" if collapsed is None else ("yes" if collapsed else "no")} |'
+    )
   return '\n'.join(lines)
 
 
@@ -173,8 +178,7 @@ def plot_spectra(results, labels, path: str):
       if sigma.size and sigma[0] > 0:
         normalised = np.maximum(sigma / sigma[0], 1e-12)
         ax.semilogy(np.arange(1, len(sigma) + 1), normalised, label=label)
-    ax.set(title=f'Singular-value spectrum of held-out {name}', xlabel='index i',
-           ylabel='σ_i / σ_1 (log scale)')
+    ax.set(title=f'Singular-value spectrum of held-out {name}', xlabel='index i', ylabel='σ_i / σ_1 (log scale)')
     ax.grid(alpha=0.3, which='both')
     ax.legend(fontsize='small')
   fig.tight_layout()
@@ -186,6 +190,7 @@ def run_class_names(workdir: str) -> list[str] | None:
   config = storage.read_json_if_present(storage.join(workdir, 'config.json')) or {}
   if config.get('data', {}).get('source') == 'builtin':
     from gsg_jax.data.synthetic import SHAPES
+
     return list(SHAPES)
   return None
 
@@ -226,6 +231,7 @@ def heldout_features(workdir: str, step: int, max_points: int = TSNE_MAX_POINTS)
     return d['features'][keep].astype(np.float32), labels[keep]
   from gsg_jax import data
   from gsg_jax.encoder import load_encoder
+
   encoder = load_encoder(workdir, step)
   heldout = data.load_dataset(encoder.config.data).heldout
   keep = subset(len(heldout))
@@ -238,8 +244,10 @@ def nonlinear_2d(features: np.ndarray, method: str = 'tsne', seed: int = 0) -> n
   features = np.asarray(features, np.float32)
   if method == 'umap':
     import umap
+
     return np.asarray(umap.UMAP(n_components=2, random_state=seed).fit_transform(features), np.float32)
   from sklearn.manifold import TSNE
+
   perplexity = max(1.0, min(30.0, (len(features) - 1) / 3))  # t-SNE needs perplexity < n.
   # Below a few hundred points the exact O(n²) gradient is cheaper than Barnes-Hut's tree and thread overhead.
   method = 'exact' if len(features) <= TSNE_EXACT_MAX_POINTS else 'barnes_hut'
@@ -276,18 +284,27 @@ def make_report(workdirs, out_dir: str) -> str:
   features = [heldout_features(w, r['step']) for w, r in zip(workdirs, results)]
   nonlinear = ['tsne'] + (['umap'] if importlib.util.find_spec('umap') else [])
   for method in nonlinear:
-    plot_nonlinear_embeddings(features, labels, storage.join(out_dir, f'embedding_{method}.png'), method,
-                              [run_class_names(w) for w in workdirs])
-  text = '\n'.join([
-      '# Run comparison', '', markdown_table(results, labels, [train_seconds(w) for w in workdirs]), '',
-      'kNN: weighted, at each run\'s k and T. Linear: standard protocol when evaluated (its name in '
+    plot_nonlinear_embeddings(
+      features, labels, storage.join(out_dir, f'embedding_{method}.png'), method, [run_class_names(w) for w in workdirs]
+    )
+  text = '\n'.join(
+    [
+      '# Run comparison',
+      '',
+      markdown_table(results, labels, [train_seconds(w) for w in workdirs]),
+      '',
+      "kNN: weighted, at each run's k and T. Linear: standard protocol when evaluated (its name in "
       'brackets), otherwise the fast probe on frozen features. Floors: raw pixels / random-init encoder, '
       'same splits and protocol (the fast probe beside every linear figure); beats raw pixels: kNN and linear '
       'top-1 both above the raw-pixel floors. Effective rank of held-out backbone features; collapsed: '
-      'projections\' normalised std < 0.1/√D.', '',
+      "projections' normalised std < 0.1/√D.",
+      '',
       f'Figures ({FIGURE_SIZE_PX[0]}×{FIGURE_SIZE_PX[1]} px): ![loss and kNN](loss_knn.png) '
       '![spectra](spectra.png) ![embedding](embedding.png) '
-      + ' '.join(f'![{m}](embedding_{m}.png)' for m in nonlinear), ''])
+      + ' '.join(f'![{m}](embedding_{m}.png)' for m in nonlinear),
+      '',
+    ]
+  )
   storage.write_text(storage.join(out_dir, 'report.md'), text)
   return text
 
@@ -296,6 +313,7 @@ def check_runs(workdirs) -> list[str]:
   """The run directories, resolved, each checked before any work: one that does not exist, is a file, or holds
   neither an evaluation nor a checkpoint to evaluate is a one-line ``UserError``."""
   from gsg_jax.encoder import find_run
+
   if not workdirs:
     raise ConfigError('no run directories given: gsg-report RUN [RUN ...] [--out=DIR].')
   resolved = [storage.resolve(w) for w in workdirs]
@@ -306,14 +324,22 @@ def check_runs(workdirs) -> list[str]:
 
 
 def _has_complete_eval(workdir: str) -> bool:
-  result = storage.read_json_if_present(storage.join(workdir, 'eval', 'latest.json')) if storage.isdir(workdir) else None
-  return bool(result) and all(k in result.get('metrics', {}) for k in _NEEDED) and 'floors' in result and \
-      storage.exists(storage.join(workdir, 'eval', 'embedding_latest.npz'))
+  result = (
+    storage.read_json_if_present(storage.join(workdir, 'eval', 'latest.json')) if storage.isdir(workdir) else None
+  )
+  return (
+    bool(result)
+    and all(k in result.get('metrics', {}) for k in _NEEDED)
+    and 'floors' in result
+    and storage.exists(storage.join(workdir, 'eval', 'embedding_latest.npz'))
+  )
 
 
 def main(argv):
   from absl import flags
+
   from gsg_jax.training.outputs import quiet_library_logs
+
   out = flags.FLAGS.out
   workdirs = check_runs(argv[1:])
   storage.ensure_writable_dir(out, '--out')
@@ -325,7 +351,9 @@ def main(argv):
 def run():
   """The ``gsg-report`` command: ``gsg-report RUN [RUN ...] [--out=DIR]``."""
   from absl import flags
+
   from gsg_jax import cli
+
   flags.DEFINE_string('out', 'report', 'Output folder for report.md and the figures.')
   cli.run(main)
 

@@ -38,8 +38,16 @@ from gsg_jax.errors import ConfigError
 CONFIG_FILE, RECORD_FILE, SUMMARY_FILE = 'config.json', 'run.json', 'summary.json'
 # Keys (exact, or a block ending in '.') that a resumed run may change: none of them changes the trained weights
 # up to the current step. num_epochs may only grow past the latest checkpoint (``check_config``).
-RESUMABLE_KEYS = ('num_epochs', 'log_every_steps', 'checkpoint_every_steps', 'keep_checkpoints',
-                  'eval_every_epochs', 'eval.', 'distributed.', 'data.cache_dir')
+RESUMABLE_KEYS = (
+  'num_epochs',
+  'log_every_steps',
+  'checkpoint_every_steps',
+  'keep_checkpoints',
+  'eval_every_epochs',
+  'eval.',
+  'distributed.',
+  'data.cache_dir',
+)
 _SHOWN_DIFFERENCES = 4  # Keys named in the one-line refusal; the rest are counted.
 
 
@@ -72,8 +80,9 @@ def saved_config(workdir: str) -> dict | None:
   try:
     return storage.read_json_if_present(path)
   except json.JSONDecodeError as e:
-    raise ConfigError(f'{path} is not valid JSON ({e}): this run directory cannot be resumed; use a new '
-                      '--workdir.') from e
+    raise ConfigError(
+      f'{path} is not valid JSON ({e}): this run directory cannot be resumed; use a new --workdir.'
+    ) from e
 
 
 def check_config(workdir: str, config) -> dict:
@@ -89,25 +98,32 @@ def check_config(workdir: str, config) -> dict:
   changed = differences(saved, config)
   binding = {k: v for k, v in changed.items() if not is_resumable_key(k)}
   if binding:
-    shown = [f'{k} ({before!r} there, {after!r} here)' for k, (before, after) in list(binding.items())[
-        :_SHOWN_DIFFERENCES]]
+    shown = [
+      f'{k} ({before!r} there, {after!r} here)' for k, (before, after) in list(binding.items())[:_SHOWN_DIFFERENCES]
+    ]
     more = len(binding) - len(shown)
     scalars = all(isinstance(before, (int, float, str)) for before, _ in binding.values())
-    resume = (' or resume it with its own values: ' + ' '.join(f'--config.{k}={before}' for k, (before, _) in
-                                                               binding.items())
-              if scalars and not more else f' or resume it with the config saved in {storage.join(workdir, CONFIG_FILE)}')
+    resume = (
+      ' or resume it with its own values: ' + ' '.join(f'--config.{k}={before}' for k, (before, _) in binding.items())
+      if scalars and not more
+      else f' or resume it with the config saved in {storage.join(workdir, CONFIG_FILE)}'
+    )
     raise ConfigError(
-        f'{workdir} holds a run of another config: {", ".join(shown)}' + (f' and {more} more key(s)' if more else '')
-        + f'. A run directory keeps the config that created it: train this config in a new --workdir,{resume}.')
+      f'{workdir} holds a run of another config: {", ".join(shown)}'
+      + (f' and {more} more key(s)' if more else '')
+      + f'. A run directory keeps the config that created it: train this config in a new --workdir,{resume}.'
+    )
   return changed
 
 
 def check_not_shortened(workdir: str, num_epochs: int, latest_step: int, steps_per_epoch: int) -> None:
   """A run cannot end before the checkpoint it already has."""
   if latest_step > num_epochs * steps_per_epoch:
-    raise ConfigError(f'num_epochs={num_epochs} ends at step {num_epochs * steps_per_epoch}, before the checkpoint '
-                      f'at step {latest_step} in {workdir}: a run cannot be shortened. Evaluate an earlier '
-                      'checkpoint with gsg_jax.evaluate --step=N, or train a new --workdir.')
+    raise ConfigError(
+      f'num_epochs={num_epochs} ends at step {num_epochs * steps_per_epoch}, before the checkpoint '
+      f'at step {latest_step} in {workdir}: a run cannot be shortened. Evaluate an earlier '
+      'checkpoint with gsg_jax.evaluate --step=N, or train a new --workdir.'
+    )
 
 
 def write_config(workdir: str, config) -> None:
@@ -121,9 +137,14 @@ class RunRecord:
     self.path, self.write_enabled = storage.join(workdir, RECORD_FILE), write
     self.record = storage.read_json_if_present(self.path) or {'parts': []}
     self.record['steps_per_epoch'] = steps_per_epoch
-    self.part = {'start_step': start_step, 'end_step': start_step, 'seconds': 0.0,
-                 'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), 'host': socket.gethostname(),
-                 'config_changes': {k: list(v) for k, v in changes.items()}}
+    self.part = {
+      'start_step': start_step,
+      'end_step': start_step,
+      'seconds': 0.0,
+      'started': time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()),
+      'host': socket.gethostname(),
+      'config_changes': {k: list(v) for k, v in changes.items()},
+    }
     self.record['parts'].append(self.part)
     self._start = time.perf_counter()
 

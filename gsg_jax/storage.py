@@ -86,6 +86,7 @@ def ensure_writable_dir(path: str, what: str) -> str:
   resolved. A path that is a file, or a folder that cannot be written, is ``UnusablePathError`` naming ``what``
   (e.g. '--out')."""
   from gsg_jax.errors import UnusablePathError  # Local: errors imports nothing, but keeps this module's imports lean.
+
   path = resolve(path)
   if not is_url(path) and os.path.exists(path) and not os.path.isdir(path):
     raise UnusablePathError(f'{what} {path!r} is a file, not a folder.')
@@ -151,6 +152,7 @@ def write_json(path: str, obj: Any, **kwargs) -> None:
 def load_npz(path: str) -> dict:
   """The arrays of the ``.npz`` at ``path`` (local or in a store), loaded into memory."""
   import numpy as np  # Local: keep this module light to import.
+
   with np.load(io.BytesIO(read_bytes(path))) as arrays:
     return dict(arrays)
 
@@ -158,6 +160,7 @@ def load_npz(path: str) -> dict:
 def save_npz(path: str, **arrays) -> None:
   """``np.savez`` to ``path`` (local or in a store), written whole."""
   import numpy as np
+
   buffer = io.BytesIO()
   np.savez(buffer, **arrays)
   write_bytes(path, buffer.getvalue())

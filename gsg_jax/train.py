@@ -74,11 +74,16 @@ def _mean_metrics(pending: list, first_step: int, last_checkpoint: int | None, b
   stacked = jax.device_get(jax.tree_util.tree_map(lambda *xs: np.stack(xs), *pending))
   bad = np.flatnonzero(~np.isfinite(stacked['loss']))
   if bad.size:
-    kept = ('no checkpoint was written yet' if last_checkpoint is None else
-            f'the checkpoint at step {last_checkpoint} holds the last good state')
-    raise NonFiniteLoss(f'non-finite loss ({stacked["loss"][bad[0]]}) at step {first_step + bad[0] + 1}; stopping: '
-                        f'{kept}. Training diverged: try a lower learning rate (optim.base_lr={base_lr:g} now, e.g. '
-                        f'--config.optim.base_lr={base_lr / 4:g}) in a new --workdir.')
+    kept = (
+      'no checkpoint was written yet'
+      if last_checkpoint is None
+      else f'the checkpoint at step {last_checkpoint} holds the last good state'
+    )
+    raise NonFiniteLoss(
+      f'non-finite loss ({stacked["loss"][bad[0]]}) at step {first_step + bad[0] + 1}; stopping: '
+      f'{kept}. Training diverged: try a lower learning rate (optim.base_lr={base_lr:g} now, e.g. '
+      f'--config.optim.base_lr={base_lr / 4:g}) in a new --workdir.'
+    )
   return {k: float(np.mean(v)) for k, v in stacked.items()}
 
 
@@ -91,6 +96,7 @@ def make_monitor(trainer, dataset, config, mesh, workdir: str | None = None):
   held-out split (kNN at ``config.eval``'s k and T, online probe) with the floors beside them, and
   ``monitor.message(step, metrics)``, the log line."""
   from gsg_jax.evaluation.monitor import Monitor
+
   return Monitor(trainer, dataset, config, mesh, workdir)
 
 
@@ -131,8 +137,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
     if latest == total_steps and finished and finished.get('steps') == total_steps:
       checkpointer.close()
       if is_writer:
-        print(f'{workdir}: this run finished at step {total_steps} ({config.num_epochs} epochs); nothing to do. '
-              'To train it longer, raise --config.num_epochs.', flush=True)
+        print(
+          f'{workdir}: this run finished at step {total_steps} ({config.num_epochs} epochs); nothing to do. '
+          'To train it longer, raise --config.num_epochs.',
+          flush=True,
+        )
       return finished
 
   trainer = build_trainer(config, steps_per_epoch, dataset.num_classes)
@@ -148,21 +157,30 @@ def train_and_evaluate(config, workdir: str) -> dict:
   logger = MetricsLogger(workdir, total_steps, steps_per_epoch, config.batch_size)
   if latest is not None:
     changed = ''.join(f'; {k} {before!r} → {after!r}' for k, (before, after) in changes.items())
-    logger.message(f'Resumed from the checkpoint at step {step} in {workdir}'
-                   + (f' (changes recorded in run.json{changed})' if changes else '') + '.')
-  logger.message(f'{trainer.method.name}: {config.model.backbone} on {dataset.name} '
-                 f'({dataset.train.num_examples} images), batch {config.batch_size}, '
-                 f'{total_steps} steps on {mesh.size} device(s).')
+    logger.message(
+      f'Resumed from the checkpoint at step {step} in {workdir}'
+      + (f' (changes recorded in run.json{changed})' if changes else '')
+      + '.'
+    )
+  logger.message(
+    f'{trainer.method.name}: {config.model.backbone} on {dataset.name} '
+    f'({dataset.train.num_examples} images), batch {config.batch_size}, '
+    f'{total_steps} steps on {mesh.size} device(s).'
+  )
 
   evaluate = make_monitor(trainer, dataset, config, mesh, workdir) if len(dataset.heldout) else None
   if not dataset.num_classes:  # An unlabelled folder (gsg_jax.data.image_folder): no labels for the probe.
-    logger.message('Unlabelled training images: the online probe is off' + (
-        '; the kNN monitor uses data.eval_path.' if evaluate else ', and so is the kNN monitor (no data.eval_path).'))
+    logger.message(
+      'Unlabelled training images: the online probe is off'
+      + ('; the kNN monitor uses data.eval_path.' if evaluate else ', and so is the kNN monitor (no data.eval_path).')
+    )
   if evaluate and len(dataset.heldout) < MIN_MEANINGFUL_HELDOUT:
     n = len(dataset.heldout)
-    logger.message(f'Warning: the held-out split has only {n} images: its kNN and probe accuracies are uncertain '
-                   f'by about ±{100 * 0.5 / np.sqrt(n):.0f} points (standard error at 50 %). Hold out more images '
-                   '(data.heldout_fraction, data.max_examples, builtin_num_heldout).')
+    logger.message(
+      f'Warning: the held-out split has only {n} images: its kNN and probe accuracies are uncertain '
+      f'by about ±{100 * 0.5 / np.sqrt(n):.0f} points (standard error at 50 %). Hold out more images '
+      '(data.heldout_fraction, data.max_examples, builtin_num_heldout).'
+    )
   if step == 0 and evaluate:  # The random-init encoder: the baseline every later kNN figure is judged against.
     initial = evaluate(state)
     logger.write(0, initial, kind='eval')
@@ -194,8 +212,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
           logger.flush()  # The metrics up to a checkpoint are kept with it, in an object store too.
           record.update(step)
         if stopping:
-          raise Preempted(f'{stop.received} received: stopped after step {step}, checkpoint written in {workdir}. '
-                          'Run the same command again to resume.')
+          raise Preempted(
+            f'{stop.received} received: stopped after step {step}, checkpoint written in {workdir}. '
+            'Run the same command again to resume.'
+          )
     if evaluate and step == total_steps and evaluated_at != step:  # Resumed at the end: the final figures.
       eval_metrics = evaluate(state)
       logger.write(step, eval_metrics, kind='eval')
@@ -208,14 +228,22 @@ def train_and_evaluate(config, workdir: str) -> dict:
   logged_train, logged_eval = run_dir.last_records(workdir) if is_writer else ({}, {})
   train_metrics, eval_metrics = train_metrics or logged_train, eval_metrics or logged_eval
   seconds = record.total_seconds
-  summary = {'method': trainer.method.name, 'dataset': dataset.name, 'steps': step,
-             'epochs': step / steps_per_epoch, 'final_loss': train_metrics.get('loss'),
-             'projection_std': train_metrics.get('projection_std'),
-             'knn_top1': eval_metrics.get('knn_top1'), 'online_probe_top1': eval_metrics.get('online_probe_top1'),
-             'train_seconds': seconds, 'parts': len(record.record['parts']),
-             'images_per_second': record.steps_trained * config.batch_size / max(seconds, 1e-9)}
+  summary = {
+    'method': trainer.method.name,
+    'dataset': dataset.name,
+    'steps': step,
+    'epochs': step / steps_per_epoch,
+    'final_loss': train_metrics.get('loss'),
+    'projection_std': train_metrics.get('projection_std'),
+    'knn_top1': eval_metrics.get('knn_top1'),
+    'online_probe_top1': eval_metrics.get('online_probe_top1'),
+    'train_seconds': seconds,
+    'parts': len(record.record['parts']),
+    'images_per_second': record.steps_trained * config.batch_size / max(seconds, 1e-9),
+  }
   if is_writer:
     run_dir.write_summary(workdir, summary)
-    logger.message('Summary: ' + '  '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}'
-                                           for k, v in summary.items()))
+    logger.message(
+      'Summary: ' + '  '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k, v in summary.items())
+    )
   return summary

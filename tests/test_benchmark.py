@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.slow  # Subprocesses: the full tier only.
@@ -24,10 +23,24 @@ def benchmark_json(tmp_path_factory):
   tmp = tmp_path_factory.mktemp('benchmark')
   out, profile = tmp / 'result.json', tmp / 'profile'
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=1')
-  subprocess.run([sys.executable, os.path.join(REPO, 'benchmarks', 'train_step.py'),
-                  '--methods=simsiam,simsiam_gsg', '--batch-sizes=8', '--preset=quick',  # The preset's ConvNet.
-                  '--width=4', '--steps=1', '--warmup=1', '--repeats=2', f'--profile={profile}', f'--out={out}'],
-                 env=env, check=True, timeout=600)
+  subprocess.run(
+    [
+      sys.executable,
+      os.path.join(REPO, 'benchmarks', 'train_step.py'),
+      '--methods=simsiam,simsiam_gsg',
+      '--batch-sizes=8',
+      '--preset=quick',  # The preset's ConvNet.
+      '--width=4',
+      '--steps=1',
+      '--warmup=1',
+      '--repeats=2',
+      f'--profile={profile}',
+      f'--out={out}',
+    ],
+    env=env,
+    check=True,
+    timeout=600,
+  )
   with open(out) as f:
     return json.load(f)
 

@@ -5,14 +5,12 @@ Fast (a few seconds): the docs build itself runs in CI after the tests (.ci/run)
 """
 
 import glob
-import json
 import os
 import re
 import sys
 
 import nbformat
 import pytest
-
 from conftest import REPO
 
 sys.path.insert(0, os.path.join(REPO, 'docs'))
@@ -58,17 +56,25 @@ def test_every_result_file_of_a_study_is_read(generated):
 
 
 def _record(**changes):
-  record = {'schema': generate_results.SCHEMA, 'study': 'demo', 'title': 't', 'command': 'c', 'date': 'd',
-            'commit': None, 'source': 's', 'columns': [{'key': 'run', 'label': 'run'},
-                                                         {'key': 'knn_top1', 'label': 'kNN', 'format': '.1f'}],
-            'rows': [{'run': 'a', 'knn_top1': 40.0}]}
+  record = {
+    'schema': generate_results.SCHEMA,
+    'study': 'demo',
+    'title': 't',
+    'command': 'c',
+    'date': 'd',
+    'commit': None,
+    'source': 's',
+    'columns': [{'key': 'run', 'label': 'run'}, {'key': 'knn_top1', 'label': 'kNN', 'format': '.1f'}],
+    'rows': [{'run': 'a', 'knn_top1': 40.0}],
+  }
   record.update(changes)
   return record
 
 
 def test_schema_rejects_what_a_reader_could_not_trust():
-  check = lambda record: generate_results.check_record(record, os.path.join(REPO, 'benchmarks', 'results', 'demo',
-                                                                            'x.json'))
+  check = lambda record: generate_results.check_record(
+    record, os.path.join(REPO, 'benchmarks', 'results', 'demo', 'x.json')
+  )
   check(_record())
   bad = _record()
   del bad['command']
@@ -78,19 +84,32 @@ def test_schema_rejects_what_a_reader_could_not_trust():
     check(_record(study='other'))
   with pytest.raises(generate_results.SchemaError, match='not columns'):
     check(_record(rows=[{'run': 'a', 'linear_top1': 1.0}]))
-  curves = _record(kind='curves', x={'label': 'epoch'}, y={'label': 'kNN', 'metric': 'knn_top1'},
-                   series=[{'label': 'a', 'x': [0, 1], 'y': [20.0, 30.0]}])
+  curves = _record(
+    kind='curves',
+    x={'label': 'epoch'},
+    y={'label': 'kNN', 'metric': 'knn_top1'},
+    series=[{'label': 'a', 'x': [0, 1], 'y': [20.0, 30.0]}],
+  )
   with pytest.raises(generate_results.SchemaError, match='floors'):
     check(curves)
   check(dict(curves, floors=[{'label': 'raw pixels', 'y': 25.0}]))
 
 
 def test_table_cells_floors_and_derived_columns():
-  record = _record(columns=[{'key': 'run', 'label': 'run'}, {'key': 'knn_top1', 'label': 'kNN', 'format': '.1f'},
-                            {'key': 'gap', 'label': 'gap', 'format': '+.1f',
-                             'derived': {'op': 'minus_floor', 'of': 'knn_top1', 'floor': 'raw pixels'}}],
-                   floors=[{'label': 'raw pixels', 'values': {'knn_top1': 37.5}}],
-                   rows=[{'run': 'a', 'knn_top1': 40.0}, {'run': 'b', 'knn_top1': None}])
+  record = _record(
+    columns=[
+      {'key': 'run', 'label': 'run'},
+      {'key': 'knn_top1', 'label': 'kNN', 'format': '.1f'},
+      {
+        'key': 'gap',
+        'label': 'gap',
+        'format': '+.1f',
+        'derived': {'op': 'minus_floor', 'of': 'knn_top1', 'floor': 'raw pixels'},
+      },
+    ],
+    floors=[{'label': 'raw pixels', 'values': {'knn_top1': 37.5}}],
+    rows=[{'run': 'a', 'knn_top1': 40.0}, {'run': 'b', 'knn_top1': None}],
+  )
   table = generate_results.markdown_table(record).splitlines()
   assert table[2] == '| *floor: raw pixels* | 37.5 |  |'
   assert table[3] == '| a | 40.0 | +2.5 |'
@@ -112,15 +131,30 @@ def test_every_accuracy_figure_draws_its_floors(generated):
 
 def test_figures_drawn_dashed(tmp_path, monkeypatch):
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.axes
+
   calls = []
   original = matplotlib.axes.Axes.axhline
-  monkeypatch.setattr(matplotlib.axes.Axes, 'axhline',
-                      lambda self, y=0, *a, **k: calls.append((y, k.get('linestyle'))) or original(self, y, *a, **k))
-  data = {'panels': [{'title': 't', 'x': 'epoch', 'y': 'kNN top-1 (%)', 'log_x': False, 'references': [],
-                      'lines': [{'label': 'a', 'x': [0, 1], 'y': [20.0, 30.0]}],
-                      'floors': [{'label': 'raw pixels', 'y': 25.0}, {'label': 'random init', 'y': 20.0}]}]}
+  monkeypatch.setattr(
+    matplotlib.axes.Axes,
+    'axhline',
+    lambda self, y=0, *a, **k: calls.append((y, k.get('linestyle'))) or original(self, y, *a, **k),
+  )
+  data = {
+    'panels': [
+      {
+        'title': 't',
+        'x': 'epoch',
+        'y': 'kNN top-1 (%)',
+        'log_x': False,
+        'references': [],
+        'lines': [{'label': 'a', 'x': [0, 1], 'y': [20.0, 30.0]}],
+        'floors': [{'label': 'raw pixels', 'y': 25.0}, {'label': 'random init', 'y': 20.0}],
+      }
+    ]
+  }
   generate_results.draw_figure(data, str(tmp_path / 'f.png'))
   assert sorted(calls) == [(20.0, '--'), (25.0, '--')]
   assert (tmp_path / 'f.png').stat().st_size > 0
@@ -128,6 +162,7 @@ def test_figures_drawn_dashed(tmp_path, monkeypatch):
 
 def test_components_table_lists_every_registered_component(generated):
   from gsg_jax import methods
+
   pages, _ = generated
   table = pages['_generated/components.md']
   for registry in (methods.LOSSES, methods.TARGETS, methods.PREDICTORS):
@@ -137,6 +172,7 @@ def test_components_table_lists_every_registered_component(generated):
 
 def test_configs_pages_cover_every_preset_and_config_file(generated):
   from gsg_jax import config_lib
+
   pages, _ = generated
   presets = pages['_generated/presets.md']
   for preset in config_lib.PRESETS[1:]:
@@ -153,7 +189,8 @@ def test_rendered_notebook_is_the_example_executed():
   example = nbformat.read(os.path.join(REPO, 'examples', 'ablation.ipynb'), as_version=4)
   rendered = nbformat.read(os.path.join(REPO, 'docs', 'examples', 'ablation.ipynb'), as_version=4)
   assert [(c.cell_type, c.source) for c in example.cells] == [(c.cell_type, c.source) for c in rendered.cells], (
-      'examples/ablation.ipynb changed: run `python docs/generate_results.py --notebook` and commit')
+    'examples/ablation.ipynb changed: run `python docs/generate_results.py --notebook` and commit'
+  )
   outputs = [o for c in rendered.cells if c.cell_type == 'code' for o in c.outputs]
   assert not [o for o in outputs if o.output_type == 'error']
   assert any(o.output_type == 'display_data' and 'image/png' in o.data for o in outputs)

@@ -22,6 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def landscape_config(preset=None):
   import importlib.util
+
   spec = importlib.util.spec_from_file_location('landscape_config', os.path.join(REPO, 'configs', 'landscape.py'))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -40,11 +41,21 @@ def tiny_config(**overrides):
 
 
 def study_block(mask_probs, sparsities, warm_start=()):
-  return ml_collections.ConfigDict({'mask_probs': mask_probs, 'sparsities': sparsities, 'warm_start': warm_start,
-                                    'p': 0, 'd': 0, 'm': 0, 'objectives': ()})
+  return ml_collections.ConfigDict(
+    {
+      'mask_probs': mask_probs,
+      'sparsities': sparsities,
+      'warm_start': warm_start,
+      'p': 0,
+      'd': 0,
+      'm': 0,
+      'objectives': (),
+    }
+  )
 
 
 # ----------------------------------------------------------------------------- data model
+
 
 @pytest.mark.parametrize('p,d', [(50, 10), (20, 20), (7, 3)])
 def test_dictionary_has_orthonormal_columns(p, d):
@@ -102,7 +113,7 @@ def test_independent_mask_statistics(keep):
   assert np.all((v == 0) | (v == np.asarray(x)[:, None]))  # x_v = D_v x, no rescaling.
   assert kept.mean() == pytest.approx(keep, abs=0.005)  # 200,000 draws: std ≤ 0.0011.
   both = (kept[:, 0] & kept[:, 1]).mean()
-  assert both == pytest.approx(keep ** 2, abs=0.005)  # The two views' masks are independent.
+  assert both == pytest.approx(keep**2, abs=0.005)  # The two views' masks are independent.
   assert np.abs(np.corrcoef(kept[:, 0, :10].T)[np.triu_indices(10, 1)]).max() < 0.08  # So are coordinates.
 
 
@@ -144,6 +155,7 @@ def test_init_kernel_random_and_warm_start():
 
 
 # ----------------------------------------------------------------------------- encoder
+
 
 def test_sym_relu_values():
   u = jnp.array([-3.0, -1.0, -0.2, 0.0, 0.2, 1.0, 3.0])  # u = ⟨w, x⟩.
@@ -190,6 +202,7 @@ def test_network_is_the_authors_encoder(batch_norm):
 
 # ----------------------------------------------------------------------------- metrics
 
+
 def np_recovery(w, m_dict):
   """The authors' check_sparse_coding_learning, in NumPy: per latent, the best |cos| over neurons."""
   best = []
@@ -202,17 +215,19 @@ def np_recovery(w, m_dict):
 def test_recovery_against_numpy_on_a_hand_built_w():
   m_dict = data_lib.dictionary(np.random.default_rng(0), 20, 4)
   rng = np.random.default_rng(1)
-  w = np.stack([
-      3.0 * m_dict[:, 0],                                   # Latent 0: |cos| = 1.
-      -0.5 * m_dict[:, 1],                                  # Latent 1: the sign does not matter.
-      m_dict[:, 2] + m_dict[:, 3],                          # Latents 2, 3: cos = 1/√2 each.
+  w = np.stack(
+    [
+      3.0 * m_dict[:, 0],  # Latent 0: |cos| = 1.
+      -0.5 * m_dict[:, 1],  # Latent 1: the sign does not matter.
+      m_dict[:, 2] + m_dict[:, 3],  # Latents 2, 3: cos = 1/√2 each.
       rng.normal(size=20),
       0.6 * m_dict[:, 1] + 0.8 * rng.normal(size=20) / np.sqrt(20),
-  ])
+    ]
+  )
   got = metrics.recovery(jnp.asarray(w), jnp.asarray(m_dict))
   ref = np_recovery(w, m_dict)
   np.testing.assert_allclose([got['max'], got['median'], got['min']], ref, rtol=1e-5)
-  np.testing.assert_allclose(ref, [1.0, (1.0 + 2 ** -0.5) / 2, 2 ** -0.5], rtol=1e-6)  # By construction.
+  np.testing.assert_allclose(ref, [1.0, (1.0 + 2**-0.5) / 2, 2**-0.5], rtol=1e-6)  # By construction.
   rand = rng.normal(size=(7, 20))
   got = metrics.recovery(jnp.asarray(rand), jnp.asarray(m_dict))
   np.testing.assert_allclose([got['max'], got['median'], got['min']], np_recovery(rand, m_dict), rtol=1e-5)
@@ -226,8 +241,14 @@ def test_warm_start_c_to_infinity_recovers_exactly():
     assert covered == 10  # Every column of M drawn at least once (m = 50 draws with replacement at this seed).
     r = metrics.recovery(jnp.asarray(w), jnp.asarray(m_dict))
     np.testing.assert_allclose([r['min'], r['median'], r['max']], 1.0, atol=1e-6)
-  ends = [float(metrics.recovery(jnp.asarray(data_lib.init_kernel(np.random.default_rng(0), m_dict, 50, c).T),
-                                 jnp.asarray(m_dict))['min']) for c in (1.0, 2.0, 4.0)]
+  ends = [
+    float(
+      metrics.recovery(
+        jnp.asarray(data_lib.init_kernel(np.random.default_rng(0), m_dict, 50, c).T), jnp.asarray(m_dict)
+      )['min']
+    )
+    for c in (1.0, 2.0, 4.0)
+  ]
   assert ends[0] < ends[1] < ends[2] < 1.0 and ends[2] > 0.99  # Noise std p^{−c/2} shrinks with c.
 
 
@@ -259,12 +280,16 @@ def test_support_recovery_against_the_authors_loop():
   perfect = np.zeros((64, 6), np.float32)
   perfect[:, :4] = z[:, [2, 0, 3, 1]]  # Neuron j is latent L[j] = [2, 0, 3, 1][j] and fires exactly with it.
   got = metrics.support_recovery(jnp.asarray(w), jnp.asarray(m_dict), jnp.asarray(z), jnp.asarray(perfect))
-  np.testing.assert_allclose([got['match'], got['false_support'], got['sparsity_gap']],
-                             [1.0, 0.0, np.abs(perfect).mean() - np.abs(z).mean()], atol=1e-6)
+  np.testing.assert_allclose(
+    [got['match'], got['false_support'], got['sparsity_gap']],
+    [1.0, 0.0, np.abs(perfect).mean() - np.abs(z).mean()],
+    atol=1e-6,
+  )
   noisy = rng.normal(size=(64, 6)) * (rng.random((64, 6)) < 0.4)
   got = metrics.support_recovery(jnp.asarray(w), jnp.asarray(m_dict), jnp.asarray(z), jnp.asarray(noisy))
-  np.testing.assert_allclose([got['match'], got['false_support'], got['sparsity_gap']],
-                             np_support(w, m_dict, z, noisy), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    [got['match'], got['false_support'], got['sparsity_gap']], np_support(w, m_dict, z, noisy), rtol=1e-5, atol=1e-6
+  )
 
 
 def test_collapse_check():
@@ -275,8 +300,12 @@ def test_collapse_check():
 
 # ----------------------------------------------------------------------------- objectives and the step core
 
-ALL_OBJECTIVES = ['infonce'] + [f'{l}_{s}_{p}' for l in ('negcos', 'gsg') for s in ('alt', 'simsiam', 'ema')
-                                for p in ('none', 'linear', 'directpred')]
+ALL_OBJECTIVES = ['infonce'] + [
+  f'{loss}_{s}_{p}'
+  for loss in ('negcos', 'gsg')
+  for s in ('alt', 'simsiam', 'ema')
+  for p in ('none', 'linear', 'directpred')
+]
 FAST_OBJECTIVES = ('infonce', 'negcos_alt_linear', 'gsg_simsiam_directpred', 'negcos_ema_none')
 
 
@@ -288,8 +317,9 @@ def _tiny_program(name, cfg=None, seeds=2):
   return (*run_lib.build_program(cfg, study, obj, runs), runs)
 
 
-@pytest.mark.parametrize('name', [pytest.param(n, marks=() if n in FAST_OBJECTIVES else pytest.mark.slow)
-                                  for n in ALL_OBJECTIVES])
+@pytest.mark.parametrize(
+  'name', [pytest.param(n, marks=() if n in FAST_OBJECTIVES else pytest.mark.slow) for n in ALL_OBJECTIVES]
+)
 def test_every_objective_trains_through_the_step_core(name):
   program, data, rngs, state, runs = _tiny_program(name)
   obj = program.obj
@@ -322,8 +352,9 @@ def test_alternating_steps_train_one_tower_at_a_time():
     active, idle = k % 2, 1 - k % 2
     assert np.abs(kernel(new, active) - kernel(state, active)).max() > 0
     np.testing.assert_array_equal(kernel(new, idle), kernel(state, idle))
-    np.testing.assert_array_equal(new.params['projector'][f'tower_{idle}']['bias'],
-                                  state.params['projector'][f'tower_{idle}']['bias'])
+    np.testing.assert_array_equal(
+      new.params['projector'][f'tower_{idle}']['bias'], state.params['projector'][f'tower_{idle}']['bias']
+    )
     assert np.abs(pred(new) - pred(state)).max() > 0  # The shared predictor trains at every step.
     state = new
 
@@ -346,10 +377,10 @@ def test_alternating_step_is_the_authors_update():
     z_t = jax.lax.stop_gradient(sym_relu(x[:, 1] @ s0.params['backbone']['tower_1']['kernel'] + b_b, b_b))
     unit = lambda a: a / jnp.linalg.norm(a, axis=1, keepdims=True)
     return 2.0 - 2.0 * jnp.mean(jnp.sum(unit(z_o) * unit(z_t), 1))
+
   w_a, b_a = s0.params['backbone']['tower_0']['kernel'], s0.params['projector']['tower_0']['bias']
   g_w, g_b = jax.grad(authors_loss, argnums=(0, 1))(w_a, b_a)
-  np.testing.assert_allclose(new.params['backbone']['tower_0']['kernel'], w_a - cfg.lr * g_w,
-                             rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(new.params['backbone']['tower_0']['kernel'], w_a - cfg.lr * g_w, rtol=1e-4, atol=1e-7)
   np.testing.assert_allclose(new.params['projector']['tower_0']['bias'], b_a - cfg.lr * g_b, rtol=1e-4, atol=1e-7)
 
 
@@ -380,10 +411,11 @@ def test_learning_rates_and_batch_norm_follow_the_authors():
 def test_steps_per_epoch_keep_or_drop_the_last_batch():
   cfg = tiny_config(n=100)
   assert _tiny_program('negcos_alt_none', cfg)[0].steps_per_epoch == 4  # 3 × 32 + a last batch of 4.
-  assert _tiny_program('infonce', cfg)[0].steps_per_epoch == 3          # drop_last, as main_simclr.py.
+  assert _tiny_program('infonce', cfg)[0].steps_per_epoch == 3  # drop_last, as main_simclr.py.
 
 
 # ----------------------------------------------------------------------------- vmapped runs
+
 
 def test_vmapped_run_is_deterministic(tmp_path):
   cfg = tiny_config(objectives=('negcos_alt_linear',))
@@ -407,13 +439,15 @@ def test_interrupted_run_resumes_to_the_same_end(tmp_path):
 
   def interrupt(line):
     raise Interrupt(line)
+
   with pytest.raises(Interrupt, match='epoch 2/4'):
     run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'c'), progress=interrupt)
   assert int(np.load(tmp_path / 'c' / 'checkpoint.npz')['epochs_done']) == 2
   assert not (tmp_path / 'c' / 'result.json').exists()
   c = run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'c'), progress=lambda s: None)
-  np.testing.assert_allclose([r['curves']['min'] for r in c['runs']], [r['curves']['min'] for r in a['runs']],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    [r['curves']['min'] for r in c['runs']], [r['curves']['min'] for r in a['runs']], rtol=1e-5
+  )
   more = tiny_config(objectives=('negcos_alt_linear', 'infonce'))  # Another objective list: the result is reused.
   assert run_lib.train_objective(more, 'grid', 'negcos_alt_linear', str(tmp_path / 'a'), progress=interrupt) == a
   other = tiny_config(objectives=('negcos_alt_linear',))
@@ -424,20 +458,39 @@ def test_interrupted_run_resumes_to_the_same_end(tmp_path):
 
 @pytest.mark.slow
 def test_command_line_writes_results_and_figures_and_skips_finished(tmp_path):
-  args = [sys.executable, '-m', 'gsg_jax.experiments.landscape', '--config=configs/landscape.py:quick',
-          f'--workdir={tmp_path}', '--config.n=96', '--config.batch_size=32', '--config.p=12', '--config.d=4',
-          '--config.m=8', '--config.num_epochs=4', '--config.log_every_epochs=2', '--config.chunk_epochs=2',
-          '--config.eval_size=32', "--config.objectives=('infonce','gsg_alt_none')",
-          "--config.studies=('grid','warm_start')", '--config.study.warm_start.sparsities=(0.25,)',
-          '--config.study.grid.sparsities=(0.25,)']
+  args = [
+    sys.executable,
+    '-m',
+    'gsg_jax.experiments.landscape',
+    '--config=configs/landscape.py:quick',
+    f'--workdir={tmp_path}',
+    '--config.n=96',
+    '--config.batch_size=32',
+    '--config.p=12',
+    '--config.d=4',
+    '--config.m=8',
+    '--config.num_epochs=4',
+    '--config.log_every_epochs=2',
+    '--config.chunk_epochs=2',
+    '--config.eval_size=32',
+    "--config.objectives=('infonce','gsg_alt_none')",
+    "--config.studies=('grid','warm_start')",
+    '--config.study.warm_start.sparsities=(0.25,)',
+    '--config.study.grid.sparsities=(0.25,)',
+  ]
   first = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert first.returncode == 0, first.stderr[-3000:]
   assert 'epoch 4/4' in first.stdout
   results = json.loads((tmp_path / 'results.json').read_text())
   assert set(results['studies']['grid']) == {'infonce', 'gsg_alt_none'}
   assert {r['c'] for r in results['studies']['warm_start']['infonce']['runs']} == {1.0, 1.25, 1.5, 2.0}
-  for figure in ('recovery_curves.png', 'support_and_collapse.png', 'end_vs_mask.png', 'end_vs_sparsity.png',
-                 'warm_start.png'):
+  for figure in (
+    'recovery_curves.png',
+    'support_and_collapse.png',
+    'end_vs_mask.png',
+    'end_vs_sparsity.png',
+    'warm_start.png',
+  ):
     assert (tmp_path / figure).stat().st_size > 10_000
   second = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert second.returncode == 0, second.stderr[-3000:]

@@ -18,7 +18,6 @@ import zipfile
 
 import pytest
 import yaml
-
 from conftest import REPO
 from test_faults import TINY  # The tiny run the other CLI tests compile: the compilation cache shares its step.
 
@@ -43,8 +42,11 @@ def test_wheel_builds_installs_and_runs(tmp_path):
 
   with zipfile.ZipFile(wheel) as z:
     names = set(z.namelist())
-  assert {'gsg_jax/configs/simsiam_gsg.py', 'gsg_jax/configs/landscape.py',
-          'gsg_jax/experiments/landscape/run.py'} <= names
+  assert {
+    'gsg_jax/configs/simsiam_gsg.py',
+    'gsg_jax/configs/landscape.py',
+    'gsg_jax/experiments/landscape/run.py',
+  } <= names
   assert not [n for n in names if n.startswith(('tests/', 'docs/', 'benchmarks/'))]
   with tarfile.open(sdist) as t:
     assert f'gsg_jax-{version}/LICENSE' in t.getnames()
@@ -61,18 +63,30 @@ def test_wheel_builds_installs_and_runs(tmp_path):
   outside.mkdir()
   env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'VIRTUAL_ENV')}
   env['JAX_PLATFORMS'] = 'cpu'
-  where = _run([python, '-c', 'import gsg_jax, gsg_jax.config_lib as c; print(gsg_jax.__file__); print(c.CONFIG_DIR);'
-                ' print(gsg_jax.__version__); print(c.named_config("simsiam", "quick").batch_size)'],
-               cwd=outside, env=env).stdout.split()
+  where = _run(
+    [
+      python,
+      '-c',
+      'import gsg_jax, gsg_jax.config_lib as c; print(gsg_jax.__file__); print(c.CONFIG_DIR);'
+      ' print(gsg_jax.__version__); print(c.named_config("simsiam", "quick").batch_size)',
+    ],
+    cwd=outside,
+    env=env,
+  ).stdout.split()
   assert where[0].startswith(str(venv)) and where[1].startswith(str(venv)), where  # The wheel's, not the checkout's.
   assert where[2:] == [version, '128']
-  helpfull = subprocess.run([str(venv / 'bin' / 'gsg-train'), '--helpfull'], cwd=outside, env=env,
-                            capture_output=True, text=True, timeout=300)  # absl's help exits with status 0 or 1.
+  helpfull = subprocess.run(
+    [str(venv / 'bin' / 'gsg-train'), '--helpfull'], cwd=outside, env=env, capture_output=True, text=True, timeout=300
+  )  # absl's help exits with status 0 or 1.
   assert helpfull.returncode in (0, 1) and '--config:' in helpfull.stdout and '--workdir:' in helpfull.stdout, (
-      helpfull.stdout[-2000:] + helpfull.stderr[-2000:])
+    helpfull.stdout[-2000:] + helpfull.stderr[-2000:]
+  )
   workdir = outside / 'run'
-  _run([str(venv / 'bin' / 'gsg-train'), '--config=configs/simsiam_gsg.py:quick', f'--workdir={workdir}', *TINY],
-       cwd=outside, env=env)
+  _run(
+    [str(venv / 'bin' / 'gsg-train'), '--config=configs/simsiam_gsg.py:quick', f'--workdir={workdir}', *TINY],
+    cwd=outside,
+    env=env,
+  )
   assert (workdir / 'summary.json').exists() and glob.glob(str(workdir / 'checkpoints' / '*'))
 
 
@@ -81,8 +95,14 @@ def test_citation_and_changelog_follow_the_version():
     citation = yaml.safe_load(f)
   assert citation['cff-version'] == '1.2.0' and 'version' not in citation  # The version lives in gsg_jax only.
   titles = ' '.join(r['title'] for r in citation['references'])
-  for paper in ('Guided Stop-gradient', 'Simple Siamese', 'Bootstrap Your Own Latent', 'without Contrastive Pairs',
-                'Kernel-Based Losses', 'landscape of contrastive'):
+  for paper in (
+    'Guided Stop-gradient',
+    'Simple Siamese',
+    'Bootstrap Your Own Latent',
+    'without Contrastive Pairs',
+    'Kernel-Based Losses',
+    'landscape of contrastive',
+  ):
     assert paper in titles, paper
   for reference in citation['references']:
     assert reference['authors'] and reference['year'] and reference['collection-title']

@@ -15,11 +15,25 @@ from gsg_jax.data.synthetic import SHAPES  # noqa: E402
 
 def _run(path, raw, init, source='builtin'):
   path.mkdir()
-  rows = [{'kind': 'train', 'step': 1, 'epoch': 0.5, 'loss': -0.2},
-          {'kind': 'eval', 'step': 0, 'epoch': 0.0, 'knn_top1': init,
-           'floors/raw_pixels/knn_top1': raw, 'floors/random_init/knn_top1': init},
-          {'kind': 'eval', 'step': 2, 'epoch': 1.0, 'knn_top1': init + 5.0,
-           'floors/raw_pixels/knn_top1': raw, 'floors/random_init/knn_top1': init}]
+  rows = [
+    {'kind': 'train', 'step': 1, 'epoch': 0.5, 'loss': -0.2},
+    {
+      'kind': 'eval',
+      'step': 0,
+      'epoch': 0.0,
+      'knn_top1': init,
+      'floors/raw_pixels/knn_top1': raw,
+      'floors/random_init/knn_top1': init,
+    },
+    {
+      'kind': 'eval',
+      'step': 2,
+      'epoch': 1.0,
+      'knn_top1': init + 5.0,
+      'floors/raw_pixels/knn_top1': raw,
+      'floors/random_init/knn_top1': init,
+    },
+  ]
   (path / 'metrics.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows))
   (path / 'config.json').write_text(json.dumps({'data': {'source': source}}))
   return str(path)
@@ -27,8 +41,8 @@ def _run(path, raw, init, source='builtin'):
 
 def test_loss_knn_draws_each_distinct_floor_dashed(tmp_path, monkeypatch):
   a = _run(tmp_path / 'a', raw=51.8, init=24.1)
-  b = _run(tmp_path / 'b', raw=51.8, init=24.1)   # Same data and seed: its floors are a's, drawn once.
-  c = _run(tmp_path / 'c', raw=51.8, init=22.0)   # Another seed: its own random-init floor.
+  b = _run(tmp_path / 'b', raw=51.8, init=24.1)  # Same data and seed: its floors are a's, drawn once.
+  c = _run(tmp_path / 'c', raw=51.8, init=22.0)  # Another seed: its own random-init floor.
   lines = []
   original = matplotlib.axes.Axes.axhline
 
@@ -45,8 +59,10 @@ def test_loss_knn_draws_each_distinct_floor_dashed(tmp_path, monkeypatch):
 
 
 def test_floors_come_from_the_monitor_records():
-  rows = [{'kind': 'train', 'floors/raw_pixels/knn_top1': 1.0},
-          {'kind': 'eval', 'knn_top1': 30.0, 'floors/raw_pixels/knn_top1': 50.0}]
+  rows = [
+    {'kind': 'train', 'floors/raw_pixels/knn_top1': 1.0},
+    {'kind': 'eval', 'knn_top1': 30.0, 'floors/raw_pixels/knn_top1': 50.0},
+  ]
   assert report.knn_floors(rows) == {'raw_pixels': 50.0}
   assert report.knn_floors([{'kind': 'eval', 'knn_top1': 30.0}]) == {}
 

@@ -4,8 +4,8 @@ import json
 import os
 
 import pytest
-
 from conftest import tiny_config
+
 from gsg_jax import run_dir
 from gsg_jax.errors import ConfigError
 
@@ -24,8 +24,15 @@ def test_training_keys_bind_the_directory(tmp_path):
   with pytest.raises(ConfigError, match=r"method.loss \('gsg' there, 'negcos' here\)") as info:
     run_dir.check_config(workdir, tiny_config('simsiam'))
   assert 'new --workdir' in str(info.value) and '\n' not in str(info.value)
-  for key, value in (('seed', 1), ('optim.base_lr', 0.5), ('model.width', 16), ('data.builtin_num_train', 256),
-                     ('augment.crop_size', 8), ('batch_size', 32), ('online_probe.enabled', False)):
+  for key, value in (
+    ('seed', 1),
+    ('optim.base_lr', 0.5),
+    ('model.width', 16),
+    ('data.builtin_num_train', 256),
+    ('augment.crop_size', 8),
+    ('batch_size', 32),
+    ('online_probe.enabled', False),
+  ):
     with pytest.raises(ConfigError, match=key.replace('.', r'\.')):
       run_dir.check_config(workdir, tiny_config('simsiam_gsg', **{key: value}))
 
@@ -41,10 +48,15 @@ def test_the_refusal_says_how_to_resume(tmp_path):
 
 def test_cadence_and_more_epochs_are_allowed_and_returned(tmp_path):
   workdir = _saved(tmp_path, tiny_config('simsiam_gsg'))
-  changes = run_dir.check_config(workdir, tiny_config('simsiam_gsg', num_epochs=5, log_every_steps=1,
-                                                      **{'eval.knn_k': 5, 'eval_every_epochs': 2}))
-  assert changes == {'num_epochs': (2, 5), 'log_every_steps': (4, 1), 'eval.knn_k': (20, 5),
-                     'eval_every_epochs': (1, 2)}
+  changes = run_dir.check_config(
+    workdir, tiny_config('simsiam_gsg', num_epochs=5, log_every_steps=1, **{'eval.knn_k': 5, 'eval_every_epochs': 2})
+  )
+  assert changes == {
+    'num_epochs': (2, 5),
+    'log_every_steps': (4, 1),
+    'eval.knn_k': (20, 5),
+    'eval_every_epochs': (1, 2),
+  }
 
 
 def test_a_key_only_one_side_has_is_a_difference():
@@ -77,8 +89,11 @@ def test_record_sums_every_part(tmp_path):
 
 
 def test_last_records_skip_a_cut_line_and_prefer_the_latest(tmp_path):
-  lines = [{'kind': 'train', 'step': 2, 'loss': 1.0}, {'kind': 'eval', 'step': 2, 'knn_top1': 10.0},
-           {'kind': 'train', 'step': 4, 'loss': 0.5}]
+  lines = [
+    {'kind': 'train', 'step': 2, 'loss': 1.0},
+    {'kind': 'eval', 'step': 2, 'knn_top1': 10.0},
+    {'kind': 'train', 'step': 4, 'loss': 0.5},
+  ]
   with open(tmp_path / 'metrics.jsonl', 'w') as f:
     f.write(''.join(json.dumps(r) + '\n' for r in lines) + '{"kind": "train", "st')
   train, evaluation = run_dir.last_records(str(tmp_path))
@@ -89,6 +104,7 @@ def test_last_records_skip_a_cut_line_and_prefer_the_latest(tmp_path):
 @pytest.mark.slow  # Trains a tiny run in three commands.
 def test_a_run_in_parts_keeps_one_summary_and_a_finished_run_is_left_alone(tmp_path):
   from gsg_jax import train
+
   workdir = str(tmp_path / 'run')
   first = train.train_and_evaluate(tiny_config('simsiam_gsg', num_epochs=1), workdir)
   files = {name: os.stat(os.path.join(workdir, name)).st_mtime_ns for name in os.listdir(workdir)}

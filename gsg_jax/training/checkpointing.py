@@ -16,7 +16,6 @@ from gsg_jax.errors import ConfigError
 
 
 class Checkpointer:
-
   def __init__(self, workdir: str, every_steps: int, keep: int):
     self.every_steps = every_steps
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
@@ -34,9 +33,10 @@ class Checkpointer:
     except (ValueError, KeyError, TypeError) as e:
       detail = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)[:300]
       raise ConfigError(
-          f'the checkpoint at step {step} in {self.manager.directory} does not match the state this config builds: '
-          'it was written under another config (compare config.json beside it). Use a new --workdir, or that '
-          f'config. orbax said: {detail}') from e
+        f'the checkpoint at step {step} in {self.manager.directory} does not match the state this config builds: '
+        'it was written under another config (compare config.json beside it). Use a new --workdir, or that '
+        f'config. orbax said: {detail}'
+      ) from e
 
   def should_save(self, step: int) -> bool:
     return step % self.every_steps == 0

@@ -69,6 +69,7 @@ def _torch_bias_init(fan_in: int):
 
 class _Tower(nn.Module):
   """One tower's parameters: ``kernel`` [p, m] (= Wᵀ) and, with BatchNorm, its ``scale`` and ``offset``."""
+
   p: int
   m: int
   batch_norm: bool
@@ -87,6 +88,7 @@ class _Tower(nn.Module):
 
 class _Threshold(nn.Module):
   """One tower's SymReLU bias b [m], torch's ``nn.Linear`` bias init U(−1/√p, 1/√p)."""
+
   p: int
   m: int
 
@@ -97,6 +99,7 @@ class _Threshold(nn.Module):
 
 class _Group(nn.Module):
   """A named group (``backbone``, ``projector``) holding one parameter module per tower."""
+
   make: Any
   towers: int
 
@@ -111,12 +114,13 @@ class SymReLUNetwork(nn.Module):
   Rows [B·V, p] are viewed as [B, V, p]; view v uses tower v mod T's kernel, bias and BatchNorm
   affine (statistics per view, over the batch), so all views go through one batched matmul.
   """
+
   m: int
   towers: int = 1
   batch_norm: bool = False
   predictor: Optional[nn.Module] = None
   kernel_std: float = 0.05  # Replaced by ``data.init_kernel`` in the experiments.
-  momentum: float = 0.9     # Running BatchNorm statistics (PyTorch's 0.1), for evaluation mode only.
+  momentum: float = 0.9  # Running BatchNorm statistics (PyTorch's 0.1), for evaluation mode only.
   epsilon: float = 1e-5
 
   @nn.compact
@@ -126,8 +130,9 @@ class SymReLUNetwork(nn.Module):
     x = x.astype(jnp.float32)
     p, batch = x.shape[-1], x.shape[0] // num_views
     tower = np.arange(num_views) % self.towers  # Tower of each view (static).
-    params = _Group(functools.partial(_Tower, p, self.m, self.batch_norm, self.kernel_std), self.towers,
-                    name='backbone')()
+    params = _Group(
+      functools.partial(_Tower, p, self.m, self.batch_norm, self.kernel_std), self.towers, name='backbone'
+    )()
     bias = jnp.stack(_Group(functools.partial(_Threshold, p, self.m), self.towers, name='projector')())[tower]
     pick = lambda key: jnp.stack([t[key] for t in params])[tower]  # [V, ...]
     xv = x.reshape(batch, num_views, p)

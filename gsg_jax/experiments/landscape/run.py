@@ -79,6 +79,7 @@ import itertools
 import json
 import sys
 import time
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -86,6 +87,7 @@ import numpy as np
 import optax
 
 from gsg_jax import methods, storage
+from gsg_jax.errors import ConfigError
 from gsg_jax.experiments import jsonable
 from gsg_jax.experiments.landscape import data as data_lib
 from gsg_jax.experiments.landscape import figures
@@ -93,26 +95,35 @@ from gsg_jax.experiments.landscape import metrics as metrics_lib
 from gsg_jax.experiments.landscape.model import SymReLUNetwork, encoder_matrix
 from gsg_jax.training.optim import build_optimizer
 from gsg_jax.training.step import Trainer, TrainState
-from gsg_jax.errors import ConfigError
 
 SCHEMES = {'alt': 'online', 'simsiam': 'online', 'ema': 'ema'}
 NONCONTRASTIVE_LOSSES = ('negcos', 'gsg')
 SET_PREDICTORS = ('directpred', 'directcopy')
 STUDIES = ('grid', 'warm_start', 'm10', 'pdm20')
-CURVE_KEYS = ('loss', 'max', 'median', 'min', 'match', 'false_support', 'sparsity_gap', 'output_variance',
-              'normalized_std')
+CURVE_KEYS = (
+  'loss',
+  'max',
+  'median',
+  'min',
+  'match',
+  'false_support',
+  'sparsity_gap',
+  'output_variance',
+  'normalized_std',
+)
 
 
 # ----------------------------------------------------------------------------- objectives
+
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
   name: str
   loss: str
-  target: str          # TARGETS key.
-  predictor: str       # PREDICTORS key.
+  target: str  # TARGETS key.
+  predictor: str  # PREDICTORS key.
   towers: int
-  views: str           # data.VIEW_KINDS
+  views: str  # data.VIEW_KINDS
   drop_last: bool
   encoder_lr_scale: float
   predictor_lr_scale: float
@@ -127,14 +138,21 @@ def objective(name: str) -> Objective:
   if name == 'infonce':
     return Objective(name, 'infonce', 'online', 'none', 1, 'complementary', True, 1.0, 1.0)
   parts = name.split('_')
-  if (len(parts) != 3 or parts[0] not in NONCONTRASTIVE_LOSSES or parts[1] not in SCHEMES
-      or parts[2] not in methods.PREDICTORS):
-    raise ConfigError(f'objective {name!r}: expected infonce or <loss>_<scheme>_<predictor> with loss in '
-                      f'{NONCONTRASTIVE_LOSSES}, scheme in {tuple(SCHEMES)}, predictor in {tuple(methods.PREDICTORS)}.')
+  if (
+    len(parts) != 3
+    or parts[0] not in NONCONTRASTIVE_LOSSES
+    or parts[1] not in SCHEMES
+    or parts[2] not in methods.PREDICTORS
+  ):
+    raise ConfigError(
+      f'objective {name!r}: expected infonce or <loss>_<scheme>_<predictor> with loss in '
+      f'{NONCONTRASTIVE_LOSSES}, scheme in {tuple(SCHEMES)}, predictor in {tuple(methods.PREDICTORS)}.'
+    )
   loss, scheme, predictor = parts
   alt = scheme == 'alt'
-  return Objective(name, loss, SCHEMES[scheme], predictor, 2 if alt else 1, 'independent', False,
-                   4.0 if alt else 2.0, 2.0)
+  return Objective(
+    name, loss, SCHEMES[scheme], predictor, 2 if alt else 1, 'independent', False, 4.0 if alt else 2.0, 2.0
+  )
 
 
 def uses_batch_norm(obj: Objective, setting: str) -> bool:
@@ -147,6 +165,7 @@ def uses_batch_norm(obj: Objective, setting: str) -> bool:
 
 def alternate_towers() -> optax.GradientTransformation:
   """Zero everything of ``tower_1`` on even steps and of ``tower_0`` on odd ones (other leaves pass)."""
+
   def init(params):
     return {'count': jnp.zeros((), jnp.int32)}
 
@@ -159,7 +178,9 @@ def alternate_towers() -> optax.GradientTransformation:
         if f'tower_{t}' in name:
           return jnp.where(active == t, u, jnp.zeros_like(u))
       return u
+
     return jax.tree_util.tree_map_with_path(gate, updates), {'count': state['count'] + 1}
+
   return optax.GradientTransformation(init, update)
 
 
@@ -183,14 +204,25 @@ def build_trainer(obj: Objective, cfg, m: int, steps_per_epoch: int) -> Trainer:
   """The step core for ``obj``: registry method, SymReLU network, mask views, plain SGD."""
   method = methods.build_method(method_config(obj, cfg), cfg.num_epochs * steps_per_epoch)
   model_cfg = ml_collections.ConfigDict({'projection_dim': m})
-  network = SymReLUNetwork(m, obj.towers, uses_batch_norm(obj, cfg.batch_norm),
-                           method.predictor.module(model_cfg, jnp.float32))
+  network = SymReLUNetwork(
+    m, obj.towers, uses_batch_norm(obj, cfg.batch_norm), method.predictor.module(model_cfg, jnp.float32)
+  )
   encoder_lr, predictor_lr = learning_rates(obj, cfg)
-  opt = ml_collections.ConfigDict({
-      'optim': {'optimizer': 'sgd', 'base_lr': encoder_lr * 256 / cfg.batch_size, 'momentum': 0.0,
-                'weight_decay': 0.0, 'warmup_epochs': 0.0, 'schedule': 'constant',
-                'rules': (('predictor/.*', {'lr': predictor_lr, 'schedule': 'constant'}),)},
-      'batch_size': cfg.batch_size, 'num_epochs': cfg.num_epochs})
+  opt = ml_collections.ConfigDict(
+    {
+      'optim': {
+        'optimizer': 'sgd',
+        'base_lr': encoder_lr * 256 / cfg.batch_size,
+        'momentum': 0.0,
+        'weight_decay': 0.0,
+        'warmup_epochs': 0.0,
+        'schedule': 'constant',
+        'rules': (('predictor/.*', {'lr': predictor_lr, 'schedule': 'constant'}),),
+      },
+      'batch_size': cfg.batch_size,
+      'num_epochs': cfg.num_epochs,
+    }
+  )
   tx, schedule = build_optimizer(opt, steps_per_epoch, method.optimizer_rules)
   if obj.towers == 2:
     tx = optax.chain(alternate_towers(), tx, alternate_towers())  # Gate the gradients and the updates.
@@ -204,12 +236,15 @@ def init_state(trainer: Trainer, rng, kernels) -> TrainState:
   for t in range(kernels.shape[0]):
     backbone[f'tower_{t}'] = {**backbone[f'tower_{t}'], 'kernel': kernels[t]}
   params = {**state.params, 'backbone': backbone}
-  extras = {'target': trainer.method.target.init(params, state.model_state),
-            'predictor': trainer.method.predictor.init(params)}
+  extras = {
+    'target': trainer.method.target.init(params, state.model_state),
+    'predictor': trainer.method.predictor.init(params),
+  }
   return state.replace(params=params, opt_state=trainer.tx.init(params), extras=extras)
 
 
 # ----------------------------------------------------------------------------- runs
+
 
 def study_config(cfg, study: str):
   """The study block with the top-level defaults filled in: p, d, m, mask_probs, sparsities, warm_start, objectives."""
@@ -227,8 +262,10 @@ def run_settings(obj: Objective, study: dict, num_seeds: int, seed: int) -> list
   """Every run of ``obj`` in ``study``: mask probability (None for complementary masks), sparsity, c, seed."""
   masks = (None,) if obj.contrastive else study['mask_probs']
   cs = study['warm_start'] or (None,)
-  return [{'mask_prob': mp, 'sparsity': q, 'c': c, 'seed': seed + 1 + i}
-          for mp, q, c, i in itertools.product(masks, study['sparsities'], cs, range(num_seeds))]
+  return [
+    {'mask_prob': mp, 'sparsity': q, 'c': c, 'seed': seed + 1 + i}
+    for mp, q, c, i in itertools.product(masks, study['sparsities'], cs, range(num_seeds))
+  ]
 
 
 def setting_label(run: dict) -> str:
@@ -260,13 +297,14 @@ def make_run_data(runs: list[dict], study: dict, cfg, towers: int):
 @dataclasses.dataclass
 class Program:
   """The compiled pieces for one (study, objective): init, evaluate and train ``chunk`` over stacked runs."""
+
   trainer: Trainer
   obj: Objective
   n: int
   batch_size: int
   eval_size: int
   epochs_per_log: int
-  vmap_width: int = 0   # Runs per vmapped group (0: all); ``lax.map`` runs the groups one after the other.
+  vmap_width: int = 0  # Runs per vmapped group (0: all); ``lax.map`` runs the groups one after the other.
 
   @property
   def steps_per_epoch(self) -> int:
@@ -276,14 +314,18 @@ class Program:
   def _evaluate(self, state, data, rng):
     """Metrics of one run: recovery of tower A's W, support and collapse on a fixed batch's first view."""
     w = encoder_matrix(state.params)
-    x, z = data['x'][:self.eval_size], data['z'][:self.eval_size]
-    rows = self.trainer.views({'x': x, 'keep_prob': data['keep']}, jax.random.fold_in(rng, 2 ** 30), 2)
+    x, z = data['x'][: self.eval_size], data['z'][: self.eval_size]
+    rows = self.trainer.views({'x': x, 'keep_prob': data['keep']}, jax.random.fold_in(rng, 2**30), 2)
     variables = self.trainer.network_variables(state.params, state.model_state)
-    out, _ = self.trainer.network.apply(variables, rows, train=True, num_views=2, with_predictor=False,
-                                        mutable=['batch_stats'])
+    out, _ = self.trainer.network.apply(
+      variables, rows, train=True, num_views=2, with_predictor=False, mutable=['batch_stats']
+    )
     rep = out['projection'].reshape(x.shape[0], 2, -1)[:, 0]
-    return {**metrics_lib.recovery(w, data['M']), **metrics_lib.support_recovery(w, data['M'], z, rep),
-            **metrics_lib.collapse(rep)}
+    return {
+      **metrics_lib.recovery(w, data['M']),
+      **metrics_lib.support_recovery(w, data['M'], z, rep),
+      **metrics_lib.collapse(rep),
+    }
 
   def _epoch(self, state, data, rng, epoch):
     full = self.n // self.batch_size
@@ -294,9 +336,10 @@ class Program:
     def step(state, idx):
       state, m = self.trainer.train_step(state, {'x': data['x'][idx], 'keep_prob': data['keep']}, step_rng)
       return state, m['loss']
-    state, losses = jax.lax.scan(step, state, perm[:full * self.batch_size].reshape(full, self.batch_size))
+
+    state, losses = jax.lax.scan(step, state, perm[: full * self.batch_size].reshape(full, self.batch_size))
     if self.steps_per_epoch > full:  # The last, partial batch.
-      state, last = step(state, perm[full * self.batch_size:])
+      state, last = step(state, perm[full * self.batch_size :])
       losses = jnp.concatenate([losses, last[None]])
     return state, jnp.mean(losses)
 
@@ -305,6 +348,7 @@ class Program:
       epochs = first_epoch + k * self.epochs_per_log + jnp.arange(self.epochs_per_log)
       state, losses = jax.lax.scan(lambda s, e: self._epoch(s, data, rng, e), state, epochs)
       return state, {'loss': losses[-1], **self._evaluate(state, data, rng)}
+
     return jax.lax.scan(interval, state, jnp.arange(num_logs))
 
   def __post_init__(self):
@@ -325,18 +369,29 @@ class Program:
 def build_program(cfg, study: dict, obj: Objective, runs: list[dict]):
   """(program, stacked device data, per-run keys, initial stacked state) for ``runs`` of ``obj``."""
   host_data, keep, kernels = make_run_data(runs, study, cfg, obj.towers)
-  data = {'x': jnp.asarray(host_data['x']), 'z': jnp.asarray(host_data['z']), 'M': jnp.asarray(host_data['M']),
-          'keep': jnp.asarray(keep)}
+  data = {
+    'x': jnp.asarray(host_data['x']),
+    'z': jnp.asarray(host_data['z']),
+    'M': jnp.asarray(host_data['M']),
+    'keep': jnp.asarray(keep),
+  }
   full, rest = divmod(cfg.n, cfg.batch_size)
   steps_per_epoch = full + (1 if rest and not obj.drop_last else 0)
-  program = Program(build_trainer(obj, cfg, study['m'], steps_per_epoch), obj, cfg.n, cfg.batch_size,
-                    min(cfg.eval_size, cfg.n), cfg.log_every_epochs, cfg.vmap_width)
-  rngs = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(cfg.seed), s))(
-      jnp.asarray([r['seed'] for r in runs]))
+  program = Program(
+    build_trainer(obj, cfg, study['m'], steps_per_epoch),
+    obj,
+    cfg.n,
+    cfg.batch_size,
+    min(cfg.eval_size, cfg.n),
+    cfg.log_every_epochs,
+    cfg.vmap_width,
+  )
+  rngs = jax.vmap(lambda s: jax.random.fold_in(jax.random.key(cfg.seed), s))(jnp.asarray([r['seed'] for r in runs]))
   return program, data, rngs, program.init(rngs, jnp.asarray(kernels))
 
 
 # ----------------------------------------------------------------------------- checkpoints
+
 
 def _save(path: str, state, history: dict, epochs_done: int, meta: dict) -> None:
   leaves = jax.tree_util.tree_leaves(state)
@@ -349,7 +404,7 @@ def _load(path: str, template):
   f = storage.load_npz(path)
   leaves, treedef = jax.tree_util.tree_flatten(template)
   state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(f[f'leaf_{i}']) for i in range(len(leaves))])
-  history = {k[len('history_'):]: v for k, v in f.items() if k.startswith('history_')}
+  history = {k[len('history_') :]: v for k, v in f.items() if k.startswith('history_')}
   return state, history, int(f['epochs_done']), json.loads(str(f['meta']))
 
 
@@ -360,13 +415,18 @@ def _duration(seconds: float) -> str:
 
 # ----------------------------------------------------------------------------- one objective
 
+
 def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=print) -> dict:
   """Train every run of objective ``name`` in ``study_name`` (resuming), write and return its result."""
   study = study_config(cfg, study_name)
   obj = objective(name)
   runs = run_settings(obj, study, cfg.num_seeds, cfg.seed)
-  meta = {'study': {k: v for k, v in study.items() if k != 'objectives'}, 'objective': name, 'runs': runs,
-          'config': _run_config(cfg)}  # What decides this objective's runs (not the list of other objectives).
+  meta = {
+    'study': {k: v for k, v in study.items() if k != 'objectives'},
+    'objective': name,
+    'runs': runs,
+    'config': _run_config(cfg),
+  }  # What decides this objective's runs (not the list of other objectives).
   storage.makedirs(out_dir)
   result_path, ckpt_path = storage.join(out_dir, 'result.json'), storage.join(out_dir, 'checkpoint.npz')
   if storage.exists(result_path):
@@ -405,39 +465,73 @@ def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=prin
     _save(ckpt_path, state, {k: np.stack(v, 1) for k, v in history.items()}, done, meta)
     rate = (trained_epochs if train_s else num_logs * cfg.log_every_epochs) * steps_per_epoch / (train_s or elapsed)
     mins = np.asarray(history['min'][-1])
-    speed = (f'{rate:.0f} steps/s = {rate * len(runs):.0f} run-steps/s' if train_s else
-             f'first chunk {elapsed:.1f}s with compilation')
+    speed = (
+      f'{rate:.0f} steps/s = {rate * len(runs):.0f} run-steps/s'
+      if train_s
+      else f'first chunk {elapsed:.1f}s with compilation'
+    )
     loss = np.nanmean(history['loss'][-1])
-    progress(f'[{study_name}] {name}: epoch {done}/{total}, {len(runs)} runs | min max|cos| '
-             f'{mins.mean():.3f} (runs {mins.min():.3f}..{mins.max():.3f}) | loss {loss:.4f} '
-             f'| {speed} | ETA {_duration((total - done) * steps_per_epoch / rate)}')
+    progress(
+      f'[{study_name}] {name}: epoch {done}/{total}, {len(runs)} runs | min max|cos| '
+      f'{mins.mean():.3f} (runs {mins.min():.3f}..{mins.max():.3f}) | loss {loss:.4f} '
+      f'| {speed} | ETA {_duration((total - done) * steps_per_epoch / rate)}'
+    )
   wall = time.time() - start
   curves = {k: np.stack(v, 1) for k, v in history.items()}  # [R, T].
   epochs = np.arange(curves['min'].shape[1]) * cfg.log_every_epochs
-  result = {'meta': meta, 'objective': name, 'label': methods.label(obj.loss, obj.target, obj.predictor),
-            'epochs': epochs, 'steps_per_epoch': steps_per_epoch, 'wall_s': wall, 'first_chunk_s': first_chunk_s,
-            'steps_per_s': (trained_epochs * steps_per_epoch / train_s) if train_s else None,
-            'runs': [{**run, 'end': {k: curves[k][i, -1] for k in curves},
-                      'curves': {k: curves[k][i] for k in CURVE_KEYS if k in curves}} for i, run in enumerate(runs)]}
+  result = {
+    'meta': meta,
+    'objective': name,
+    'label': methods.label(obj.loss, obj.target, obj.predictor),
+    'epochs': epochs,
+    'steps_per_epoch': steps_per_epoch,
+    'wall_s': wall,
+    'first_chunk_s': first_chunk_s,
+    'steps_per_s': (trained_epochs * steps_per_epoch / train_s) if train_s else None,
+    'runs': [
+      {
+        **run,
+        'end': {k: curves[k][i, -1] for k in curves},
+        'curves': {k: curves[k][i] for k in CURVE_KEYS if k in curves},
+      }
+      for i, run in enumerate(runs)
+    ],
+  }
   result = jsonable(result, 6)
   storage.write_json(result_path, result)
   return result
 
 
 def _run_config(cfg) -> dict:
-  keys = ('seed', 'num_seeds', 'n', 'latent', 'noise_std', 'num_epochs', 'batch_size', 'lr', 'match_lr',
-          'batch_norm', 'temperature', 'ema_momentum', 'log_every_epochs', 'eval_size')
+  keys = (
+    'seed',
+    'num_seeds',
+    'n',
+    'latent',
+    'noise_std',
+    'num_epochs',
+    'batch_size',
+    'lr',
+    'match_lr',
+    'batch_norm',
+    'temperature',
+    'ema_momentum',
+    'log_every_epochs',
+    'eval_size',
+  )
   return jsonable({**{k: cfg[k] for k in keys}, 'directpred': cfg.directpred.to_dict()}, 6)
 
 
 def _check_meta(saved: dict, meta: dict, path: str) -> None:
   if jsonable(saved, 6) != jsonable(meta, 6):
     diff = sorted(k for k in meta if jsonable(saved.get(k), 6) != jsonable(meta[k], 6))
-    raise ConfigError(f'{path} was written by a different configuration (differs in {diff}): '
-                      'use a fresh --workdir or delete that file.')
+    raise ConfigError(
+      f'{path} was written by a different configuration (differs in {diff}): use a fresh --workdir or delete that file.'
+    )
 
 
 # ----------------------------------------------------------------------------- the whole experiment
+
 
 def run(cfg, workdir: str, progress=print) -> dict:
   """Every study and objective of ``cfg`` (skipping finished ones), then results.json and the figures."""
@@ -477,18 +571,24 @@ def summary_table(results: dict) -> dict:
       for r in res['runs']:
         groups.setdefault(setting_label(r), []).append(r['end'])
       out.setdefault(s, {})[o] = {
-          label: {k: {'mean': float(np.nanmean([e[k] for e in ends])), 'std': float(np.nanstd([e[k] for e in ends]))}
-                  for k in ('min', 'median', 'max', 'match', 'false_support', 'output_variance')}
-          for label, ends in groups.items()}
+        label: {
+          k: {'mean': float(np.nanmean([e[k] for e in ends])), 'std': float(np.nanstd([e[k] for e in ends]))}
+          for k in ('min', 'median', 'max', 'match', 'false_support', 'output_variance')
+        }
+        for label, ends in groups.items()
+      }
   return out
 
 
 # ----------------------------------------------------------------------------- command line
 
+
 def main():
   from absl import app, flags, logging
   from ml_collections import config_flags
+
   from gsg_jax import cli
+
   config = config_flags.DEFINE_config_file('config', None, 'configs/landscape.py[:quick]', lock_config=True)
   flags.DEFINE_string('workdir', None, 'Output directory (resumable).')
   flags.mark_flags_as_required(['config', 'workdir'])
@@ -505,7 +605,10 @@ def main():
       print(f'\n[{s}] end of training: min / median / max over latents of max_j|cos(w_j, M_i)|, mean over seeds')
       for o, settings in table.items():
         for label, v in settings.items():
-          print(f'  {o:28s} {label:45s} {v["min"]["mean"]:.3f} / {v["median"]["mean"]:.3f} / '
-                f'{v["max"]["mean"]:.3f}   match {v["match"]["mean"]:.2f}  var {v["output_variance"]["mean"]:.3g}')
+          print(
+            f'  {o:28s} {label:45s} {v["min"]["mean"]:.3f} / {v["median"]["mean"]:.3f} / '
+            f'{v["max"]["mean"]:.3f}   match {v["match"]["mean"]:.2f}  var {v["output_variance"]["mean"]:.3g}'
+          )
     sys.stdout.flush()
+
   cli.run(_main)
