@@ -1,4 +1,4 @@
-"""Issue #12's accelerator check, as one prepared command: step throughput, then SimSiam and SimSiam+GSG on CIFAR-10.
+"""The accelerator check, as one prepared command: step throughput, then SimSiam and SimSiam+GSG on CIFAR-10.
 
 A lent GPU comes with minutes, not hours (the device tool: 15 minutes a task,
 10 a command, the machine's start included). This script spends them on
@@ -52,7 +52,8 @@ def _write_json(path: str, obj) -> None:
 
 def _last_eval(workdir: str) -> dict | None:
   """The last ``kind == 'eval'`` row of the run's ``metrics.jsonl``, or None."""
-  from gsg_jax.report import load_metrics  # The project's reader: it skips a line cut short by a killed run.
+  from gsg_jax.run_dir import load_metrics  # The project's reader: it skips a line cut short by a killed run.
+
   evals = [row for row in load_metrics(workdir) if row.get('kind') == 'eval']
   return evals[-1] if evals else None
 
@@ -82,9 +83,9 @@ def run_until(argv: list, log, deadline: float) -> int:
 def main():
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument('--zip', required=True, help='the CIFAR-10 zip (train/<class>/<image>.jpg)')
-  p.add_argument('--out', required=True, help='folder for the results (the device tool\'s $OUT)')
+  p.add_argument('--out', required=True, help="folder for the results (the device tool's $OUT)")
   p.add_argument('--methods', default='simsiam,simsiam_gsg')
-  p.add_argument('--width', type=int, default=64, help='ResNet-18 width (64: the paper\'s)')
+  p.add_argument('--width', type=int, default=64, help="ResNet-18 width (64: the paper's)")
   p.add_argument('--batch-size', type=int, default=512)
   p.add_argument('--dtype', default='bfloat16', choices=('float32', 'bfloat16'))
   p.add_argument('--steps', type=int, default=20, help='timed benchmark steps')
@@ -93,8 +94,12 @@ def main():
   p.add_argument('--rate-margin', type=float, default=0.7, help='training rate / benchmarked rate, assumed')
   p.add_argument('--max-epochs', type=int, default=800)
   p.add_argument('--max-examples', type=int, default=0, help='use only this many zip images (0: all)')
-  p.add_argument('--deadline-seconds', type=float, default=540,
-                 help='from the start: a run still going gets SIGTERM (it checkpoints and stops)')
+  p.add_argument(
+    '--deadline-seconds',
+    type=float,
+    default=540,
+    help='from the start: a run still going gets SIGTERM (it checkpoints and stops)',
+  )
   p.add_argument('--workdir', default='/tmp/gsg_accelerator_check', help='run directories (not returned)')
   args = p.parse_args()
 
@@ -110,10 +115,22 @@ def main():
 
   with open(os.path.join(args.out, 'log.txt'), 'a') as log:
     bench = os.path.join(args.out, 'train_step.json')
-    rc = run_until([sys.executable, 'benchmarks/train_step.py', f'--methods={args.methods}',
-                    f'--batch-sizes={args.batch_size}', '--backbone=resnet18', f'--width={args.width}',
-                    f'--dtype={args.dtype}', f'--steps={args.steps}', f'--warmup={args.warmup}', f'--out={bench}'],
-                   log, deadline)
+    rc = run_until(
+      [
+        sys.executable,
+        'benchmarks/train_step.py',
+        f'--methods={args.methods}',
+        f'--batch-sizes={args.batch_size}',
+        '--backbone=resnet18',
+        f'--width={args.width}',
+        f'--dtype={args.dtype}',
+        f'--steps={args.steps}',
+        f'--warmup={args.warmup}',
+        f'--out={bench}',
+      ],
+      log,
+      deadline,
+    )
     if rc:
       check['error'] = f'train_step.py exited {rc} (log.txt)'
       _write_json(check_path, check)
@@ -121,8 +138,9 @@ def main():
     with open(bench) as f:
       rates = {r['method']: r for r in json.load(f)['results']}
     check['device_kind'] = next(iter(rates.values()))['device_kind']
-    check['train_step'] = {m: {k: r[k] for k in ('images_per_second', 'fraction_of_peak', 'step_seconds')}
-                           for m, r in rates.items()}
+    check['train_step'] = {
+      m: {k: r[k] for k in ('images_per_second', 'fraction_of_peak', 'step_seconds')} for m, r in rates.items()
+    }
     _write_json(check_path, check)
 
     data = os.path.join(args.workdir, 'cache')
@@ -136,25 +154,42 @@ def main():
       epochs = epochs_for(rate, args.train_seconds, args.rate_margin, args.max_epochs, train_images)
       workdir = os.path.join(args.workdir, method)
       shutil.rmtree(workdir, ignore_errors=True)
-      argv = [sys.executable, '-m', 'gsg_jax.main', f'--config=configs/{method}.py:cifar10_zip',
-              f'--workdir={workdir}', f'--config.data.path={os.path.abspath(args.zip)}',
-              f'--config.data.cache_dir={data}', f'--config.data.max_examples={args.max_examples}',
-              f'--config.model.width={args.width}', f'--config.model.dtype={args.dtype}',
-              f'--config.batch_size={args.batch_size}', f'--config.num_epochs={epochs}',
-              f'--config.eval_every_epochs={max(1, epochs // 4)}', '--config.log_every_steps=20']
+      argv = [
+        sys.executable,
+        '-m',
+        'gsg_jax.main',
+        f'--config=configs/{method}.py:cifar10_zip',
+        f'--workdir={workdir}',
+        f'--config.data.path={os.path.abspath(args.zip)}',
+        f'--config.data.cache_dir={data}',
+        f'--config.data.max_examples={args.max_examples}',
+        f'--config.model.width={args.width}',
+        f'--config.model.dtype={args.dtype}',
+        f'--config.batch_size={args.batch_size}',
+        f'--config.num_epochs={epochs}',
+        f'--config.eval_every_epochs={max(1, epochs // 4)}',
+        '--config.log_every_steps=20',
+      ]
       print(f'{method}: {epochs} epochs at {rate:.0f} img/s benchmarked', file=sys.stderr, flush=True)
       t0 = time.time()
       rc = run_until(argv, log, deadline)
-      run = {'epochs_planned': epochs, 'returncode': rc, 'wall_seconds': time.time() - t0,
-             'last_eval': _last_eval(workdir)}
+      run = {
+        'epochs_planned': epochs,
+        'returncode': rc,
+        'wall_seconds': time.time() - t0,
+        'last_eval': _last_eval(workdir),
+      }
       for name in ('metrics.jsonl', 'summary.json'):
         if os.path.exists(os.path.join(workdir, name)):
           shutil.copy(os.path.join(workdir, name), os.path.join(args.out, f'{method}_{name}'))
       check['runs'][method] = run
       check['elapsed_seconds'] = time.time() - t_start
       _write_json(check_path, check)
-      print(f'{method}: rc {rc}, {run["wall_seconds"]:.0f} s, last eval '
-            f'{(run["last_eval"] or {}).get("knn_top1")}', file=sys.stderr, flush=True)
+      print(
+        f'{method}: rc {rc}, {run["wall_seconds"]:.0f} s, last eval {(run["last_eval"] or {}).get("knn_top1")}',
+        file=sys.stderr,
+        flush=True,
+      )
   print(json.dumps(check, indent=2))
 
 

@@ -36,7 +36,6 @@ import time
 import numpy as np
 from PIL import Image
 
-
 SIZES = ((375, 500), (500, 375), (333, 500), (500, 333), (500, 500), (281, 500))  # (height, width)
 
 
@@ -74,6 +73,7 @@ def pipelines(tf):
     def fn(position, encoded):
       seed = tf.stack([tf.constant(0, tf.int64), position])
       return tfds_source.random_resized_views(encoded, views, 224, (0.2, 1.0), (3 / 4, 4 / 3), seed)
+
     return fn
 
   return {'decode': decode, 'square': square, 'per_view_2': per_view(2), 'per_view_4': per_view(4)}
@@ -88,6 +88,7 @@ def main(argv=None):
   args = parser.parse_args(argv)
 
   from gsg_jax.data.tfds_source import _tf_and_tfds
+
   tf, _ = _tf_and_tfds()
   encoded = synthetic_jpegs(args.images)
   functions = pipelines(tf)
@@ -113,12 +114,19 @@ def main(argv=None):
       rates[name].append(rate)
       cpu_ms[name].append(ms)
 
-  result = {'date': datetime.date.today().isoformat(), 'machine': platform.processor() or platform.machine(),
-            'cpus': os.cpu_count(), 'load_average': os.getloadavg(), 'tensorflow': tf.__version__,
-            'images': args.images, 'mean_jpeg_bytes': float(np.mean([len(e) for e in encoded])),
-            'images_per_second': {name: {'median': float(np.median(r)), 'best': float(np.max(r)), 'passes': r}
-                                  for name, r in rates.items()},
-            'cpu_ms_per_image': {name: {'median': float(np.median(m)), 'passes': m} for name, m in cpu_ms.items()}}
+  result = {
+    'date': datetime.date.today().isoformat(),
+    'machine': platform.processor() or platform.machine(),
+    'cpus': os.cpu_count(),
+    'load_average': os.getloadavg(),
+    'tensorflow': tf.__version__,
+    'images': args.images,
+    'mean_jpeg_bytes': float(np.mean([len(e) for e in encoded])),
+    'images_per_second': {
+      name: {'median': float(np.median(r)), 'best': float(np.max(r)), 'passes': r} for name, r in rates.items()
+    },
+    'cpu_ms_per_image': {name: {'median': float(np.median(m)), 'passes': m} for name, m in cpu_ms.items()},
+  }
   print(f'{"pipeline":<12} {"median img/s":>12} {"best img/s":>10} {"CPU ms/img":>10}')
   for name, r in rates.items():
     print(f'{name:<12} {np.median(r):>12.1f} {np.max(r):>10.1f} {np.median(cpu_ms[name]):>10.2f}')

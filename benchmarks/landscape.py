@@ -48,6 +48,7 @@ def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
 
   from gsg_jax.experiments.landscape import run as run_lib
   from gsg_jax.experiments.landscape.objectives import objective
+
   study = run_lib.study_config(cfg, study_name)
   obj = objective(name)
   full_runs = len(run_lib.run_settings(obj, study, cfg.num_seeds, cfg.seed))
@@ -67,20 +68,31 @@ def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
   jax.block_until_ready(m)
   timed_s = time.perf_counter() - t0
   one = jax.tree_util.tree_map(lambda a: a[0], state)
-  batch = {'x': data['x'][0, :cfg.batch_size], 'keep_prob': data['keep'][0]}
+  batch = {'x': data['x'][0, : cfg.batch_size], 'keep_prob': data['keep'][0]}
   trainers = program.per_tower or (program.trainer,)  # Alternating arms: the mean of the A- and B-steps.
   flops = sum(step_flops(t, one, batch, rngs[0]) for t in trainers) / len(trainers)
   steps = epochs * program.steps_per_epoch
   steps_per_s = steps / timed_s
   run_steps_per_s = steps_per_s * len(runs)
   total_run_steps = full_runs * cfg.num_epochs * program.steps_per_epoch
-  return {'objective': name, 'study': study_name, 'runs_measured': len(runs), 'runs_full': full_runs,
-          'steps_per_epoch': program.steps_per_epoch, 'epochs_timed': epochs, 'setup_s': setup_s,
-          'compile_and_first_chunk_s': first_s, 'compile_s_estimate': max(first_s - timed_s, 0.0),
-          'seconds_per_epoch': timed_s / epochs, 'steps_per_s': steps_per_s, 'run_steps_per_s': run_steps_per_s,
-          'flops_per_run_step': flops, 'achieved_gflops_per_s': flops * run_steps_per_s / 1e9,
-          'extrapolated_full_s': total_run_steps / run_steps_per_s + max(first_s - timed_s, 0.0),
-          'final_min_max_cos_mean': float(m['min'].mean())}
+  return {
+    'objective': name,
+    'study': study_name,
+    'runs_measured': len(runs),
+    'runs_full': full_runs,
+    'steps_per_epoch': program.steps_per_epoch,
+    'epochs_timed': epochs,
+    'setup_s': setup_s,
+    'compile_and_first_chunk_s': first_s,
+    'compile_s_estimate': max(first_s - timed_s, 0.0),
+    'seconds_per_epoch': timed_s / epochs,
+    'steps_per_s': steps_per_s,
+    'run_steps_per_s': run_steps_per_s,
+    'flops_per_run_step': flops,
+    'achieved_gflops_per_s': flops * run_steps_per_s / 1e9,
+    'extrapolated_full_s': total_run_steps / run_steps_per_s + max(first_s - timed_s, 0.0),
+    'final_min_max_cos_mean': float(m['min'].mean()),
+  }
 
 
 def ab(cfg, study_name: str, name: str, key: str, epochs: int, repeats: int = 3) -> dict:
@@ -89,8 +101,10 @@ def ab(cfg, study_name: str, name: str, key: str, epochs: int, repeats: int = 3)
   Interleaving puts both variants under the same load, which on a shared machine drifts by up to 3x.
   """
   import jax
+
   from gsg_jax.experiments.landscape import run as run_lib
   from gsg_jax.experiments.landscape.objectives import objective
+
   variants = {}
   for value in (True, False):
     c = cfg.copy_and_resolve_references()
@@ -104,19 +118,25 @@ def ab(cfg, study_name: str, name: str, key: str, epochs: int, repeats: int = 3)
     jax.block_until_ready(m)
     variants[value] = [program, data, rngs, state, float('inf')]
   for r in range(repeats):
-    for value, v in variants.items():
+    for v in variants.values():
       t0 = time.perf_counter()
       v[3], m = v[0].chunk(v[3], v[1], v[2], (r + 1) * epochs, 1)
       jax.block_until_ready(m)
       v[4] = min(v[4], time.perf_counter() - t0)
   steps = {value: 2 * epochs * v[0].steps_per_epoch / v[4] for value, v in variants.items()}
-  return {'objective': name, 'key': key, 'run_steps_per_s_true': steps[True], 'run_steps_per_s_false': steps[False],
-          'speedup': steps[True] / steps[False]}
+  return {
+    'objective': name,
+    'key': key,
+    'run_steps_per_s_true': steps[True],
+    'run_steps_per_s_false': steps[False],
+    'speedup': steps[True] / steps[False],
+  }
 
 
 def step_flops(trainer, state, batch, rng) -> float:
   """XLA's FLOP count of one compiled train step of ``trainer``."""
   import jax
+
   cost = jax.jit(trainer.train_step).lower(state, batch, rng).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   return float(cost.get('flops', 0.0))
@@ -126,6 +146,7 @@ def dense_matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
   """GFLOP/s of a jitted float32 [size, size] @ [size, size] matmul on this machine, now (best of 3)."""
   import jax
   import jax.numpy as jnp
+
   a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
   f = jax.jit(lambda a: jax.lax.fori_loop(0, repeats, lambda i, x: (x @ a) * (1.0 / size), a))
   f(a).block_until_ready()
@@ -134,7 +155,7 @@ def dense_matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
     t0 = time.perf_counter()
     f(a).block_until_ready()
     best = min(best, time.perf_counter() - t0)
-  return 2.0 * size ** 3 * repeats / best / 1e9
+  return 2.0 * size**3 * repeats / best / 1e9
 
 
 def cpu_model() -> str:
@@ -148,23 +169,34 @@ def cpu_model() -> str:
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--preset', default='', help="configs/landscape.py preset ('' = the paper's grid, 'quick').")
-  parser.add_argument('--objectives', default='', help='comma-separated; default: the config\'s objectives.')
+  parser.add_argument('--objectives', default='', help="comma-separated; default: the config's objectives.")
   parser.add_argument('--study', default='grid')
   parser.add_argument('--epochs', type=int, default=5, help='timed epochs per objective (after one compile call).')
-  parser.add_argument('--vmap-width', type=int, default=-1, help='runs per vmapped group (-1: the config\'s).')
-  parser.add_argument('--seeds', type=int, default=0, help='seeds to stack (0: the config\'s num_seeds).')
-  parser.add_argument('--ab', default='', metavar='KEY',
-                      help='instead: run-steps/s with boolean config KEY True vs False, interleaved (e.g. fast_infonce).')
-  parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
-                      help="config override, e.g. --set skip_idle_tower=False (the value is a Python literal).")
+  parser.add_argument('--vmap-width', type=int, default=-1, help="runs per vmapped group (-1: the config's).")
+  parser.add_argument('--seeds', type=int, default=0, help="seeds to stack (0: the config's num_seeds).")
+  parser.add_argument(
+    '--ab',
+    default='',
+    metavar='KEY',
+    help='instead: run-steps/s with boolean config KEY True vs False, interleaved (e.g. fast_infonce).',
+  )
+  parser.add_argument(
+    '--set',
+    action='append',
+    default=[],
+    metavar='KEY=VALUE',
+    help='config override, e.g. --set skip_idle_tower=False (the value is a Python literal).',
+  )
   parser.add_argument('--out', default=os.path.join(REPO, 'benchmarks', 'results', 'landscape_cpu.json'))
   args = parser.parse_args()
 
   import jax
+
   cfg = load_config(args.preset)
   if args.vmap_width >= 0:
     cfg.vmap_width = args.vmap_width
   import ast
+
   for item in args.set:
     key, value = item.split('=', 1)
     cfg[key] = ast.literal_eval(value)
@@ -178,11 +210,20 @@ def main():
     for name in names:
       rows.append(ab(cfg, args.study, name, args.ab, args.epochs))
       r = rows[-1]
-      print(f"{name:28s} {args.ab}=True {r['run_steps_per_s_true']:7.0f} run-steps/s, =False "
-            f"{r['run_steps_per_s_false']:7.0f}: x{r['speedup']:.2f}", flush=True)
-    out = {'date': datetime.date.today().isoformat(), 'command': ' '.join(['benchmarks/landscape.py'] + sys.argv[1:]),
-           'cpu': cpu_model(), 'cpu_count': os.cpu_count(), 'load_average_1min_at_start': os.getloadavg()[0],
-           'dense_matmul_gflops_per_s': dense, 'results': rows}
+      print(
+        f'{name:28s} {args.ab}=True {r["run_steps_per_s_true"]:7.0f} run-steps/s, =False '
+        f'{r["run_steps_per_s_false"]:7.0f}: x{r["speedup"]:.2f}',
+        flush=True,
+      )
+    out = {
+      'date': datetime.date.today().isoformat(),
+      'command': ' '.join(['benchmarks/landscape.py'] + sys.argv[1:]),
+      'cpu': cpu_model(),
+      'cpu_count': os.cpu_count(),
+      'load_average_1min_at_start': os.getloadavg()[0],
+      'dense_matmul_gflops_per_s': dense,
+      'results': rows,
+    }
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
       json.dump(out, f, indent=1)
@@ -191,26 +232,49 @@ def main():
   for name in names:
     r = measure(cfg, args.study, name, args.epochs, seeds)
     results.append(r)
-    print(f"{name:28s} runs {r['runs_measured']:3d}/{r['runs_full']:3d}  compile ~{r['compile_s_estimate']:5.1f}s  "
-          f"{r['steps_per_s']:7.1f} steps/s  {r['run_steps_per_s']:9.0f} run-steps/s  "
-          f"{r['flops_per_run_step'] / 1e6:6.1f} MFLOP/run-step = {r['achieved_gflops_per_s']:5.1f} GFLOP/s "
-          f"({100 * r['achieved_gflops_per_s'] / dense:4.1f}% of dense {dense:.0f})  "
-          f"full ({cfg.num_epochs} epochs): {r['extrapolated_full_s'] / 60:6.1f} min", flush=True)
+    print(
+      f'{name:28s} runs {r["runs_measured"]:3d}/{r["runs_full"]:3d}  compile ~{r["compile_s_estimate"]:5.1f}s  '
+      f'{r["steps_per_s"]:7.1f} steps/s  {r["run_steps_per_s"]:9.0f} run-steps/s  '
+      f'{r["flops_per_run_step"] / 1e6:6.1f} MFLOP/run-step = {r["achieved_gflops_per_s"]:5.1f} GFLOP/s '
+      f'({100 * r["achieved_gflops_per_s"] / dense:4.1f}% of dense {dense:.0f})  '
+      f'full ({cfg.num_epochs} epochs): {r["extrapolated_full_s"] / 60:6.1f} min',
+      flush=True,
+    )
   total = sum(r['extrapolated_full_s'] for r in results)
-  out = {'date': datetime.date.today().isoformat(), 'command': ' '.join(['benchmarks/landscape.py'] + sys.argv[1:]),
-         'machine': {'platform': platform.platform(), 'cpu': cpu_model(), 'cpu_count': os.cpu_count(),
-                     'load_average_1min_at_start': os.getloadavg()[0], 'jax': jax.__version__,
-                     'backend': jax.default_backend(), 'device_kind': jax.devices()[0].device_kind},
-         'config': {'preset': args.preset or 'paper', 'num_epochs': cfg.num_epochs, 'n': cfg.n,
-                    'batch_size': cfg.batch_size, 'num_seeds': cfg.num_seeds, 'study': args.study,
-                    'vmap_width': cfg.vmap_width},
-         'dense_matmul_gflops_per_s': dense, 'overrides': args.set,
-         'wall_s': time.perf_counter() - start, 'extrapolated_total_s': total, 'results': results}
+  out = {
+    'date': datetime.date.today().isoformat(),
+    'command': ' '.join(['benchmarks/landscape.py'] + sys.argv[1:]),
+    'machine': {
+      'platform': platform.platform(),
+      'cpu': cpu_model(),
+      'cpu_count': os.cpu_count(),
+      'load_average_1min_at_start': os.getloadavg()[0],
+      'jax': jax.__version__,
+      'backend': jax.default_backend(),
+      'device_kind': jax.devices()[0].device_kind,
+    },
+    'config': {
+      'preset': args.preset or 'paper',
+      'num_epochs': cfg.num_epochs,
+      'n': cfg.n,
+      'batch_size': cfg.batch_size,
+      'num_seeds': cfg.num_seeds,
+      'study': args.study,
+      'vmap_width': cfg.vmap_width,
+    },
+    'dense_matmul_gflops_per_s': dense,
+    'overrides': args.set,
+    'wall_s': time.perf_counter() - start,
+    'extrapolated_total_s': total,
+    'results': results,
+  }
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, 'w') as f:
     json.dump(out, f, indent=1)
-  print(f'extrapolated {args.study} study, {len(names)} objectives: {total / 60:.1f} min '
-        f'(benchmark wall {out["wall_s"]:.0f}s) -> {args.out}')
+  print(
+    f'extrapolated {args.study} study, {len(names)} objectives: {total / 60:.1f} min '
+    f'(benchmark wall {out["wall_s"]:.0f}s) -> {args.out}'
+  )
 
 
 if __name__ == '__main__':

@@ -59,8 +59,11 @@ def main():
     summary = train.train_and_evaluate(config, workdir)
     knn = knn_by_step(workdir)
     first, last = knn[min(knn)], knn[max(knn)]
-    print(f'{args.run} seed {seed}: {first:.1f} -> {last:.1f} ({last - first:+.1f}), projection_std '
-          f'{summary["projection_std"]:.4f}, {time.time() - start:.0f} s', flush=True)
+    print(
+      f'{args.run} seed {seed}: {first:.1f} -> {last:.1f} ({last - first:+.1f}), projection_std '
+      f'{summary["projection_std"]:.4f}, {time.time() - start:.0f} s',
+      flush=True,
+    )
 
 
 if __name__ == '__main__':

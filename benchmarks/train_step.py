@@ -8,9 +8,19 @@ SimSiam two), augmentation included, as in training. Device counts other
 than the machine's own are simulated on the CPU by re-running this script
 with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``.
 
-``--preset`` picks the heads, crop size and optimiser: ``cifar10`` (the
-paper's, 2048-wide heads, 32×32 views) or ``quick`` (the README's CPU run:
-256-wide heads, 24×24 views); ``--backbone``/``--width`` override its model.
+``--preset`` picks the whole model, heads, crop size and optimiser:
+``cifar10`` (the paper's: ResNet-18, 2048-wide heads, 32×32 views),
+``cifar10_cpu`` (the CPU experiments': ConvNet width 16, 256-wide heads,
+24×24 views) or ``quick``; ``--backbone``/``--width``, when given, override
+the preset's network.
+
+Every run also times a dense float32 matrix product on the same devices
+(``matmul_gflops``), the machine's practical peak for this kind of work, and
+reports each step's FLOP/s as a fraction of it (``fraction_of_matmul``): a
+CPU has no vendor peak to divide by, and a shared machine's speed drifts, so
+the ratio measured in the same run is what compares across runs. Where a run
+times SimSiam and SimSiam+GSG at the same batch, ``gsg_cost_ratio`` is GSG's
+time per image over SimSiam's (2.0 is the cost of its four views alone).
 """
 
 import argparse
@@ -23,19 +33,43 @@ import time
 
 # Dense peak FLOP/s by device kind and dtype, for the fraction-of-peak column (vendor figures, no sparsity).
 PEAK_FLOPS = {
-    ('NVIDIA H100 80GB HBM3', 'bfloat16'): 989e12, ('NVIDIA H100 80GB HBM3', 'float32'): 67e12,
-    ('NVIDIA H200', 'bfloat16'): 989e12, ('NVIDIA H200', 'float32'): 67e12,
+  ('NVIDIA H100 80GB HBM3', 'bfloat16'): 989e12,
+  ('NVIDIA H100 80GB HBM3', 'float32'): 67e12,
+  ('NVIDIA H200', 'bfloat16'): 989e12,
+  ('NVIDIA H200', 'float32'): 67e12,
 }
 
 
-def measure(method: str, batch_size: int, args) -> dict:
+MATMUL_SIZE = 2048  # Large enough to run at the BLAS kernel's full speed, small enough to time in a second.
+
+
+def matmul_gflops(repeats: int = 10) -> float:
+  """GFLOP/s of a float32 [N, N] × [N, N] product on the default device, best of ``repeats``."""
+  import jax
+  import jax.numpy as jnp
+
+  n = MATMUL_SIZE
+  a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+  product = jax.jit(lambda x: x @ x)
+  jax.block_until_ready(product(a))
+  best = float('inf')
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(product(a))
+    best = min(best, time.perf_counter() - t0)
+  return 2 * n**3 / best / 1e9
+
+
+def prepare(method: str, batch_size: int, args) -> dict:
+  """Compile one method's step at ``batch_size``: its row (FLOPs from XLA's cost analysis) and what timing needs."""
   import jax
   import numpy as np
+
   from gsg_jax import config_lib, parallel
   from gsg_jax.training import build_trainer
 
   config = config_lib.named_config(method, args.preset)  # configs/<method>.py
-  config.model.backbone = args.backbone or config.model.backbone
+  config.model.backbone = args.backbone or config.model.backbone  # Given explicitly, or the preset's.
   config.model.width = args.width or config.model.width
   config.model.dtype = args.dtype
   config.batch_size = batch_size
@@ -46,8 +80,13 @@ def measure(method: str, batch_size: int, args) -> dict:
   init, step = parallel.jit_trainer(trainer, mesh)
   state = init(jax.random.key(0), (32, 32, 3))
   data_rng = np.random.default_rng(0)
-  images = jax.device_put({'image': data_rng.integers(0, 256, (batch_size, 32, 32, 3), np.uint8),
-                           'label': data_rng.integers(0, 10, (batch_size,), np.int32)}, batch)
+  images = jax.device_put(
+    {
+      'image': data_rng.integers(0, 256, (batch_size, 32, 32, 3), np.uint8),
+      'label': data_rng.integers(0, 10, (batch_size,), np.int32),
+    },
+    batch,
+  )
   rng = jax.random.key(1)
 
   t0 = time.perf_counter()
@@ -58,31 +97,80 @@ def measure(method: str, batch_size: int, args) -> dict:
   flops = float(cost.get('flops', float('nan'))) if cost else float('nan')
   device = jax.devices()[0].device_kind
   # XLA's count is per device program; the step does this much work on every device.
-  row = {'method': method, 'batch_size': batch_size, 'devices': jax.device_count(), 'device_kind': device,
-         'platform': jax.default_backend(), 'preset': args.preset, 'backbone': config.model.backbone,
-         'width': config.model.width, 'dtype': args.dtype, 'crop_size': config.augment.crop_size,
-         'views_per_image': trainer.method.num_views, 'compile_seconds': compile_s,
-         'flops_per_step': flops * jax.device_count(), 'flops_per_image': flops * jax.device_count() / batch_size}
-  if args.compile_only:
-    return row
-  for _ in range(args.warmup):
-    state, metrics = compiled(state, images, rng)
-  jax.block_until_ready(metrics)
+  row = {
+    'method': method,
+    'batch_size': batch_size,
+    'devices': jax.device_count(),
+    'device_kind': device,
+    'platform': jax.default_backend(),
+    'preset': args.preset,
+    'backbone': config.model.backbone,
+    'width': config.model.width,
+    'dtype': args.dtype,
+    'crop_size': config.augment.crop_size,
+    'views_per_image': trainer.method.num_views,
+    'compile_seconds': compile_s,
+    'flops_per_step': flops * jax.device_count(),
+    'flops_per_image': flops * jax.device_count() / batch_size,
+  }
+  return {'row': row, 'compiled': compiled, 'state': state, 'images': images, 'rng': rng}
+
+
+def time_steps(case: dict, steps: int) -> float:
+  """Seconds per step of ``steps`` steps of a prepared case (its state advances)."""
+  import jax
+
+  compiled, images, rng = case['compiled'], case['images'], case['rng']
+  state = case['state']
   t0 = time.perf_counter()
-  for _ in range(args.steps):
+  for _ in range(steps):
     state, metrics = compiled(state, images, rng)
   jax.block_until_ready(metrics)
-  seconds = (time.perf_counter() - t0) / args.steps
-  profile = None
-  if args.profile:
-    profile = profile_steps(compiled, state, images, rng, args.steps,
-                            os.path.join(args.profile, f'{method}_b{batch_size}_d{jax.device_count()}'))
-    state = profile.pop('state')
-  flops_per_s = row['flops_per_step'] / seconds
-  peak = PEAK_FLOPS.get((device, args.dtype))
-  return {**row, 'step_seconds': seconds, 'images_per_second': batch_size / seconds,
-          'flops_per_second': flops_per_s, 'fraction_of_peak': flops_per_s / peak if peak else None,
-          'final_loss': float(metrics['loss']), 'profile': profile}
+  case['state'], case['metrics'] = state, metrics
+  return (time.perf_counter() - t0) / steps
+
+
+def measure_all(cases, args) -> list[dict]:
+  """Times every case ``args.repeats`` times, the cases in turn, and keeps each one's fastest repeat: on a shared
+  machine a burst of other work slows one repeat, not all, and every case meets the same conditions."""
+  import jax
+
+  for case in cases:
+    for _ in range(args.warmup):
+      time_steps(case, 1)
+  best = [float('inf')] * len(cases)
+  for _ in range(args.repeats):
+    for i, case in enumerate(cases):
+      best[i] = min(best[i], time_steps(case, args.steps))
+  rows = []
+  for case, seconds in zip(cases, best):
+    row = case['row']
+    profile = None
+    if args.profile:
+      profile = profile_steps(
+        case['compiled'],
+        case['state'],
+        case['images'],
+        case['rng'],
+        args.steps,
+        os.path.join(args.profile, f'{row["method"]}_b{row["batch_size"]}_d{row["devices"]}'),
+      )
+      case['state'] = profile.pop('state')
+    flops_per_s = row['flops_per_step'] / seconds
+    peak = PEAK_FLOPS.get((row['device_kind'], args.dtype))
+    rows.append(
+      {
+        **row,
+        'step_seconds': seconds,
+        'repeats': args.repeats,
+        'images_per_second': row['batch_size'] / seconds,
+        'flops_per_second': flops_per_s,
+        'fraction_of_peak': flops_per_s / peak if peak else None,
+        'final_loss': float(jax.device_get(case['metrics']['loss'])),
+        'profile': profile,
+      }
+    )
+  return rows
 
 
 def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dict:
@@ -99,7 +187,9 @@ def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dic
   import glob
   import gzip
   import re
+
   import jax
+
   with jax.profiler.trace(log_dir, create_perfetto_trace=True):
     for _ in range(steps):
       state, metrics = compiled(state, images, rng)
@@ -120,11 +210,20 @@ def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dic
     by_kind[kind] = by_kind.get(kind, 0.0) + e['dur']
   total = sum(by_op.values())
   wall = max(e['ts'] + e['dur'] for e in ops) - min(e['ts'] for e in ops)
-  table = lambda d, n: [{'name': k, 'seconds_per_step': v / 1e6 / steps, 'share': v / total}
-                        for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]]
-  return {'state': state, 'log_dir': log_dir, 'steps': steps, 'op_seconds_per_step': total / 1e6 / steps,
-          'wall_seconds_per_step': wall / 1e6 / steps, 'busy_fraction': total / wall,
-          'top_kinds': table(by_kind, 10), 'top_ops': table(by_op, 10)}
+  table = lambda d, n: [
+    {'name': k, 'seconds_per_step': v / 1e6 / steps, 'share': v / total}
+    for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]
+  ]
+  return {
+    'state': state,
+    'log_dir': log_dir,
+    'steps': steps,
+    'op_seconds_per_step': total / 1e6 / steps,
+    'wall_seconds_per_step': wall / 1e6 / steps,
+    'busy_fraction': total / wall,
+    'top_kinds': table(by_kind, 10),
+    'top_ops': table(by_op, 10),
+  }
 
 
 def main():
@@ -132,18 +231,34 @@ def main():
   parser.add_argument('--methods', default='simsiam,simsiam_gsg', help='config names (configs/<name>.py)')
   parser.add_argument('--batch-sizes', default='128,256')
   parser.add_argument('--devices', default='', help='comma-separated simulated CPU device counts (CPU only)')
-  parser.add_argument('--preset', default='cifar10', choices=('cifar10', 'quick'),
-                      help="config preset for the heads, crop size and optimiser (32×32 source images)")
-  parser.add_argument('--backbone', default='resnet18', help="'' for the preset's")
-  parser.add_argument('--width', type=int, default=16, help="0 for the preset's")
+  parser.add_argument(
+    '--preset',
+    default='cifar10',
+    choices=('cifar10', 'cifar10_cpu', 'quick'),
+    help='config preset for the network, heads, crop size and optimiser (32×32 source images)',
+  )
+  parser.add_argument('--backbone', default='', help="override the preset's backbone (e.g. resnet18, convnet)")
+  parser.add_argument('--width', type=int, default=0, help="override the preset's width")
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--warmup', type=int, default=2)
+  parser.add_argument(
+    '--repeats',
+    type=int,
+    default=3,
+    help='timed repeats of --steps steps, the cases in turn; the fastest repeat is kept',
+  )
   parser.add_argument('--out', default='benchmarks/results/train_step.json')
-  parser.add_argument('--profile', default='', help='directory: also trace the timed steps with jax.profiler '
-                                                     'and summarise the costliest ops in the JSON')
-  parser.add_argument('--compile-only', action='store_true',
-                      help='compile and count FLOPs without running: the work of a step on a device not at hand')
+  parser.add_argument(
+    '--profile',
+    default='',
+    help='directory: also trace the timed steps with jax.profiler and summarise the costliest ops in the JSON',
+  )
+  parser.add_argument(
+    '--compile-only',
+    action='store_true',
+    help='compile and count FLOPs without running: the work of a step on a device not at hand',
+  )
   parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args()
 
@@ -151,30 +266,104 @@ def main():
     rows = []
     for n in args.devices.split(','):
       env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}', JAX_PLATFORMS='cpu')
-      argv = [f'--methods={args.methods}', f'--batch-sizes={args.batch_sizes}', f'--preset={args.preset}',
-              f'--backbone={args.backbone}',
-              f'--width={args.width}', f'--dtype={args.dtype}', f'--steps={args.steps}', f'--warmup={args.warmup}',
-              f'--profile={args.profile}'] + ['--compile-only'] * args.compile_only
-      out = subprocess.run([sys.executable, __file__, *argv, '--child', '--out', '-'], env=env, check=True,
-                           stdout=subprocess.PIPE, text=True).stdout
+      argv = [
+        f'--methods={args.methods}',
+        f'--batch-sizes={args.batch_sizes}',
+        f'--preset={args.preset}',
+        f'--backbone={args.backbone}',
+        f'--width={args.width}',
+        f'--dtype={args.dtype}',
+        f'--steps={args.steps}',
+        f'--warmup={args.warmup}',
+        f'--repeats={args.repeats}',
+        f'--profile={args.profile}',
+      ] + ['--compile-only'] * args.compile_only
+      out = subprocess.run(
+        [sys.executable, __file__, *argv, '--child', '--out', '-'],
+        env=env,
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+      ).stdout
       rows += json.loads(out.strip().splitlines()[-1])
   else:
-    rows = []
-    for method in args.methods.split(','):
-      for b in (int(s) for s in args.batch_sizes.split(',')):
-        row = measure(method, b, args)
-        speed = ('' if args.compile_only else
-                 f"{row['images_per_second']:9.1f} img/s  {row['flops_per_second'] / 1e9:9.1f} GFLOP/s  ")
-        print(f"{row['method']:>14}  batch {b:>5}  {row['devices']} {row['device_kind']}: {speed}"
-              f"{row['flops_per_image'] / 1e9:.2f} GFLOP/image", file=sys.stderr)
-        rows.append(row)
+    cases = [prepare(method, int(b), args) for method in args.methods.split(',') for b in args.batch_sizes.split(',')]
+    rows = [case['row'] for case in cases] if args.compile_only else measure_all(cases, args)
+    for row in rows:
+      speed = (
+        ''
+        if args.compile_only
+        else f'{row["images_per_second"]:9.1f} img/s  {row["flops_per_second"] / 1e9:9.1f} GFLOP/s  '
+      )
+      print(
+        f'{row["method"]:>14}  batch {row["batch_size"]:>5}  {row["devices"]} {row["device_kind"]}: {speed}'
+        f'{row["flops_per_image"] / 1e9:.2f} GFLOP/image',
+        file=sys.stderr,
+      )
+    if not args.compile_only:
+      peak = matmul_gflops()
+      print(f'dense float32 matmul {MATMUL_SIZE}²: {peak:.1f} GFLOP/s', file=sys.stderr)
+      for row in rows:
+        row['matmul_gflops'] = peak
+        row['fraction_of_matmul'] = row['flops_per_second'] / 1e9 / peak
   if args.out == '-':
     print(json.dumps(rows))
     return
+  if not args.compile_only:
+    add_ratios(rows)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, 'w') as f:
-    json.dump({'date': datetime.date.today().isoformat(), 'command': ' '.join(sys.argv), 'results': rows}, f, indent=2)
+    json.dump(
+      {
+        'date': datetime.date.today().isoformat(),
+        'command': ' '.join(sys.argv),
+        'commit': git_commit(),
+        'cpu': cpu_model(),
+        'results': rows,
+      },
+      f,
+      indent=2,
+    )
   print(f'wrote {args.out}', file=sys.stderr)
+
+
+def git_commit() -> str | None:
+  """The checkout's commit (with ``+dirty`` when it has uncommitted changes), or None outside a checkout."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    commit = subprocess.run(
+      ['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+      ['git', 'status', '--porcelain', '--untracked-files=no'], cwd=here, capture_output=True, text=True
+    ).stdout.strip()
+    return commit + ('+dirty' if dirty else '')
+  except (OSError, subprocess.CalledProcessError):
+    return None
+
+
+def cpu_model() -> str | None:
+  try:
+    with open('/proc/cpuinfo') as f:
+      return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), None)
+  except OSError:
+    return None
+
+
+def add_ratios(rows) -> None:
+  """``gsg_cost_ratio`` on every GSG row with a plain row of the same batch, devices and network: time per image
+  over the plain method's (SimSiam's for SimSiam+GSG, BYOL's for BYOL+GSG)."""
+  plain = {(r['method'], r['batch_size'], r['devices'], r['backbone'], r['width']): r for r in rows}
+  for r in rows:
+    if r['method'].endswith('_gsg'):
+      base = plain.get((r['method'][: -len('_gsg')], r['batch_size'], r['devices'], r['backbone'], r['width']))
+      if base:
+        r['gsg_cost_ratio'] = base['images_per_second'] / r['images_per_second']
+        print(
+          f'{r["method"]} / {base["method"]}, batch {r["batch_size"]}, {r["devices"]} device(s): '
+          f'{r["gsg_cost_ratio"]:.2f}× the time per image',
+          file=sys.stderr,
+        )
 
 
 if __name__ == '__main__':

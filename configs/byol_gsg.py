@@ -1,4 +1,7 @@
-"""BYOL with guided stop-gradient: loss 'gsg', target 'ema', predictor 'mlp'. Presets after the colon: see gsg_jax/config_lib.py."""
+"""BYOL with guided stop-gradient: loss 'gsg', target 'ema', predictor 'mlp'.
+
+Presets after the colon: see gsg_jax/config_lib.py.
+"""
 
 from gsg_jax import config_lib
 

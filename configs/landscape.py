@@ -17,37 +17,54 @@ Objective names: ``infonce`` or ``<negcos|gsg>_<alt|simsiam|ema>_<none|linear|di
 import ml_collections
 
 PAPER_OBJECTIVES = (
-    'infonce',                 # The paper's contrastive arm (SimCLR, τ = 0.05, complementary masks).
-    'negcos_alt_none',         # The paper's non-contrastive arm: online/target encoders, alternating steps.
-    'negcos_alt_linear',       # The same with a linear predictor (their simplified-pred).
-    'negcos_simsiam_none',     # SimSiam-style: one encoder, stop-gradient.
-    'negcos_simsiam_linear',
-    'gsg_alt_none',            # GSG on top of the non-contrastive arms (four masked views).
-    'gsg_alt_linear',
-    'gsg_simsiam_none',
-    'gsg_simsiam_linear',
-    'negcos_alt_directpred',   # DirectPred as the predictor.
-    'negcos_simsiam_directpred',
-    'gsg_simsiam_directpred',
+  'infonce',  # The paper's contrastive arm (SimCLR, τ = 0.05, complementary masks).
+  'negcos_alt_none',  # The paper's non-contrastive arm: online/target encoders, alternating steps.
+  'negcos_alt_linear',  # The same with a linear predictor (their simplified-pred).
+  'negcos_simsiam_none',  # SimSiam-style: one encoder, stop-gradient.
+  'negcos_simsiam_linear',
+  'gsg_alt_none',  # GSG on top of the non-contrastive arms (four masked views).
+  'gsg_alt_linear',
+  'gsg_simsiam_none',
+  'gsg_simsiam_linear',
+  'negcos_alt_directpred',  # DirectPred as the predictor.
+  'negcos_simsiam_directpred',
+  'gsg_simsiam_directpred',
 )
 
 
-def _study(mask_probs, sparsities, warm_start=(), p=0, d=0, m=0, objectives=(), mask_probs_for=None,
-           overrides=None):
+def _study(mask_probs, sparsities, warm_start=(), p=0, d=0, m=0, objectives=(), mask_probs_for=None, overrides=None):
   """A study block; p/d/m = 0 take the top-level sizes; objectives = () takes ``config.objectives``."""
-  return ml_collections.ConfigDict({'kind': 'objectives', 'mask_probs': tuple(mask_probs),
-                                    'sparsities': tuple(sparsities), 'warm_start': tuple(warm_start),
-                                    'p': p, 'd': d, 'm': m, 'objectives': tuple(objectives),
-                                    'mask_probs_for': dict(mask_probs_for or {}), 'overrides': dict(overrides or {})})
+  return ml_collections.ConfigDict(
+    {
+      'kind': 'objectives',
+      'mask_probs': tuple(mask_probs),
+      'sparsities': tuple(sparsities),
+      'warm_start': tuple(warm_start),
+      'p': p,
+      'd': d,
+      'm': m,
+      'objectives': tuple(objectives),
+      'mask_probs_for': dict(mask_probs_for or {}),
+      'overrides': dict(overrides or {}),
+    }
+  )
 
 
 def _fullrank(num_epochs, warm_start, sparsities, mask_probs=(0.5,), norms=('column', 'row')):
   """The authors' full-rank study (run by gsg_jax/experiments/landscape/fullrank.py)."""
-  return ml_collections.ConfigDict({
-      'kind': 'fullrank', 'p': 20, 'num_epochs': num_epochs, 'warm_start': tuple(warm_start),
-      'sparsities': tuple(sparsities), 'mask_probs': tuple(mask_probs), 'norms': tuple(norms),
+  return ml_collections.ConfigDict(
+    {
+      'kind': 'fullrank',
+      'p': 20,
+      'num_epochs': num_epochs,
+      'warm_start': tuple(warm_start),
+      'sparsities': tuple(sparsities),
+      'mask_probs': tuple(mask_probs),
+      'norms': tuple(norms),
       # Their scripts pair M = I with the un-normalised inner product, a random M with the cosine loss.
-      'variants': (('inner', 'identity'), ('cosine', 'random'))})
+      'variants': (('inner', 'identity'), ('cosine', 'random')),
+    }
+  )
 
 
 def _reduced(c):
@@ -62,8 +79,15 @@ def _reduced(c):
   c.vmap_width = 1  # A scan over runs: the faster program on 2 CPU cores (benchmarks/landscape.py).
   c.chunk_epochs = 250
   c.log_every_epochs = 50
-  c.objectives = ('infonce', 'negcos_alt_none', 'negcos_alt_linear', 'gsg_alt_none', 'gsg_alt_linear',
-                  'negcos_simsiam_none', 'gsg_simsiam_none')
+  c.objectives = (
+    'infonce',
+    'negcos_alt_none',
+    'negcos_alt_linear',
+    'gsg_alt_none',
+    'gsg_alt_linear',
+    'negcos_simsiam_none',
+    'gsg_simsiam_none',
+  )
   pair_masks = {o: (0.5, 0.9) for o in c.objectives if o != 'negcos_alt_none'}
   c.study = ml_collections.ConfigDict()
   c.study.grid = _study((0.25, 0.5, 0.75, 0.9), (0.1, 0.3), mask_probs_for=pair_masks)
@@ -77,43 +101,56 @@ def _reduced(c):
   c.study.infonce_nobn = probe(batch_norm='off')
   c.study.infonce_clean = probe(noise_std=0.0)
   c.study.infonce_indep = _study((0.5,), (0.1,), objectives=('infonce_independent',), overrides={'num_seeds': 2})
-  c.studies = ('grid', 'warm_start', 'm10', 'fullrank', 'infonce_lr4', 'infonce_tau02', 'infonce_nobn',
-               'infonce_clean', 'infonce_indep')
+  c.studies = (
+    'grid',
+    'warm_start',
+    'm10',
+    'fullrank',
+    'infonce_lr4',
+    'infonce_tau02',
+    'infonce_nobn',
+    'infonce_clean',
+    'infonce_indep',
+  )
 
 
 def get_config(preset=None):
   c = ml_collections.ConfigDict()
-  c.seed = 0                 # Runs use data seeds seed+1 .. seed+num_seeds (the authors: np.random.seed(i+1)).
-  c.num_seeds = 5            # Paper: num_exp 5.
-  c.n = 3000                 # Paper configs: nn 3000.
+  c.seed = 0  # Runs use data seeds seed+1 .. seed+num_seeds (the authors: np.random.seed(i+1)).
+  c.num_seeds = 5  # Paper: num_exp 5.
+  c.n = 3000  # Paper configs: nn 3000.
   c.p, c.d, c.m = 50, 10, 50  # overpara_*.yaml: p 50, d 10, m 50.
-  c.latent = 'sparse'        # or 'one_hot' (overpara_nopre_alter_one_hot.yaml).
-  c.noise_std = -1.0         # < 0: σ₀ = √(log d)/d, the authors' default.
-  c.num_epochs = 8000        # NUM_EPOCHES 8000.
-  c.batch_size = 512         # Scripts: --batch_size 512.
-  c.lr = 0.005               # Scripts: --lr 0.005, plain SGD (no momentum, no weight decay).
-  c.match_lr = True          # Rescale lr per objective to the authors' per-step update (objectives.py docstring).
-  c.batch_norm = 'authors'   # 'authors' (InfoNCE and predictor arms), 'on' or 'off'.
-  c.temperature = 0.05       # Scripts: --temperature 0.05.
-  c.ema_momentum = 0.99      # The library's EMA default (the authors never ran their EMA path).
+  c.latent = 'sparse'  # or 'one_hot' (overpara_nopre_alter_one_hot.yaml).
+  c.noise_std = -1.0  # < 0: σ₀ = √(log d)/d, the authors' default.
+  c.num_epochs = 8000  # NUM_EPOCHES 8000.
+  c.batch_size = 512  # Scripts: --batch_size 512.
+  c.lr = 0.005  # Scripts: --lr 0.005, plain SGD (no momentum, no weight decay).
+  c.match_lr = True  # Rescale lr per objective to the authors' per-step update (objectives.py docstring).
+  c.batch_norm = 'authors'  # 'authors' (InfoNCE and predictor arms), 'on' or 'off'.
+  c.temperature = 0.05  # Scripts: --temperature 0.05.
+  c.ema_momentum = 0.99  # The library's EMA default (the authors never ran their EMA path).
   c.directpred = ml_collections.ConfigDict({'rho': 0.3, 'eps': 0.1, 'freq': 1})  # Tian et al.'s code.
-  c.gsg_guide = 'image'      # Two-encoder GSG: 'image' (tower A's projections of all views) or 'tower' (raw).
-  c.skip_idle_tower = True   # Alternating steps compute no gradient for the idle tower (same updates).
-  c.fast_infonce = True      # NT-Xent evaluated once from three Gram blocks (the registry's value, less work).
+  c.gsg_guide = 'image'  # Two-encoder GSG: 'image' (tower A's projections of all views) or 'tower' (raw).
+  c.skip_idle_tower = True  # Alternating steps compute no gradient for the idle tower (same updates).
+  c.fast_infonce = True  # NT-Xent evaluated once from three Gram blocks (the registry's value, less work).
   c.objectives = PAPER_OBJECTIVES
   c.studies = ('grid', 'warm_start', 'm10', 'pdm20', 'fullrank')
   c.study = ml_collections.ConfigDict()
-  c.study.grid = _study((0.25, 0.5, 0.75, 0.9), (0.1, 0.2, 0.3))          # config/default.py's levels.
+  c.study.grid = _study((0.25, 0.5, 0.75, 0.9), (0.1, 0.2, 0.3))  # config/default.py's levels.
   c.study.warm_start = _study((0.5,), (0.1, 0.2, 0.3), (1.0, 1.25, 1.5, 2.0))  # overpara_pre_ws_alter.yaml.
-  c.study.m10 = _study((0.5,), (0.1, 0.2, 0.3), m=10)                     # lowrank_*.yaml: m = 10.
-  c.study.pdm20 = _study((0.5,), (0.1, 0.2, 0.3), p=20, d=20, m=20)       # Random init at p = d = m = 20.
-  c.study.fullrank = _fullrank(8000, (1.0, 1.25, 1.5, 2.0), (0.1, 0.2, 0.3),  # fullrank_nopre_ws.yaml and
-                               (0.25, 0.5, 0.75, 0.9))                      # ncl_no_pred_ws_{cn,rn}.sh.
-  c.log_every_epochs = 100   # Metric curves: one point per 100 epochs (81 points).
-  c.chunk_epochs = 500       # Epochs per compiled call; a checkpoint and a progress line after each.
-  c.vmap_width = 0           # Runs per vmapped group inside the one compiled program (0: all runs at once).
-  c.eval_size = 512          # Samples of the fixed batch for support recovery and the collapse check.
-  c.figure_mask_prob = 0.5   # The setting of the curve figures.
+  c.study.m10 = _study((0.5,), (0.1, 0.2, 0.3), m=10)  # lowrank_*.yaml: m = 10.
+  c.study.pdm20 = _study((0.5,), (0.1, 0.2, 0.3), p=20, d=20, m=20)  # Random init at p = d = m = 20.
+  c.study.fullrank = _fullrank(
+    8000,
+    (1.0, 1.25, 1.5, 2.0),
+    (0.1, 0.2, 0.3),  # fullrank_nopre_ws.yaml and
+    (0.25, 0.5, 0.75, 0.9),
+  )  # ncl_no_pred_ws_{cn,rn}.sh.
+  c.log_every_epochs = 100  # Metric curves: one point per 100 epochs (81 points).
+  c.chunk_epochs = 500  # Epochs per compiled call; a checkpoint and a progress line after each.
+  c.vmap_width = 0  # Runs per vmapped group inside the one compiled program (0: all runs at once).
+  c.eval_size = 512  # Samples of the fixed batch for support recovery and the collapse check.
+  c.figure_mask_prob = 0.5  # The setting of the curve figures.
   c.figure_sparsity = 0.1
 
   if preset == 'reduced':

@@ -1,4 +1,7 @@
-"""SimSiam with guided stop-gradient: loss 'gsg', target 'online', predictor 'mlp'. Presets after the colon: see gsg_jax/config_lib.py."""
+"""SimSiam with guided stop-gradient: loss 'gsg', target 'online', predictor 'mlp'.
+
+Presets after the colon: see gsg_jax/config_lib.py.
+"""
 
 from gsg_jax import config_lib
 

@@ -12,5 +12,6 @@ __all__ = ['load_encoder']
 def __getattr__(name):
   if name == 'load_encoder':
     from gsg_jax.encoder import load_encoder
+
     return load_encoder
   raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

@@ -37,8 +37,10 @@ def root_message(e: BaseException) -> str:
   with its traceback into the message) and quote a misspelt key's message as a
   string literal; the last line of the innermost message is the user's.
   """
+
   def wraps(e):  # absl's flag error says which flag; it is a wrapper only where it pastes a traceback.
     return isinstance(e, OSError) or (isinstance(e, flags.Error) and 'Traceback' in str(e))
+
   while wraps(e) and (e.__cause__ or e.__context__) is not None:
     e = e.__cause__ or e.__context__
   text = str(e.args[0]) if e.args else str(e)
@@ -48,16 +50,30 @@ def root_message(e: BaseException) -> str:
     except (ValueError, SyntaxError):
       pass
   lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+  if len(lines) >= 2 and lines[-1].startswith('Did you mean'):  # ml-collections: the key, then its hint.
+    return f'no config key {lines[-2]}. {lines[-1]}'
   return re.sub(r'^[\w.]+(Error|Exception): ', '', lines[-1]) if lines else type(e).__name__
 
 
 def _parse_flags(argv):
   from gsg_jax import config_lib  # Local: cli stays importable before the config machinery.
+
   try:
     return flags.FLAGS(config_lib.resolve_config_argv(argv))
   # ml-collections raises AttributeError/KeyError for a misspelt --config.key while absl parses it; any other
   # exception here is the flag machinery's own and keeps its traceback.
   except (flags.Error, AttributeError, KeyError) as e:
+    fail(f'{root_message(e)} (see --helpfull).')
+
+
+def define_config_dict(name: str, config, help_text: str = 'Config; override keys with --config.KEY=VALUE.'):
+  """``config_flags.DEFINE_config_dict`` for a command whose config is built in code. It applies the command
+  line's ``--config.KEY=VALUE`` overrides as it is defined, so a misspelt key is the user's mistake here."""
+  from ml_collections import config_flags
+
+  try:
+    return config_flags.DEFINE_config_dict(name, config, help_text, lock_config=True)
+  except (AttributeError, KeyError) as e:
     fail(f'{root_message(e)} (see --helpfull).')
 
 
@@ -84,4 +100,15 @@ def run(main) -> None:
       print(str(e), file=sys.stderr)
       sys.exit(PREEMPTED_EXIT_CODE)
 
+  _show_flags_in_help(main.__module__)
   app.run(guarded, flags_parser=_parse_flags)
+
+
+def _show_flags_in_help(module: str) -> None:
+  """absl's ``--help`` lists the key flags of the module named by ``sys.argv[0]``: the module itself under
+  ``python -m``, but a console script (``gsg-train``) is another file, so its command's flags are registered
+  for it too."""
+  if module == '__main__':
+    return
+  for flag in flags.FLAGS.get_key_flags_for_module(module):
+    flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)

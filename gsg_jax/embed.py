@@ -64,6 +64,11 @@ def check_output(out: str) -> str:
     raise ConfigError(f'cannot write {out!r}: the output must end in {" or ".join(OUTPUTS)}.')
   if kind == '.parquet' and importlib.util.find_spec('pyarrow') is None:
     raise ConfigError('writing .parquet needs pyarrow (pip install pyarrow); or write .npz.')
+  if storage.isdir(out):
+    raise UnusablePathError(
+      f'--out={out!r} is a folder: name a file in it, e.g. {storage.join(out, "features" + kind)}.'
+    )
+  storage.ensure_writable_dir(storage.dirname(out), "--out's folder")  # Before any image is embedded.
   return kind
 
 
@@ -80,6 +85,7 @@ def _read_data(read, *args):
 def list_data(path: str, split: str = '') -> tuple[list[str], list[str] | None]:
   """(image names, class names or None) of the folder or zip ``path``; see the module docstring for the layouts."""
   from gsg_jax.data import image_folder  # Imports JAX (the data package): kept off the command's first checks.
+
   check_data(path)
   return _read_data(image_folder.list_images, path, split)
 
@@ -96,19 +102,21 @@ def embed(encoder, path: str, split: str = '', progress: bool = True) -> dict:
 def embed_files(encoder, path: str, files: list[str], classes: list[str] | None, progress: bool = True) -> dict:
   """``embed`` of the images ``files`` of ``path``, listed by ``list_data``."""
   from gsg_jax.data import image_folder
+
   size = encoder.image_size
   chunk = max(encoder.batch_size, CHUNK_BYTES // (3 * size * size))
   features, start_time = [], time.perf_counter()
   for start in range(0, len(files), chunk):
-    names = files[start:start + chunk]
+    names = files[start : start + chunk]
     features.append(encoder(_read_data(image_folder.decode_images, path, names, size)))
     if progress:
       done = start + len(names)
       rate = done / max(time.perf_counter() - start_time, 1e-9)
       tty = sys.stderr.isatty()  # A terminal gets one line rewritten in place; a log, one line per chunk.
       line = f'embedded {done}/{len(files)} images ({rate:.0f} images/s)'
-      print(('\r' if tty else '') + line, end='\n' if done == len(files) or not tty else '', file=sys.stderr,
-            flush=True)
+      print(
+        ('\r' if tty else '') + line, end='\n' if done == len(files) or not tty else '', file=sys.stderr, flush=True
+      )
   result = {'features': np.concatenate(features), 'file_names': files}
   if classes is not None:
     index = {c: i for i, c in enumerate(classes)}
@@ -131,8 +139,11 @@ def write(result: dict, out: str, workdir: str, step: int) -> None:
 
 
 def _write_npz(result: dict, out: str, step: int) -> None:
-  arrays = {'features': result['features'], 'file_names': np.array(result['file_names'], str),
-            'step': np.array(step, np.int64)}
+  arrays = {
+    'features': result['features'],
+    'file_names': np.array(result['file_names'], str),
+    'step': np.array(step, np.int64),
+  }
   if 'labels' in result:
     arrays['labels'] = result['labels']
     arrays['class_names'] = np.array(result['class_names'], str)
@@ -142,9 +153,12 @@ def _write_npz(result: dict, out: str, step: int) -> None:
 def _write_parquet(result: dict, out: str, workdir: str, step: int) -> None:
   import pyarrow as pa
   import pyarrow.parquet as pq
+
   features = np.asarray(result['features'], np.float32)
-  columns = {'file_name': pa.array(result['file_names'], pa.string()),
-             'feature': pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)), features.shape[1])}
+  columns = {
+    'file_name': pa.array(result['file_names'], pa.string()),
+    'feature': pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1)), features.shape[1]),
+  }
   if 'labels' in result:
     columns['label'] = pa.array(result['labels'], pa.int32())
     columns['class_name'] = pa.array([result['class_names'][i] for i in result['labels']], pa.string())
@@ -157,6 +171,7 @@ def _write_parquet(result: dict, out: str, workdir: str, step: int) -> None:
 
 def main(argv):
   from absl import flags
+
   f = flags.FLAGS
   if len(argv) > 1:
     raise ConfigError(f'unexpected arguments: {argv[1:]}')
@@ -167,23 +182,25 @@ def main(argv):
   run = find_run(f.workdir, f.step)
   files, classes = list_data(f.data, f.split)  # Before the checkpoint is read: a folder without images fails fast.
   from gsg_jax.training.outputs import quiet_library_logs
+
   quiet_library_logs()
   encoder = Encoder(run, restore_variables(run), f.batch_size)
   result = embed_files(encoder, f.data, files, classes)
   write(result, f.out, run.workdir, run.step)
   n, d = result['features'].shape
-  labelled = f", {len(result['class_names'])} classes" if 'labels' in result else ', unlabelled'
+  labelled = f', {len(result["class_names"])} classes' if 'labels' in result else ', unlabelled'
   print(f'Wrote {f.out}: {n} images × {d} features{labelled} (step {run.step}).')
 
 
 def _define_flags():
   from absl import flags
+
   flags.DEFINE_string('workdir', None, 'Run directory (with config.json and checkpoints/).')
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
   flags.DEFINE_string('data', None, 'Folder or zip of images: <image>, <class>/<image>, or <split>/<class>/<image>.')
   flags.DEFINE_string('split', '', 'Split folder to read, <split>/<class>/<image> (default: none).')
   flags.DEFINE_string('out', None, 'Output: features.npz or features.parquet (needs pyarrow).')
-  flags.DEFINE_integer('batch_size', None, 'Images per forward pass (default: the run\'s eval.batch_size).')
+  flags.DEFINE_integer('batch_size', None, "Images per forward pass (default: the run's eval.batch_size).")
 
 
 def run():

@@ -34,22 +34,25 @@ import ml_collections
 import numpy as np
 
 from gsg_jax import storage
-from gsg_jax.errors import ConfigError, MissingPathError
+from gsg_jax.errors import ConfigError, MissingPathError, UnusablePathError
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The run's config from ``<workdir>/config.json``, JSON arrays turned back into the tuples the config holds."""
   path = storage.join(workdir, 'config.json')
   if not storage.exists(path):
-    raise MissingPathError(f'{workdir!r} has no config.json: not a training run directory '
-                           '(train with gsg_jax.main first).')
+    raise MissingPathError(
+      f'{workdir!r} has no config.json: not a training run directory (train with gsg_jax.main first).'
+    )
   try:
     raw = storage.read_json(path)
   except json.JSONDecodeError as e:
     raise ConfigError(f'{path} is not valid JSON ({e}).') from e
   if not isinstance(raw.get('method', {}).get('predictor'), str):
-    raise ConfigError(f'{path} was written before the method design of loss/target/predictor: its checkpoints '
-                      'cannot be read by this version (see the README, "Checkpoint compatibility").')
+    raise ConfigError(
+      f'{path} was written before the method design of loss/target/predictor: its checkpoints '
+      'cannot be read by this version (see docs/methods.md, "Checkpoint compatibility").'
+    )
   return ml_collections.ConfigDict(_tuples(raw))
 
 
@@ -66,6 +69,7 @@ def checkpoint_steps(workdir: str) -> list[int]:
   """The steps of the finished checkpoints in ``<workdir>/checkpoints``, ascending, as orbax tells them apart from
   unfinished ones (renamed from a temporary name on a disk; marked by a commit file in an object store)."""
   import orbax.checkpoint as ocp  # Local: keep this module light to import.
+
   directory = storage.join(workdir, 'checkpoints')
   if not storage.isdir(directory):
     return []
@@ -75,6 +79,7 @@ def checkpoint_steps(workdir: str) -> list[int]:
 @dataclasses.dataclass(frozen=True)
 class Run:
   """A run directory with its config and the checkpoint step chosen."""
+
   workdir: str
   config: ml_collections.ConfigDict
   step: int
@@ -86,6 +91,8 @@ def find_run(workdir: str, step: int | None = None) -> Run:
     raise ConfigError('no run directory given (--workdir).')
   workdir = storage.resolve(workdir)
   if not storage.isdir(workdir):
+    if storage.exists(workdir):
+      raise UnusablePathError(f'{workdir!r} is a file, not a run directory.')
     raise MissingPathError(f'run directory {workdir!r} does not exist.')
   config = load_config(workdir)
   steps = checkpoint_steps(workdir)
@@ -115,23 +122,27 @@ def restore_variables(run: Run, parts=('backbone',)) -> dict:
   config = run.config
   network = build_trainer(config, 1, None).network  # Steps per epoch shape the schedules only: unused here.
   crop = config.augment.crop_size
-  shapes = jax.eval_shape(lambda key: network.init(key, jnp.zeros((2, crop, crop, 3)), train=True),
-                          jax.random.key(0))
+  shapes = jax.eval_shape(lambda key: network.init(key, jnp.zeros((2, crop, crop, 3)), train=True), jax.random.key(0))
   # On one device, said explicitly: orbax warns when it has to read the layout from the checkpoint.
   device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
   shapes = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
   params, stats = shapes['params'], shapes.get('batch_stats', {})
-  wanted = {'params': {p: params[p] for p in parts if p in params},
-            'model_state': {p: stats[p] for p in parts if p in stats}}
+  wanted = {
+    'params': {p: params[p] for p in parts if p in params},
+    'model_state': {p: stats[p] for p in parts if p in stats},
+  }
   checkpointer = Checkpointer(run.workdir, config.checkpoint_every_steps, config.keep_checkpoints)
   try:
-    args = ocp.args.PyTreeRestore(item=wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted),
-                                  partial_restore=True)
+    args = ocp.args.PyTreeRestore(
+      item=wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted), partial_restore=True
+    )
     restored = checkpointer.manager.restore(run.step, args=args)
   except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
     detail = ' '.join(str(e).split())[:300]
-    raise ConfigError(f'the checkpoint at step {run.step} in {run.workdir!r} does not hold the {list(parts)} this '
-                      f'config.json describes (was config.json edited?); orbax said: {detail}') from e
+    raise ConfigError(
+      f'the checkpoint at step {run.step} in {run.workdir!r} does not hold the {list(parts)} this '
+      f'config.json describes (was config.json edited?); orbax said: {detail}'
+    ) from e
   finally:
     checkpointer.close()
   return {'params': restored['params'], 'batch_stats': restored['model_state']}
@@ -159,8 +170,10 @@ class Encoder:
       raise ConfigError(f'batch_size={batch_size!r} is invalid: expected a positive integer.')
     self.image_size = int(run.config.data.image_size)
     self.backbone = backbone = models.build_backbone(run.config.model)
-    self.variables = {'params': variables['params']['backbone'],
-                      'batch_stats': variables['batch_stats'].get('backbone', {})}
+    self.variables = {
+      'params': variables['params']['backbone'],
+      'batch_stats': variables['batch_stats'].get('backbone', {}),
+    }
     augment_config = run.config.augment
 
     def features(variables, images_u8):
@@ -186,8 +199,10 @@ class Encoder:
 
   def __repr__(self) -> str:
     model = self.config.model
-    return (f'Encoder({model.backbone}, width {model.width}, step {self.step}, {self.feature_dim}-d features, '
-            f'from {self.workdir!r})')
+    return (
+      f'Encoder({model.backbone}, width {model.width}, step {self.step}, {self.feature_dim}-d features, '
+      f'from {self.workdir!r})'
+    )
 
 
 def load_encoder(workdir: str, step: int | None = None, batch_size: int | None = None) -> Encoder:

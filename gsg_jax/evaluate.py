@@ -73,7 +73,8 @@ from gsg_jax import cli, data, storage
 from gsg_jax.data import augment
 from gsg_jax.encoder import find_run  # The one reader of a run directory: its config and checkpoint steps.
 from gsg_jax.errors import ConfigError, MissingPathError, UnusablePathError
-from gsg_jax.evaluation import diagnostics, floors as floors_lib, labelled
+from gsg_jax.evaluation import diagnostics, labelled
+from gsg_jax.evaluation import floors as floors_lib
 from gsg_jax.evaluation.features import map_in_batches
 from gsg_jax.evaluation.linear_probe import LINEAR_PROTOCOLS, resolve_protocol, run_image_protocol
 from gsg_jax.evaluation.protocols import frozen_metrics, knn_settings
@@ -97,9 +98,7 @@ def _restore(run, dataset, trainer):
   like = jax.eval_shape(lambda key: trainer.init(key, shape), jax.random.key(0))
   like = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), like)
   try:
-    state = checkpointer.restore(like, run.step)
-  except ValueError as e:  # Checkpointer.restore's message for a checkpoint of another config.
-    raise ConfigError(str(e)) from e
+    state = checkpointer.restore(like, run.step)  # A ConfigError for a checkpoint of another config.
   finally:
     checkpointer.close()
   return state
@@ -108,11 +107,21 @@ def _restore(run, dataset, trainer):
 def _open_external(memory_data, heldout_data, memory_split, heldout_split, config):
   """(memory, heldout) ``LabelledImages`` that the command line's data flags name; a UserError for unreadable data."""
   opened = []
-  for flag, spec, role, split in (('memory_data', memory_data, 'memory', memory_split),
-                                  ('heldout_data', heldout_data, 'heldout', heldout_split)):
+  for flag, spec, role, split in (
+    ('memory_data', memory_data, 'memory', memory_split),
+    ('heldout_data', heldout_data, 'heldout', heldout_split),
+  ):
     try:
-      opened.append(labelled.open_data(spec, role, config.data.image_size, config.data.data_dir, split,
-                                       class_names=opened[0].class_names if opened else None))
+      opened.append(
+        labelled.open_data(
+          spec,
+          role,
+          config.data.image_size,
+          config.data.data_dir,
+          split,
+          class_names=opened[0].class_names if opened else None,
+        )
+      )
     except FileNotFoundError as e:
       raise MissingPathError(f'--{flag}={spec}: {e}') from e
     except PermissionError as e:
@@ -124,13 +133,16 @@ def _open_external(memory_data, heldout_data, memory_split, heldout_split, confi
 
 def _data_tag(memory, heldout) -> str:
   """The folder name under ``eval/`` of an evaluation on other data."""
+
   def name(d):
     if d['kind'] == 'tfds':
-      return f"{d['name']}-{d['split']}"
+      return f'{d["name"]}-{d["split"]}'
     base = os.path.splitext(storage.basename(d['path']))[0]
-    return base + (f"-{d['split']}" if d.get('split') else '')
-  digest = hashlib.sha256(json.dumps([memory.description, heldout.description], sort_keys=True,
-                                     default=str).encode()).hexdigest()[:8]
+    return base + (f'-{d["split"]}' if d.get('split') else '')
+
+  digest = hashlib.sha256(
+    json.dumps([memory.description, heldout.description], sort_keys=True, default=str).encode()
+  ).hexdigest()[:8]
   slug = re.sub(r'[^A-Za-z0-9_.-]+', '_', f'{name(memory.description)}_{name(heldout.description)}')
   return f'data-{slug}-{digest}'
 
@@ -144,12 +156,24 @@ def _features(encode_fn, heldout, batch_size: int):
   return [np.concatenate(p) for p in zip(*parts)] + [np.concatenate(labels)]
 
 
-def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOCOLS, *,
-                 linear_protocol: str = DEFAULT_LINEAR_PROTOCOL, linear_overrides: dict | None = None,
-                 linear_epochs: int | None = None, linear_lr: float | None = None,
-                 linear_batch_size: int | None = None, fast_linear_epochs: int | None = None,
-                 memory_data: str | None = None, heldout_data: str | None = None, memory_split: str = '',
-                 heldout_split: str = '', floors: bool = True, write: bool = True) -> dict:
+def evaluate_run(
+  workdir: str,
+  step: int | None = None,
+  protocols=DEFAULT_PROTOCOLS,
+  *,
+  linear_protocol: str = DEFAULT_LINEAR_PROTOCOL,
+  linear_overrides: dict | None = None,
+  linear_epochs: int | None = None,
+  linear_lr: float | None = None,
+  linear_batch_size: int | None = None,
+  fast_linear_epochs: int | None = None,
+  memory_data: str | None = None,
+  heldout_data: str | None = None,
+  memory_split: str = '',
+  heldout_split: str = '',
+  floors: bool = True,
+  write: bool = True,
+) -> dict:
   """Evaluate the checkpoint at ``step`` (default latest) of the run in ``workdir``; returns the results dict.
 
   ``linear_protocol`` (a ``LINEAR_PROTOCOLS`` name) is what the ``linear``
@@ -164,33 +188,45 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
   unknown = [p for p in protocols if p not in PROTOCOLS]
   if unknown:
     raise ConfigError(f'unknown protocols {unknown}: expected some of {PROTOCOLS}.')
-  shorthands = {'epochs': linear_epochs, 'batch_size': linear_batch_size,
-                ('lr' if linear_protocol == 'fast' else 'base_lr'): linear_lr}
+  shorthands = {
+    'epochs': linear_epochs,
+    'batch_size': linear_batch_size,
+    ('lr' if linear_protocol == 'fast' else 'base_lr'): linear_lr,
+  }
   overrides = {**(linear_overrides or {}), **{k: v for k, v in shorthands.items() if v is not None}}
   try:
     resolve_protocol(linear_protocol, overrides)
   except ValueError as e:
     raise ConfigError(str(e)) from e
   if (memory_data is None) != (heldout_data is None):
-    raise ConfigError('--memory_data and --heldout_data go together: give both (the kNN bank / probe training '
-                      'set, and the held-out set).')
+    raise ConfigError(
+      '--memory_data and --heldout_data go together: give both (the kNN bank / probe training '
+      'set, and the held-out set).'
+    )
   run = find_run(workdir, step)  # The run directory, its config and the checkpoint step, or a one-line error.
   config = run.config
   external = memory_data is not None
   if external:
     memory, heldout = _open_external(memory_data, heldout_data, memory_split, heldout_split, config)
+  eval_dir = storage.join(workdir, 'eval', *([_data_tag(memory, heldout)] if external else []))
+  if write:  # Before any work: a read-only run directory is told at once, not after the features.
+    try:
+      storage.ensure_writable_dir(eval_dir, 'the evaluation folder')
+    except UnusablePathError as e:
+      raise UnusablePathError(f'{e} Evaluate a writable copy of the run directory.') from e
   try:
     dataset = data.load_dataset(config.data)
   except (OSError, ValueError) as e:  # The run's data are not readable here (moved, not prepared).
     raise ConfigError(f"the run's data (config.data in {workdir}/config.json) cannot be read: {e}") from e
   if not external and not len(dataset.heldout):
-    raise ConfigError(f'the run in {workdir} trained on unlabelled images without data.eval_path: give labelled '
-                      'data to evaluate on with --memory_data and --heldout_data.')
+    raise ConfigError(
+      f'the run in {workdir} trained on unlabelled images without data.eval_path: give labelled '
+      'data to evaluate on with --memory_data and --heldout_data.'
+    )
   if not external:
     memory, heldout = labelled.run_memory(dataset, config), labelled.run_heldout(dataset, config)
   # An unlabelled training folder has num_classes 0; its data.eval_path splits carry their own labels.
-  num_classes = (len(memory.class_names) if external
-                 else dataset.num_classes or int(dataset.memory.labels.max()) + 1)
+  num_classes = len(memory.class_names) if external else dataset.num_classes or int(dataset.memory.labels.max()) + 1
   steps_per_epoch = max(dataset.train.steps_per_epoch(config.batch_size), 1)
   trainer = build_trainer(config, steps_per_epoch, dataset.num_classes)
   state = _restore(run, dataset, trainer)
@@ -211,22 +247,41 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
   fast_overrides = {} if fast_linear_epochs is None else {'epochs': fast_linear_epochs}
   fast = resolve_protocol('fast', fast_overrides)
   max_linear_gb = float(config.eval.get('fast_linear_max_gb', 16.0))
-  result = {'workdir': workdir, 'method': trainer.method.name, 'loss': config.method.loss,
-            'target': config.method.target, 'predictor': config.method.predictor, 'dataset': dataset.name,
-            'backbone': config.model.backbone, 'batch_size': int(config.batch_size), 'step': step,
-            'epochs': step / steps_per_epoch, 'configured_epochs': int(config.num_epochs),
-            'data': {'memory': memory.description, 'heldout': heldout.description},
-            'num_memory': memory.num_examples, 'num_heldout': len(labels_h),
-            'feature_dim': int(held_f.shape[1]), 'projection_dim': int(held_p.shape[1]),
-            'protocols': list(protocols), 'metrics': {}}
+  result = {
+    'workdir': workdir,
+    'method': trainer.method.name,
+    'loss': config.method.loss,
+    'target': config.method.target,
+    'predictor': config.method.predictor,
+    'dataset': dataset.name,
+    'backbone': config.model.backbone,
+    'batch_size': int(config.batch_size),
+    'step': step,
+    'epochs': step / steps_per_epoch,
+    'configured_epochs': int(config.num_epochs),
+    'data': {'memory': memory.description, 'heldout': heldout.description},
+    'num_memory': memory.num_examples,
+    'num_heldout': len(labels_h),
+    'feature_dim': int(held_f.shape[1]),
+    'projection_dim': int(held_p.shape[1]),
+    'protocols': list(protocols),
+    'metrics': {},
+  }
   metrics = result['metrics']
-  frozen = functools.partial(frozen_metrics, memory=memory, num_classes=num_classes, batch_size=batch_size,
-                             max_linear_gb=max_linear_gb)
+  frozen = functools.partial(
+    frozen_metrics, memory=memory, num_classes=num_classes, batch_size=batch_size, max_linear_gb=max_linear_gb
+  )
 
   if 'knn' in protocols or 'fast_linear' in protocols:
-    metrics.update(frozen(encode_features, heldout_features=held_f, heldout_labels=labels_h,
-                          knn=knn if 'knn' in protocols else None,
-                          fast_linear=fast if 'fast_linear' in protocols else None))
+    metrics.update(
+      frozen(
+        encode_features,
+        heldout_features=held_f,
+        heldout_labels=labels_h,
+        knn=knn if 'knn' in protocols else None,
+        fast_linear=fast if 'fast_linear' in protocols else None,
+      )
+    )
   if 'knn' in protocols:
     result['knn'] = knn
   if 'fast_linear' in protocols:
@@ -271,23 +326,32 @@ def evaluate_run(workdir: str, step: int | None = None, protocols=DEFAULT_PROTOC
     metrics.update(predictor_diagnostics(trainer, state, held_p))
 
   if floors and set(protocols) & {'knn', 'fast_linear', 'linear'}:
-    result['floors'] = compute_floors(config, workdir, trainer, memory, heldout, num_classes, knn, fast,
-                                      tuple(dataset.train.image_shape))
+    result['floors'] = compute_floors(
+      config, workdir, trainer, memory, heldout, num_classes, knn, fast, tuple(dataset.train.image_shape)
+    )
     _mark(result)
 
   if write:
-    result['eval_dir'] = storage.join(workdir, 'eval', *([_data_tag(memory, heldout)] if external else []))
+    result['eval_dir'] = eval_dir
     _write(result, result['eval_dir'], held_f, labels_h)
   return result
 
 
-def compute_floors(config, workdir: str, trainer, memory, heldout, num_classes: int, knn: dict, fast: dict,
-                   image_shape) -> dict:
+def compute_floors(
+  config, workdir: str, trainer, memory, heldout, num_classes: int, knn: dict, fast: dict, image_shape
+) -> dict:
   """``{'raw_pixels': metrics, 'random_init': metrics, 'cache_dir': ...}`` (see ``gsg_jax.evaluation.floors``)."""
   cache = floors_lib.cache_dir(config, workdir)
   batch_size = int(config.eval.batch_size)
-  frozen = functools.partial(frozen_metrics, memory=memory, num_classes=num_classes, knn=knn, fast_linear=fast,
-                             batch_size=batch_size, max_linear_gb=float(config.eval.get('fast_linear_max_gb', 16.0)))
+  frozen = functools.partial(
+    frozen_metrics,
+    memory=memory,
+    num_classes=num_classes,
+    knn=knn,
+    fast_linear=fast,
+    batch_size=batch_size,
+    max_linear_gb=float(config.eval.get('fast_linear_max_gb', 16.0)),
+  )
 
   def of(encode_fn):
     held, labels = _features(lambda images: (encode_fn(images),), heldout, batch_size)
@@ -296,8 +360,13 @@ def compute_floors(config, workdir: str, trainer, memory, heldout, num_classes: 
   def random_init():
     state = floors_lib.random_init_state(trainer, config, image_shape)
     variables = trainer.network_variables(state.params, state.model_state)
-    return of(jax.jit(lambda images: trainer.network.apply(
-        variables, augment.preprocess_eval(images, config.augment), train=False)['features']))
+    return of(
+      jax.jit(
+        lambda images: trainer.network.apply(variables, augment.preprocess_eval(images, config.augment), train=False)[
+          'features'
+        ]
+      )
+    )
 
   keys = {kind: floors_lib.floor_key(kind, config, memory, heldout, knn, fast) for kind in floors_lib.KINDS}
   compute = {'raw_pixels': lambda: of(floors_lib.raw_pixel_encoder(config.augment)), 'random_init': random_init}
@@ -309,8 +378,9 @@ def _mark(result: dict) -> None:
   if 'floors' in result:
     m = result['metrics']
     result['beats_raw_pixels'] = floors_lib.beats_raw_pixels(
-        {'knn_top1': m.get('knn_top1'), 'fast_linear_top1': m.get('linear_top1', m.get('fast_linear_top1'))},
-        result['floors'])
+      {'knn_top1': m.get('knn_top1'), 'fast_linear_top1': m.get('linear_top1', m.get('fast_linear_top1'))},
+      result['floors'],
+    )
 
 
 def _write(result: dict, out_dir: str, held_features, held_labels) -> None:
@@ -337,8 +407,13 @@ def _write(result: dict, out_dir: str, held_features, held_labels) -> None:
   embedding, labels = pca_2d(held_features), np.asarray(held_labels)
   rows = np.sort(np.random.default_rng(0).permutation(len(labels))[:EMBEDDING_FEATURES_MAX])
   for name in (f'embedding_step_{step}.npz', 'embedding_latest.npz'):
-    storage.save_npz(storage.join(out_dir, name), embedding=embedding, labels=labels,
-                     features=np.asarray(held_features)[rows].astype(np.float16), feature_labels=labels[rows])
+    storage.save_npz(
+      storage.join(out_dir, name),
+      embedding=embedding,
+      labels=labels,
+      features=np.asarray(held_features)[rows].astype(np.float16),
+      feature_labels=labels[rows],
+    )
 
 
 def predictor_diagnostics(trainer, state, projections) -> dict:
@@ -395,26 +470,36 @@ def markdown_summary(result: dict) -> str:
   """A Markdown table of the scalar metrics of ``evaluate_run``'s result, floors beside kNN and linear figures."""
   floors = result.get('floors') or {}
   raw, init = floors.get('raw_pixels', {}), floors.get('random_init', {})
-  lines = [f"## {result['method']} on {result['dataset']}, "
-           f"{result['backbone']}, step {result['step']} ({result['epochs']:.3g} epochs, batch {result['batch_size']})",
-           '']
+  lines = [
+    f'## {result["method"]} on {result["dataset"]}, '
+    f'{result["backbone"]}, step {result["step"]} ({result["epochs"]:.3g} epochs, batch {result["batch_size"]})',
+    '',
+  ]
   described = {'memory': result.get('data', {}).get('memory', {}), 'heldout': result.get('data', {}).get('heldout', {})}
-  lines.append(f"Memory: {_describe(described['memory'])}, {result['num_memory']} images; held-out: "
-               f"{_describe(described['heldout'])}, {result['num_heldout']} images.")
+  lines.append(
+    f'Memory: {_describe(described["memory"])}, {result["num_memory"]} images; held-out: '
+    f'{_describe(described["heldout"])}, {result["num_heldout"]} images.'
+  )
   if 'knn' in result:
-    lines.append(f"kNN: k = {result['knn']['k']}, T = {result['knn']['temperature']:g} (the config's; "
-                 "keys `_t0.1`: T = 0.1).")
+    lines.append(
+      f"kNN: k = {result['knn']['k']}, T = {result['knn']['temperature']:g} (the config's; keys `_t0.1`: T = 0.1)."
+    )
   if 'linear_protocol' in result:
     p = result['linear_protocol']
-    lines.append(f"Linear protocol `{p['name']}`: " + ', '.join(f'{k} {v}' for k, v in p.items() if k != 'name'))
+    lines.append(f'Linear protocol `{p["name"]}`: ' + ', '.join(f'{k} {v}' for k, v in p.items() if k != 'name'))
   used = result['metrics'].get('fast_linear_train_examples', result['num_memory'])
   if used < result['num_memory']:
-    lines.append(f"The fast probe trained on a random {used} of the {result['num_memory']} memory images "
-                 '(eval.fast_linear_max_gb).')
+    lines.append(
+      f'The fast probe trained on a random {used} of the {result["num_memory"]} memory images '
+      '(eval.fast_linear_max_gb).'
+    )
   if floors:
-    lines.append('Floors: raw pixels and the random-init encoder on the same splits (fast probe beside every linear '
-                 'figure)' + ('' if result.get('beats_raw_pixels') is not False else
-                              '; **this run does not beat raw pixels**') + '.')
+    lines.append(
+      'Floors: raw pixels and the random-init encoder on the same splits (fast probe beside every linear '
+      'figure)'
+      + ('' if result.get('beats_raw_pixels') is not False else '; **this run does not beat raw pixels**')
+      + '.'
+    )
   lines += ['', '| metric | value | raw pixels | random init |', '|---|---|---|---|']
   fmt = lambda v: '–' if v is None else f'{v:.4g}'
   for key, value in result['metrics'].items():
@@ -429,44 +514,66 @@ def markdown_summary(result: dict) -> str:
 
 def _describe(d: dict) -> str:
   if d.get('kind') == 'tfds':
-    return f"TFDS {d['name']}:{d['split']}"
+    return f'TFDS {d["name"]}:{d["split"]}'
   if d.get('kind') == 'folder':
-    return d['path'] + (f" ({d['split']})" if d.get('split') else '')
+    return d['path'] + (f' ({d["split"]})' if d.get('split') else '')
   return f"the run's {d.get('role', 'data')} split"
 
 
 def main(argv):
   del argv
   from absl import flags
+
   quiet_library_logs()
   f = flags.FLAGS
-  result = evaluate_run(f.workdir, f.step, tuple(f.protocols.split(',')), linear_protocol=f.linear_protocol,
-                        linear_epochs=f.linear_epochs, linear_lr=f.linear_lr,
-                        linear_batch_size=f.linear_batch_size, fast_linear_epochs=f.fast_linear_epochs,
-                        memory_data=f.memory_data, heldout_data=f.heldout_data, memory_split=f.memory_split,
-                        heldout_split=f.heldout_split, floors=f.floors)
+  result = evaluate_run(
+    f.workdir,
+    f.step,
+    tuple(f.protocols.split(',')),
+    linear_protocol=f.linear_protocol,
+    linear_epochs=f.linear_epochs,
+    linear_lr=f.linear_lr,
+    linear_batch_size=f.linear_batch_size,
+    fast_linear_epochs=f.fast_linear_epochs,
+    memory_data=f.memory_data,
+    heldout_data=f.heldout_data,
+    memory_split=f.memory_split,
+    heldout_split=f.heldout_split,
+    floors=f.floors,
+  )
   print(markdown_summary(result))
-  print(f"\nWritten to {storage.join(result['eval_dir'], 'step_%d.json' % result['step'])}")
+  print(f'\nWritten to {storage.join(result["eval_dir"], "step_%d.json" % result["step"])}')
 
 
 def _define_flags():
   from absl import flags
+
   flags.DEFINE_string('workdir', None, 'Run directory (with config.json and checkpoints/).')
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
   flags.DEFINE_string('protocols', ','.join(DEFAULT_PROTOCOLS), f'Comma-separated subset of {PROTOCOLS}.')
-  flags.DEFINE_string('linear_protocol', DEFAULT_LINEAR_PROTOCOL,
-                      f'What the linear protocol runs: one of {tuple(LINEAR_PROTOCOLS)} '
-                      '(gsg_jax.evaluation.linear_probe.LINEAR_PROTOCOLS).')
+  flags.DEFINE_string(
+    'linear_protocol',
+    DEFAULT_LINEAR_PROTOCOL,
+    f'What the linear protocol runs: one of {tuple(LINEAR_PROTOCOLS)} '
+    '(gsg_jax.evaluation.linear_probe.LINEAR_PROTOCOLS).',
+  )
   flags.DEFINE_integer('linear_epochs', None, "Override the linear protocol's epochs.")
   flags.DEFINE_float('linear_lr', None, "Override the linear protocol's base lr (× batch/256; the fast probe's lr).")
   flags.DEFINE_integer('linear_batch_size', None, "Override the linear protocol's batch size.")
   flags.DEFINE_integer('fast_linear_epochs', None, "Override the fast linear probe's epochs (default 100).")
-  flags.DEFINE_string('memory_data', None, 'Other labelled data as kNN bank / probe training set: a folder or zip '
-                      'of <class>/<image> or <split>/<class>/<image>, or tfds:NAME:SPLIT (with --heldout_data).')
+  flags.DEFINE_string(
+    'memory_data',
+    None,
+    'Other labelled data as kNN bank / probe training set: a folder or zip '
+    'of <class>/<image> or <split>/<class>/<image>, or tfds:NAME:SPLIT (with --heldout_data).',
+  )
   flags.DEFINE_string('heldout_data', None, 'Other labelled held-out data, as --memory_data.')
   flags.DEFINE_string('memory_split', '', "Split folder of --memory_data (default 'train' when there is one).")
-  flags.DEFINE_string('heldout_split', '', "Split folder of --heldout_data (default the first of test, val, "
-                      'validation when there is one).')
+  flags.DEFINE_string(
+    'heldout_split',
+    '',
+    'Split folder of --heldout_data (default the first of test, val, validation when there is one).',
+  )
   flags.DEFINE_bool('floors', True, 'Report the raw-pixel and random-init floors (cached).')
   flags.mark_flag_as_required('workdir')
 

@@ -25,7 +25,7 @@ Layouts:
   (int64 scalar, set to the step), ``layerX.Y.convK`` / ``bnK``, and
   ``layerX.Y.downsample.0`` / ``.1`` for the projection shortcuts. The
   backbones pad as torchvision does, so the loaded model computes the same
-  features (the README's "Take the encoder out" says how to load it). The
+  features (docs/encoder.md, "Taking the encoder out", says how to load it). The
   heads have no torchvision counterpart: ``--with_heads`` needs ``flax``.
 """
 
@@ -68,8 +68,10 @@ def check_arguments(out: str, fmt: str | None, layout: str, with_heads: bool) ->
 def check_layout(config, layout: str) -> None:
   backbone = config.model.backbone
   if layout == 'torchvision' and backbone not in TORCHVISION_BACKBONES:
-    raise ConfigError(f'--layout=torchvision needs a {" or ".join(TORCHVISION_BACKBONES)} backbone; this run\'s is '
-                      f'{backbone!r} (use --layout=flax).')
+    raise ConfigError(
+      f"--layout=torchvision needs a {' or '.join(TORCHVISION_BACKBONES)} backbone; this run's is "
+      f'{backbone!r} (use --layout=flax).'
+    )
 
 
 def flax_arrays(variables: dict) -> dict[str, np.ndarray]:
@@ -134,14 +136,16 @@ def _torchvision_notes(config) -> dict:
   model = config.model
   width = model.width
   notes = {
-      'model': f'torchvision.models.{model.backbone}()' + ('' if width == 64 else
-               f' builds width 64; this backbone has width {width} (stage i: {width}·2^i channels)'),
-      'fc': 'absent: set model.fc = torch.nn.Identity() (no parameters), then load_state_dict(strict=True); '
-            'the model then returns the pooled features',
+    'model': f'torchvision.models.{model.backbone}()'
+    + ('' if width == 64 else f' builds width 64; this backbone has width {width} (stage i: {width}·2^i channels)'),
+    'fc': 'absent: set model.fc = torch.nn.Identity() (no parameters), then load_state_dict(strict=True); '
+    'the model then returns the pooled features',
   }
   if model.cifar_stem:
-    notes['stem'] = (f'CIFAR stem: model.conv1 = torch.nn.Conv2d(3, {width}, 3, 1, 1, bias=False) and '
-                     'model.maxpool = torch.nn.Identity() before loading')
+    notes['stem'] = (
+      f'CIFAR stem: model.conv1 = torch.nn.Conv2d(3, {width}, 3, 1, 1, bias=False) and '
+      'model.maxpool = torch.nn.Identity() before loading'
+    )
   return notes
 
 
@@ -150,16 +154,29 @@ def sidecar(run: Run, out: str, fmt: str, layout: str, parts, feature_dim: int) 
   config = run.config
   augment = config.augment
   info = {
-      'file': storage.basename(out), 'format': fmt, 'layout': layout, 'parts': list(parts), 'step': run.step,
-      'architecture': {'backbone': config.model.backbone, 'width': int(config.model.width),
-                       'cifar_stem': bool(config.model.cifar_stem), 'feature_dim': feature_dim,
-                       'dtype': config.model.dtype},
-      'preprocessing': {
-          'input': 'RGB / 255, resized to crop_size (eval_resize > 0: shorter side to eval_resize, then centre '
-                   'crop_size), then (x - mean) / std per channel',
-          'image_size': int(config.data.image_size), 'crop_size': int(augment.crop_size),
-          'eval_resize': int(augment.eval_resize), 'mean': list(augment.mean), 'std': list(augment.std)},
-      'workdir': run.workdir, 'gsg_jax_version': gsg_jax.__version__,
+    'file': storage.basename(out),
+    'format': fmt,
+    'layout': layout,
+    'parts': list(parts),
+    'step': run.step,
+    'architecture': {
+      'backbone': config.model.backbone,
+      'width': int(config.model.width),
+      'cifar_stem': bool(config.model.cifar_stem),
+      'feature_dim': feature_dim,
+      'dtype': config.model.dtype,
+    },
+    'preprocessing': {
+      'input': 'RGB / 255, resized to crop_size (eval_resize > 0: shorter side to eval_resize, then centre '
+      'crop_size), then (x - mean) / std per channel',
+      'image_size': int(config.data.image_size),
+      'crop_size': int(augment.crop_size),
+      'eval_resize': int(augment.eval_resize),
+      'mean': list(augment.mean),
+      'std': list(augment.std),
+    },
+    'workdir': run.workdir,
+    'gsg_jax_version': gsg_jax.__version__,
   }
   if layout == 'torchvision':
     info['torchvision'] = _torchvision_notes(config)
@@ -173,6 +190,7 @@ def write_arrays(arrays: dict[str, np.ndarray], out: str, fmt: str, metadata: di
     storage.makedirs(storage.dirname(out))
     if fmt == 'safetensors':
       from safetensors.numpy import save
+
       # np.ascontiguousarray would turn the int64 scalars into shape [1].
       storage.write_bytes(out, save({k: np.asarray(v).copy(order='C') for k, v in arrays.items()}, metadata))
     else:
@@ -192,18 +210,30 @@ def write_export(run: Run, out: str, fmt: str, with_heads: bool = False, layout:
   variables = jax.device_get(restore_variables(run, parts))
   crop = run.config.augment.crop_size
   backbone = models.build_backbone(run.config.model)
-  backbone_variables = {'params': variables['params']['backbone'],
-                        'batch_stats': variables['batch_stats'].get('backbone', {})}
-  feature_dim = int(jax.eval_shape(lambda v, x: backbone.apply(v, x, train=False), backbone_variables,
-                                   jax.ShapeDtypeStruct((1, crop, crop, 3), jnp.float32)).shape[-1])
+  backbone_variables = {
+    'params': variables['params']['backbone'],
+    'batch_stats': variables['batch_stats'].get('backbone', {}),
+  }
+  feature_dim = int(
+    jax.eval_shape(
+      lambda v, x: backbone.apply(v, x, train=False),
+      backbone_variables,
+      jax.ShapeDtypeStruct((1, crop, crop, 3), jnp.float32),
+    ).shape[-1]
+  )
   if layout == 'torchvision':
-    arrays = torchvision_arrays(backbone_variables['params'], backbone_variables['batch_stats'],
-                                backbone.stage_sizes, run.step)
+    arrays = torchvision_arrays(
+      backbone_variables['params'], backbone_variables['batch_stats'], backbone.stage_sizes, run.step
+    )
   else:
     arrays = flax_arrays(variables)
   info = sidecar(run, out, fmt, layout, [p for p in parts if p in variables['params']], feature_dim)
-  write_arrays(arrays, out, fmt, {'format': 'pt' if layout == 'torchvision' else 'flax', 'gsg_jax_layout': layout,
-                                  'step': str(run.step)})
+  write_arrays(
+    arrays,
+    out,
+    fmt,
+    {'format': 'pt' if layout == 'torchvision' else 'flax', 'gsg_jax_layout': layout, 'step': str(run.step)},
+  )
   try:
     storage.write_json(out + '.json', info, indent=2)
   except OSError as e:
@@ -211,8 +241,15 @@ def write_export(run: Run, out: str, fmt: str, with_heads: bool = False, layout:
   return info
 
 
-def export(workdir: str, out: str, *, fmt: str | None = None, step: int | None = None, with_heads: bool = False,
-           layout: str = 'flax') -> dict:
+def export(
+  workdir: str,
+  out: str,
+  *,
+  fmt: str | None = None,
+  step: int | None = None,
+  with_heads: bool = False,
+  layout: str = 'flax',
+) -> dict:
   """Export the run in ``workdir`` (checkpoint ``step``, default latest) to ``out``; see the module docstring."""
   fmt = check_arguments(out, fmt, layout, with_heads)
   run = find_run(workdir, step)
@@ -224,6 +261,7 @@ def read_export(path: str) -> tuple[dict[str, np.ndarray], dict | None]:
   """(name → array, sidecar or None) of a file that ``export`` wrote."""
   if path.endswith('.safetensors'):
     from safetensors.numpy import load
+
     arrays = load(storage.read_bytes(path))
   else:
     arrays = storage.load_npz(path)
@@ -232,6 +270,7 @@ def read_export(path: str) -> tuple[dict[str, np.ndarray], dict | None]:
 
 def main(argv):
   from absl import flags
+
   f = flags.FLAGS
   if len(argv) > 1:
     raise ConfigError(f'unexpected arguments: {argv[1:]}')
@@ -239,15 +278,19 @@ def main(argv):
   run = find_run(f.workdir, f.step)
   check_layout(run.config, f.layout)
   from gsg_jax.training.outputs import quiet_library_logs  # Imports JAX: after the checks, which need none.
+
   quiet_library_logs()
   info = write_export(run, f.out, fmt, f.with_heads, f.layout)
   arch = info['architecture']
-  print(f"Wrote {f.out} ({info['layout']} layout, {', '.join(info['parts'])} of {arch['backbone']} width "
-        f"{arch['width']}, step {info['step']}, {arch['feature_dim']}-d features) and {f.out}.json")
+  print(
+    f'Wrote {f.out} ({info["layout"]} layout, {", ".join(info["parts"])} of {arch["backbone"]} width '
+    f'{arch["width"]}, step {info["step"]}, {arch["feature_dim"]}-d features) and {f.out}.json'
+  )
 
 
 def _define_flags():
   from absl import flags
+
   flags.DEFINE_string('workdir', None, 'Run directory (with config.json and checkpoints/).')
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: latest).')
   flags.DEFINE_string('out', None, 'Output file, PATH.safetensors or PATH.npz; the sidecar is PATH.json.')

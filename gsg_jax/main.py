@@ -12,8 +12,9 @@ from ml_collections import config_flags
 from gsg_jax import cli, train
 from gsg_jax.training.outputs import quiet_library_logs
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/byol_gsg.py:quick.',
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  'config', None, 'Config file, e.g. configs/byol_gsg.py:quick.', lock_config=True
+)
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory for checkpoints and metrics (resumes if it has them).')
 flags.mark_flags_as_required(['config', 'workdir'])
 

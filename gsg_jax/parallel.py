@@ -13,7 +13,8 @@ import os
 import jax
 import numpy as np
 from absl import logging
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from gsg_jax.errors import ConfigError
 
@@ -35,10 +36,11 @@ def initialize_distributed(config) -> None:
     return
   if mode == 'explicit':
     jax.distributed.initialize(
-        coordinator_address=config.coordinator_address,
-        num_processes=config.num_processes,
-        process_id=config.process_id,
-        local_device_ids=list(config.local_device_ids) or None)
+      coordinator_address=config.coordinator_address,
+      num_processes=config.num_processes,
+      process_id=config.process_id,
+      local_device_ids=list(config.local_device_ids) or None,
+    )
     return
   if mode != 'auto':
     raise ConfigError(f"distributed.mode={mode!r}: expected 'auto', 'explicit' or 'off'.")
@@ -72,8 +74,12 @@ def jit_trainer(trainer, mesh: Mesh):
   """
   state_sharding, batch = replicated(mesh), batch_sharding(mesh)
   init = jax.jit(trainer.init, static_argnums=1, out_shardings=state_sharding)
-  train_step = jax.jit(trainer.train_step, in_shardings=(state_sharding, batch, state_sharding),
-                       out_shardings=(state_sharding, state_sharding), donate_argnums=0)
+  train_step = jax.jit(
+    trainer.train_step,
+    in_shardings=(state_sharding, batch, state_sharding),
+    out_shardings=(state_sharding, state_sharding),
+    donate_argnums=0,
+  )
   return init, train_step
 
 
@@ -94,11 +100,14 @@ def warn_if_cpu_only(config, devices=None) -> str | None:
   if any(d.platform != 'cpu' for d in devices):
     return None
   asks = (['bfloat16 compute (model.dtype)'] if config.model.dtype == 'bfloat16' else []) + (
-      [f'batch_size={config.batch_size}'] if config.batch_size >= LARGE_BATCH else [])
+    [f'batch_size={config.batch_size}'] if config.batch_size >= LARGE_BATCH else []
+  )
   if not asks:
     return None
-  message = (f'the config asks for {" and ".join(asks)}, but JAX sees only CPU devices ({len(devices)}): this run '
-             'will be slow. On an NVIDIA GPU install `pip install gsg-jax[cuda12]`, on a TPU VM `gsg-jax[tpu]`; '
-             'check with `python -c "import jax; print(jax.devices())"`.')
+  message = (
+    f'the config asks for {" and ".join(asks)}, but JAX sees only CPU devices ({len(devices)}): this run '
+    'will be slow. On an NVIDIA GPU install `pip install gsg-jax[cuda12]`, on a TPU VM `gsg-jax[tpu]`; '
+    'check with `python -c "import jax; print(jax.devices())"`.'
+  )
   logging.warning(message)
   return message

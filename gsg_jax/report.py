@@ -14,11 +14,13 @@ linear or diagnostics metrics). Written to ``out_dir`` (default ``./report``):
   figures), whether the row beats raw pixels (**no** marks one that does not),
   effective rank of the held-out features, collapse flag;
 * ``loss_knn.png``: training loss (left) and kNN top-1 (right) against epoch,
-  all runs on shared axes, from each run's ``metrics.jsonl``;
+  all runs on shared axes, from each run's ``metrics.jsonl``, with the kNN
+  floors (raw pixels, random init) that the training monitor logged dashed;
 * ``spectra.png``: singular values of the held-out features (left) and
   projections (right), each divided by its largest, log scale;
 * ``embedding.png``: 2-D PCA of the held-out backbone features coloured by
-  class, one panel per run;
+  class (named where the data has names: the built-in dataset's shapes), one
+  panel per run;
 * ``embedding_tsne.png`` (and ``embedding_umap.png`` when ``umap-learn`` is
   installed): the same features, up to ``TSNE_MAX_POINTS`` of them, by
   t-SNE (UMAP), which keeps neighbourhoods that a linear projection merges.
@@ -28,7 +30,6 @@ at ``dpi`` 100, saved without ``bbox_inches='tight'`` so the size is exact).
 """
 
 import importlib.util
-import json
 import sys
 
 import matplotlib
@@ -39,6 +40,7 @@ import numpy as np  # noqa: E402
 
 from gsg_jax import storage
 from gsg_jax.errors import ConfigError
+from gsg_jax.run_dir import load_metrics  # noqa: F401 (the one reader of metrics.jsonl; also report's API)
 
 DPI = 100
 FIGURE_SIZE_PX = (1200, 500)  # width × height in pixels.
@@ -47,8 +49,7 @@ TSNE_EXACT_MAX_POINTS = 200
 
 
 def _figure(ncols: int):
-  fig, axes = plt.subplots(1, ncols, figsize=(FIGURE_SIZE_PX[0] / DPI, FIGURE_SIZE_PX[1] / DPI), dpi=DPI,
-                           squeeze=False)
+  fig, axes = plt.subplots(1, ncols, figsize=(FIGURE_SIZE_PX[0] / DPI, FIGURE_SIZE_PX[1] / DPI), dpi=DPI, squeeze=False)
   return fig, axes[0]
 
 
@@ -62,33 +63,15 @@ _NEEDED = ('knn_top1@20', 'fast_linear_top1', 'features/effective_rank', 'featur
 
 def load_eval(workdir: str) -> dict:
   """``<workdir>/eval/latest.json``, running the evaluation first if it is missing or incomplete."""
-  path = storage.join(workdir, 'eval', 'latest.json')
-  embedding = storage.join(workdir, 'eval', 'embedding_latest.npz')
-  if storage.exists(path) and storage.exists(embedding):
-    result = storage.read_json(path)
-    if all(k in result.get('metrics', {}) for k in _NEEDED) and 'floors' in result:
-      return result
+  if _has_complete_eval(workdir):
+    return storage.read_json(storage.join(workdir, 'eval', 'latest.json'))
   from gsg_jax.evaluate import evaluate_run
+
   return evaluate_run(workdir)  # Default protocols; metrics saved earlier at the same step are kept.
 
 
-def load_metrics(workdir: str) -> list[dict]:
-  path = storage.join(workdir, 'metrics.jsonl')
-  if not storage.exists(path):
-    return []
-  rows = []
-  for line in storage.read_text(path).splitlines():
-    line = line.strip()
-    if line:
-      try:
-        rows.append(json.loads(line))
-      except json.JSONDecodeError:
-        pass  # A line cut short by a crash.
-  return rows
-
-
 def run_label(result: dict, workdir: str) -> str:
-  return f"{result['method']} [{storage.basename(workdir)}]"
+  return f'{result["method"]} [{storage.basename(workdir)}]'
 
 
 def _fmt(value, spec='.2f'):
@@ -103,30 +86,35 @@ def _floors_cell(floors: dict, key: str) -> str:
 def markdown_table(results: list[dict], labels: list[str], train_seconds: list[float | None] | None = None) -> str:
   """One row per run: its kNN and linear top-1 with their floors, marked where raw pixels are not beaten, and its
   training wall time (``summary.json``'s, evaluations during training included) where known."""
-  lines = ['| run | method | dataset | backbone | epochs | batch size | train time | kNN k, T | kNN top-1 (%) '
-           '| floors: raw / init | linear top-1 (%) | floors: raw / init (fast) | beats raw pixels '
-           '| effective rank | collapsed |',
-           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+  lines = [
+    '| run | method | dataset | backbone | epochs | batch size | train time | kNN k, T | kNN top-1 (%) '
+    '| floors: raw / init | linear top-1 (%) | floors: raw / init (fast) | beats raw pixels '
+    '| effective rank | collapsed |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ]
   for result, label, seconds in zip(results, labels, train_seconds or [None] * len(results)):
     m, floors = result.get('metrics', {}), result.get('floors') or {}
     knn = m.get('knn_top1', m.get('knn_top1@20'))
     settings = result.get('knn')
-    knn_setting = f"{settings['k']}, {settings['temperature']:g}" if settings else '20, 0.1'  # Before the config's.
+    knn_setting = f'{settings["k"]}, {settings["temperature"]:g}' if settings else '20, 0.1'  # Before the config's.
     if m.get('linear_top1') is not None:
-      linear = _fmt(m['linear_top1']) + (f" ({result['linear_protocol']['name']})"
-                                         if result.get('linear_protocol') else '')
+      linear = _fmt(m['linear_top1']) + (
+        f' ({result["linear_protocol"]["name"]})' if result.get('linear_protocol') else ''
+      )
     elif m.get('fast_linear_top1') is not None:
       linear = _fmt(m['fast_linear_top1']) + ' (fast)'
     else:
       linear = '–'
     beats = result.get('beats_raw_pixels')
     collapsed = m.get('collapsed')
-    lines.append(f"| {label} | {result['method']} | {result['dataset']} | {result['backbone']} "
-                 f"| {result['epochs']:.3g} | {result['batch_size']} | {_minutes(seconds)} | {knn_setting} | {_fmt(knn)} "
-                 f"| {_floors_cell(floors, 'knn_top1')} | {linear} | {_floors_cell(floors, 'fast_linear_top1')} "
-                 f"| {'–' if beats is None else ('yes' if beats else '**no**')} "
-                 f"| {_fmt(m.get('features/effective_rank'), '.1f')} "
-                 f"| {'–' if collapsed is None else ('yes' if collapsed else 'no')} |")
+    lines.append(
+      f'| {label} | {result["method"]} | {result["dataset"]} | {result["backbone"]} '
+      f'| {result["epochs"]:.3g} | {result["batch_size"]} | {_minutes(seconds)} | {knn_setting} | {_fmt(knn)} '
+      f'| {_floors_cell(floors, "knn_top1")} | {linear} | {_floors_cell(floors, "fast_linear_top1")} '
+      f'| {"–" if beats is None else ("yes" if beats else "**no**")} '
+      f'| {_fmt(m.get("features/effective_rank"), ".1f")} '
+      f'| {"–" if collapsed is None else ("yes" if collapsed else "no")} |'
+    )
   return '\n'.join(lines)
 
 
@@ -139,18 +127,42 @@ def train_seconds(workdir: str) -> float | None:
   return (storage.read_json_if_present(storage.join(workdir, 'summary.json')) or {}).get('train_seconds')
 
 
+FLOOR_KINDS = (('raw_pixels', 'raw pixels', 'black'), ('random_init', 'random init', 'dimgray'))
+
+
+def knn_floors(rows: list[dict]) -> dict[str, float]:
+  """{kind: kNN top-1} of the floors the training monitor logged with its evaluations (``floors/<kind>/knn_top1``)."""
+  floors = {}
+  for row in rows:
+    for kind, _, _ in FLOOR_KINDS:
+      value = row.get(f'floors/{kind}/knn_top1')
+      if row.get('kind') == 'eval' and value is not None:
+        floors.setdefault(kind, value)
+  return floors
+
+
 def plot_loss_knn(workdirs, labels, path: str):
+  """Loss and kNN top-1 against epoch; every run's kNN floors (raw pixels, random init) dashed beside its curve."""
   fig, (ax_loss, ax_knn) = _figure(2)
+  drawn = {}  # (kind, value) -> label: runs on the same data share their floors' lines.
   for workdir, label in zip(workdirs, labels):
-    rows = load_metrics(workdir)
+    # The last record of each step: a resumed run re-logs the steps a crashed part logged past its checkpoint.
+    rows = list({(r.get('kind'), r.get('step')): r for r in load_metrics(workdir)}.values())
+    rows.sort(key=lambda r: r.get('step', 0))
     train = [r for r in rows if r.get('kind') == 'train' and r.get('loss') is not None]
     evals = [r for r in rows if r.get('kind') == 'eval' and r.get('knn_top1') is not None]
     if train:
       ax_loss.plot([r['epoch'] for r in train], [r['loss'] for r in train], marker='.', label=label)
     if evals:
       ax_knn.plot([r['epoch'] for r in evals], [r['knn_top1'] for r in evals], marker='o', label=label)
+    for kind, name, colour in FLOOR_KINDS:
+      value = knn_floors(rows).get(kind)
+      if value is not None and (kind, round(value, 6)) not in drawn:
+        floor_label = f'floor: {name}' if len(workdirs) == 1 else f'floor: {name} [{storage.basename(workdir)}]'
+        drawn[(kind, round(value, 6))] = floor_label
+        ax_knn.axhline(value, color=colour, linestyle='--', linewidth=1.2, label=floor_label)
   ax_loss.set(title='Training loss', xlabel='epoch', ylabel='loss')
-  ax_knn.set(title='kNN top-1 on held-out images', xlabel='epoch', ylabel='kNN top-1 (%)')
+  ax_knn.set(title='kNN top-1 on held-out images (dashed: floors)', xlabel='epoch', ylabel='kNN top-1 (%)')
   for ax in (ax_loss, ax_knn):
     ax.grid(alpha=0.3)
     ax.legend(fontsize='small')
@@ -166,12 +178,21 @@ def plot_spectra(results, labels, path: str):
       if sigma.size and sigma[0] > 0:
         normalised = np.maximum(sigma / sigma[0], 1e-12)
         ax.semilogy(np.arange(1, len(sigma) + 1), normalised, label=label)
-    ax.set(title=f'Singular-value spectrum of held-out {name}', xlabel='index i',
-           ylabel='σ_i / σ_1 (log scale)')
+    ax.set(title=f'Singular-value spectrum of held-out {name}', xlabel='index i', ylabel='σ_i / σ_1 (log scale)')
     ax.grid(alpha=0.3, which='both')
     ax.legend(fontsize='small')
   fig.tight_layout()
   _save(fig, path)
+
+
+def run_class_names(workdir: str) -> list[str] | None:
+  """The class names of a run's data where the data has them (the built-in dataset's shapes), else None."""
+  config = storage.read_json_if_present(storage.join(workdir, 'config.json')) or {}
+  if config.get('data', {}).get('source') == 'builtin':
+    from gsg_jax.data.synthetic import SHAPES
+
+    return list(SHAPES)
+  return None
 
 
 def plot_embeddings(workdirs, labels, path: str):
@@ -179,17 +200,19 @@ def plot_embeddings(workdirs, labels, path: str):
   for ax, workdir, label in zip(axes, workdirs, labels):
     d = storage.load_npz(storage.join(workdir, 'eval', 'embedding_latest.npz'))
     emb, classes = d['embedding'], d['labels']
-    _scatter_by_class(ax, emb, classes)
+    _scatter_by_class(ax, emb, classes, run_class_names(workdir))
     ax.set(title=f'PCA of held-out features: {label}', xlabel='PC 1', ylabel='PC 2')
   fig.tight_layout()
   _save(fig, path)
 
 
-def _scatter_by_class(ax, points, classes):
+def _scatter_by_class(ax, points, classes, class_names=None):
+  """Points coloured by class; the legend names each class where ``class_names`` has it, else its index."""
   cmap = plt.get_cmap('tab10')
   for c in np.unique(classes):
     mask = classes == c
-    ax.scatter(points[mask, 0], points[mask, 1], color=cmap(int(c) % 10), s=6, alpha=0.8, label=f'class {int(c)}')
+    name = class_names[int(c)] if class_names is not None and 0 <= int(c) < len(class_names) else f'class {int(c)}'
+    ax.scatter(points[mask, 0], points[mask, 1], color=cmap(int(c) % 10), s=6, alpha=0.8, label=name)
   ax.legend(fontsize='x-small', markerscale=2, loc='best')
 
 
@@ -208,6 +231,7 @@ def heldout_features(workdir: str, step: int, max_points: int = TSNE_MAX_POINTS)
     return d['features'][keep].astype(np.float32), labels[keep]
   from gsg_jax import data
   from gsg_jax.encoder import load_encoder
+
   encoder = load_encoder(workdir, step)
   heldout = data.load_dataset(encoder.config.data).heldout
   keep = subset(len(heldout))
@@ -220,8 +244,10 @@ def nonlinear_2d(features: np.ndarray, method: str = 'tsne', seed: int = 0) -> n
   features = np.asarray(features, np.float32)
   if method == 'umap':
     import umap
+
     return np.asarray(umap.UMAP(n_components=2, random_state=seed).fit_transform(features), np.float32)
   from sklearn.manifold import TSNE
+
   perplexity = max(1.0, min(30.0, (len(features) - 1) / 3))  # t-SNE needs perplexity < n.
   # Below a few hundred points the exact O(n²) gradient is cheaper than Barnes-Hut's tree and thread overhead.
   method = 'exact' if len(features) <= TSNE_EXACT_MAX_POINTS else 'barnes_hut'
@@ -229,13 +255,14 @@ def nonlinear_2d(features: np.ndarray, method: str = 'tsne', seed: int = 0) -> n
   return tsne.fit_transform(features).astype(np.float32)
 
 
-def plot_nonlinear_embeddings(features, labels, path: str, method: str = 'tsne'):
-  """One panel per run of ``features`` = [(features, classes), ...], by ``nonlinear_2d``."""
+def plot_nonlinear_embeddings(features, labels, path: str, method: str = 'tsne', class_names=None):
+  """One panel per run of ``features`` = [(features, classes), ...], by ``nonlinear_2d``; ``class_names``: one list
+  (or None) per run, for the legends."""
   name = {'tsne': 't-SNE', 'umap': 'UMAP'}[method]
   fig, axes = _figure(len(features))
-  for ax, (points, classes), label in zip(axes, features, labels):
+  for i, (ax, (points, classes), label) in enumerate(zip(axes, features, labels)):
     if len(points) >= 3:
-      _scatter_by_class(ax, nonlinear_2d(points, method), classes)
+      _scatter_by_class(ax, nonlinear_2d(points, method), classes, class_names[i] if class_names else None)
     else:
       ax.text(0.5, 0.5, f'{len(points)} held-out images: too few', ha='center', transform=ax.transAxes)
     ax.set(title=f'{name} of held-out features: {label}', xlabel=f'{name} 1', ylabel=f'{name} 2')
@@ -257,36 +284,78 @@ def make_report(workdirs, out_dir: str) -> str:
   features = [heldout_features(w, r['step']) for w, r in zip(workdirs, results)]
   nonlinear = ['tsne'] + (['umap'] if importlib.util.find_spec('umap') else [])
   for method in nonlinear:
-    plot_nonlinear_embeddings(features, labels, storage.join(out_dir, f'embedding_{method}.png'), method)
-  text = '\n'.join([
-      '# Run comparison', '', markdown_table(results, labels, [train_seconds(w) for w in workdirs]), '',
-      'kNN: weighted, at each run\'s k and T. Linear: standard protocol when evaluated (its name in '
+    plot_nonlinear_embeddings(
+      features, labels, storage.join(out_dir, f'embedding_{method}.png'), method, [run_class_names(w) for w in workdirs]
+    )
+  text = '\n'.join(
+    [
+      '# Run comparison',
+      '',
+      markdown_table(results, labels, [train_seconds(w) for w in workdirs]),
+      '',
+      "kNN: weighted, at each run's k and T. Linear: standard protocol when evaluated (its name in "
       'brackets), otherwise the fast probe on frozen features. Floors: raw pixels / random-init encoder, '
       'same splits and protocol (the fast probe beside every linear figure); beats raw pixels: kNN and linear '
       'top-1 both above the raw-pixel floors. Effective rank of held-out backbone features; collapsed: '
-      'projections\' normalised std < 0.1/√D.', '',
+      "projections' normalised std < 0.1/√D.",
+      '',
       f'Figures ({FIGURE_SIZE_PX[0]}×{FIGURE_SIZE_PX[1]} px): ![loss and kNN](loss_knn.png) '
       '![spectra](spectra.png) ![embedding](embedding.png) '
-      + ' '.join(f'![{m}](embedding_{m}.png)' for m in nonlinear), ''])
+      + ' '.join(f'![{m}](embedding_{m}.png)' for m in nonlinear),
+      '',
+    ]
+  )
   storage.write_text(storage.join(out_dir, 'report.md'), text)
   return text
 
 
-def main(argv=None):
-  import argparse
-  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('runs', nargs='+', help='run directories')
-  parser.add_argument('--out', default='report', help='output directory (default ./report)')
-  args = parser.parse_args(argv)
+def check_runs(workdirs) -> list[str]:
+  """The run directories, resolved, each checked before any work: one that does not exist, is a file, or holds
+  neither an evaluation nor a checkpoint to evaluate is a one-line ``UserError``."""
+  from gsg_jax.encoder import find_run
+
+  if not workdirs:
+    raise ConfigError('no run directories given: gsg-report RUN [RUN ...] [--out=DIR].')
+  resolved = [storage.resolve(w) for w in workdirs]
+  for workdir in resolved:
+    if not _has_complete_eval(workdir):
+      find_run(workdir)  # Raises what is missing: the folder, its config.json, or a checkpoint.
+  return resolved
+
+
+def _has_complete_eval(workdir: str) -> bool:
+  result = (
+    storage.read_json_if_present(storage.join(workdir, 'eval', 'latest.json')) if storage.isdir(workdir) else None
+  )
+  return (
+    bool(result)
+    and all(k in result.get('metrics', {}) for k in _NEEDED)
+    and 'floors' in result
+    and storage.exists(storage.join(workdir, 'eval', 'embedding_latest.npz'))
+  )
+
+
+def main(argv):
+  from absl import flags
+
   from gsg_jax.training.outputs import quiet_library_logs
+
+  out = flags.FLAGS.out
+  workdirs = check_runs(argv[1:])
+  storage.ensure_writable_dir(out, '--out')
   quiet_library_logs()
-  print(make_report(args.runs, args.out))
-  print(f'Written to {storage.resolve(args.out)}', file=sys.stderr)
+  print(make_report(workdirs, out))
+  print(f'Written to {storage.resolve(out)}', file=sys.stderr)
 
 
 def run():
-  """The ``gsg-report`` command."""
-  main()
+  """The ``gsg-report`` command: ``gsg-report RUN [RUN ...] [--out=DIR]``."""
+  from absl import flags
+
+  from gsg_jax import cli
+
+  flags.DEFINE_string('out', 'report', 'Output folder for report.md and the figures.')
+  cli.run(main)
 
 
 if __name__ == '__main__':

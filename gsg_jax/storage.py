@@ -23,6 +23,7 @@ directory changes); URLs are kept as given, never turned into a local
 import io
 import json
 import os
+import socket
 import time
 from typing import Any
 
@@ -80,6 +81,26 @@ def makedirs(path: str) -> None:
   epath.Path(path).mkdir(parents=True, exist_ok=True)
 
 
+def ensure_writable_dir(path: str, what: str) -> str:
+  """Create folder ``path`` if needed and check that files can be written in it, before any work; returns it
+  resolved. A path that is a file, or a folder that cannot be written, is ``UnusablePathError`` naming ``what``
+  (e.g. '--out')."""
+  from gsg_jax.errors import UnusablePathError  # Local: errors imports nothing, but keeps this module's imports lean.
+
+  path = resolve(path)
+  if not is_url(path) and os.path.exists(path) and not os.path.isdir(path):
+    raise UnusablePathError(f'{what} {path!r} is a file, not a folder.')
+  try:
+    makedirs(path)
+    # Named by host and pid: every process of a pod may probe a shared folder at once.
+    probe = join(path, f'.write_probe_{socket.gethostname()}_{os.getpid()}')
+    write_text(probe, 'ok')
+    remove(probe)
+  except OSError as e:
+    raise UnusablePathError(f'{what} {path!r} is not writable: {e.strerror or e}.') from e
+  return path
+
+
 def remove(path: str) -> None:
   epath.Path(path).unlink(missing_ok=True)
 
@@ -131,6 +152,7 @@ def write_json(path: str, obj: Any, **kwargs) -> None:
 def load_npz(path: str) -> dict:
   """The arrays of the ``.npz`` at ``path`` (local or in a store), loaded into memory."""
   import numpy as np  # Local: keep this module light to import.
+
   with np.load(io.BytesIO(read_bytes(path))) as arrays:
     return dict(arrays)
 
@@ -138,6 +160,7 @@ def load_npz(path: str) -> dict:
 def save_npz(path: str, **arrays) -> None:
   """``np.savez`` to ``path`` (local or in a store), written whole."""
   import numpy as np
+
   buffer = io.BytesIO()
   np.savez(buffer, **arrays)
   write_bytes(path, buffer.getvalue())

@@ -29,18 +29,19 @@ together (e.g. one per method, in sibling directories) to ``--out``.
 
 import copy
 import itertools
-import json
 import os
 import time
 
 from gsg_jax import storage
 from gsg_jax.errors import ConfigError, MissingPathError
+from gsg_jax.run_dir import check_config
 
 _PROTOCOLS = ('knn', 'fast_linear', 'diagnostics')
 _POINT_FILE = 'sweep_point.json'
 
 
 # ---------------------------------------------------------------- the grid
+
 
 def _lookup(config, key: str):
   """(the block holding ``key``, its last part), e.g. (config.method.ema, 'momentum') for 'method.ema.momentum'."""
@@ -104,16 +105,6 @@ def point_config(config, point: dict):
 
 # ---------------------------------------------------------------- running
 
-def _config_differences(stored: dict, config) -> list[str]:
-  """Keys whose value in ``stored`` (a run's config.json) differs from ``config``'s."""
-  def flat(d, prefix=''):
-    out = {}
-    for k, v in d.items():
-      out.update(flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {prefix + k: v})
-    return out
-  a, b = flat(stored), flat(json.loads(config.to_json_best_effort()))
-  return [f'{k}: {a.get(k)!r} → {b.get(k)!r}' for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-
 
 def _record(run_dir: str, point: dict, **seconds) -> None:
   record = storage.read_json_if_present(storage.join(run_dir, _POINT_FILE)) or {}
@@ -129,6 +120,7 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
   ``evaluate_kwargs`` go to ``gsg_jax.evaluate.evaluate_run`` (e.g. ``fast_linear_epochs``).
   """
   from gsg_jax import config_lib
+
   points = grid_points(parse_grid(grid_specs, config))
   configs = [point_config(config, p) for p in points]
   for point, c in zip(points, configs):
@@ -138,14 +130,14 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
       raise ConfigError(f'grid point {point_name(point)}: {e}') from None
   workdir = storage.resolve(workdir)
   for point, c in zip(points, configs):  # Refuse before any training: nothing is mixed into an old run.
-    stored = storage.read_json_if_present(storage.join(workdir, point_name(point), 'config.json'))
-    differences = [] if stored is None else _config_differences(stored, c)
-    if differences:
-      raise ConfigError(f'{storage.join(workdir, point_name(point))} holds a run of another config '
-                        f'({"; ".join(differences[:3])}): use another --workdir or delete it.')
+    try:
+      check_config(storage.join(workdir, point_name(point)), c)
+    except ConfigError as e:
+      raise ConfigError(f'grid point {point_name(point)}: {e}') from None
 
   from gsg_jax import train
   from gsg_jax.evaluate import evaluate_run
+
   for index, (point, c) in enumerate(zip(points, configs), 1):
     name, run_dir = point_name(point), storage.join(workdir, point_name(point))
     prefix = f'[{index}/{len(points)}] {name}:'
@@ -165,14 +157,17 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
     result = evaluate_run(run_dir, protocols=_PROTOCOLS, **evaluate_kwargs)
     _record(run_dir, point, eval_seconds=time.perf_counter() - start)
     m = result['metrics']
-    log(f"{prefix} kNN top-1 {m['knn_top1']:.2f}%, fast linear {m['fast_linear_top1']:.2f}%, "
-        f"RankMe {m['projections/rankme']:.1f}, W-uniformity {m['projections/wasserstein_uniformity']:.4f}")
+    log(
+      f'{prefix} kNN top-1 {m["knn_top1"]:.2f}%, fast linear {m["fast_linear_top1"]:.2f}%, '
+      f'RankMe {m["projections/rankme"]:.1f}, W-uniformity {m["projections/wasserstein_uniformity"]:.4f}'
+    )
   text = write_report([workdir], workdir)
   log(f'Report: {storage.join(workdir, "sweep.md")}, {storage.join(workdir, "sweep.png")}')
   return text
 
 
 # ---------------------------------------------------------------- the report
+
 
 def collect(sweep_dirs) -> list[dict]:
   """One row per evaluated point (``<dir>/<point>/eval/latest.json``) of each sweep directory, in order."""
@@ -193,18 +188,28 @@ def collect(sweep_dirs) -> list[dict]:
       if wall is not None:
         wall += record.get('eval_seconds', 0.0)
       m, knn = result['metrics'], result.get('knn') or {}
-      rows.append({'sweep': storage.basename(sweep_dir), 'run_dir': run_dir,
-                   'method': result['method'], 'batch_size': int(config['batch_size']),
-                   'extra': ', '.join(f'{k}={v}' for k, v in point.items() if k != 'batch_size'),
-                   # The linear scaling rule of gsg_jax.training.optim.peak_learning_rate.
-                   'peak_lr': config['optim']['base_lr'] * config['batch_size'] / 256,
-                   'epochs': result['epochs'], 'knn': m.get('knn_top1', m.get('knn_top1@20')),
-                   # Evaluations before the kNN settings were recorded used k = 20, T = 0.1.
-                   'knn_k': knn.get('k', 20), 'knn_t': knn.get('temperature', 0.1),
-                   'linear': m.get('fast_linear_top1'),
-                   'rankme_projections': m.get('projections/rankme'), 'rankme_features': m.get('features/rankme'),
-                   'w_uniformity': m.get('projections/wasserstein_uniformity'),
-                   'uniformity': m.get('projections/uniformity'), 'wall_seconds': wall})
+      rows.append(
+        {
+          'sweep': storage.basename(sweep_dir),
+          'run_dir': run_dir,
+          'method': result['method'],
+          'batch_size': int(config['batch_size']),
+          'extra': ', '.join(f'{k}={v}' for k, v in point.items() if k != 'batch_size'),
+          # The linear scaling rule of gsg_jax.training.optim.peak_learning_rate.
+          'peak_lr': config['optim']['base_lr'] * config['batch_size'] / 256,
+          'epochs': result['epochs'],
+          'knn': m.get('knn_top1', m.get('knn_top1@20')),
+          # Evaluations before the kNN settings were recorded used k = 20, T = 0.1.
+          'knn_k': knn.get('k', 20),
+          'knn_t': knn.get('temperature', 0.1),
+          'linear': m.get('fast_linear_top1'),
+          'rankme_projections': m.get('projections/rankme'),
+          'rankme_features': m.get('features/rankme'),
+          'w_uniformity': m.get('projections/wasserstein_uniformity'),
+          'uniformity': m.get('projections/uniformity'),
+          'wall_seconds': wall,
+        }
+      )
   return rows
 
 
@@ -225,38 +230,51 @@ def markdown(rows) -> str:
   by_key = dict(zip(keys, labels))
   settings = sorted({(r['knn_k'], r['knn_t']) for r in rows})
   knn_text = '; '.join(f'k = {k}, T = {t:g}' for k, t in settings)
-  lines = ['Peak learning rate = base_lr × batch/256 (each config\'s linear scaling rule), then its schedule. '
-           f'kNN: {knn_text}; linear: the fast probe on frozen features; RankMe (Garrido et al. 2023) and '
-           'Wasserstein uniformity (Koromilas et al. 2024, 0 = as uniform as random points) of held-out '
-           'projections; uniformity: Wang & Isola, t = 2. Wall time: training and evaluation.', '',
-           '| method | batch size | peak lr | epochs | kNN top-1 (%) | linear top-1 (%) | RankMe proj. '
-           '| RankMe feat. | W-uniformity | uniformity | wall time |',
-           '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+  lines = [
+    "Peak learning rate = base_lr × batch/256 (each config's linear scaling rule), then its schedule. "
+    f'kNN: {knn_text}; linear: the fast probe on frozen features; RankMe (Garrido et al. 2023) and '
+    'Wasserstein uniformity (Koromilas et al. 2024, 0 = as uniform as random points) of held-out '
+    'projections; uniformity: Wang & Isola, t = 2. Wall time: training and evaluation.',
+    '',
+    '| method | batch size | peak lr | epochs | kNN top-1 (%) | linear top-1 (%) | RankMe proj. '
+    '| RankMe feat. | W-uniformity | uniformity | wall time |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+  ]
   order = {k: i for i, k in enumerate(keys)}
   for r in sorted(rows, key=lambda r: (order[(r['sweep'], r['method'], r['extra'])], r['batch_size'])):
-    wall = '–' if r['wall_seconds'] is None else f"{r['wall_seconds'] / 60:.1f} min"
-    lines.append(f"| {by_key[(r['sweep'], r['method'], r['extra'])]} | {r['batch_size']} | {r['peak_lr']:.4g} "
-                 f"| {r['epochs']:.3g} | {_fmt(r['knn'], '.2f')} | {_fmt(r['linear'], '.2f')} "
-                 f"| {_fmt(r['rankme_projections'], '.1f')} | {_fmt(r['rankme_features'], '.1f')} "
-                 f"| {_fmt(r['w_uniformity'], '.4f')} | {_fmt(r['uniformity'], '.3f')} | {wall} |")
+    wall = '–' if r['wall_seconds'] is None else f'{r["wall_seconds"] / 60:.1f} min'
+    lines.append(
+      f'| {by_key[(r["sweep"], r["method"], r["extra"])]} | {r["batch_size"]} | {r["peak_lr"]:.4g} '
+      f'| {r["epochs"]:.3g} | {_fmt(r["knn"], ".2f")} | {_fmt(r["linear"], ".2f")} '
+      f'| {_fmt(r["rankme_projections"], ".1f")} | {_fmt(r["rankme_features"], ".1f")} '
+      f'| {_fmt(r["w_uniformity"], ".4f")} | {_fmt(r["uniformity"], ".3f")} | {wall} |'
+    )
   return '\n'.join(lines) + '\n'
 
 
 def plot(rows, path: str) -> None:
   """2×2 panels against batch size (log₂ axis), one line per method: kNN, linear, RankMe, W-uniformity."""
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
-  panels = (('knn', 'kNN top-1 (%)'), ('linear', 'fast linear top-1 (%)'),
-            ('rankme_projections', 'RankMe of projections'),
-            ('w_uniformity', 'Wasserstein uniformity (lower: more uniform)'))
+
+  panels = (
+    ('knn', 'kNN top-1 (%)'),
+    ('linear', 'fast linear top-1 (%)'),
+    ('rankme_projections', 'RankMe of projections'),
+    ('w_uniformity', 'Wasserstein uniformity (lower: more uniform)'),
+  )
   fig, axes = plt.subplots(2, 2, figsize=(12, 9), dpi=100)
   labels, keys = _line_labels(rows)
   sizes = sorted({r['batch_size'] for r in rows})
   for ax, (field, title) in zip(axes.ravel(), panels):
     for key, label in zip(keys, labels):
-      line = sorted((r['batch_size'], r[field]) for r in rows
-                    if (r['sweep'], r['method'], r['extra']) == key and r[field] is not None)
+      line = sorted(
+        (r['batch_size'], r[field])
+        for r in rows
+        if (r['sweep'], r['method'], r['extra']) == key and r[field] is not None
+      )
       if line:
         ax.plot(*zip(*line), marker='o', label=label)
     ax.set_xscale('log', base=2)
@@ -283,10 +301,13 @@ def write_report(sweep_dirs, out_dir: str) -> str:
 
 # ---------------------------------------------------------------- command line
 
+
 def main(argv):
   from absl import flags
+
   from gsg_jax import cli
   from gsg_jax.training.outputs import quiet_library_logs
+
   f = flags.FLAGS
   quiet_library_logs()
   if f.report:
@@ -306,6 +327,7 @@ def main(argv):
 def _define_flags():
   from absl import flags
   from ml_collections import config_flags
+
   config_flags.DEFINE_config_file('config', None, 'Config file, e.g. configs/simclr.py:quick.', lock_config=True)
   flags.DEFINE_multi_string('grid', [], 'KEY=V1,V2,...: a grid axis (repeatable), e.g. batch_size=16,32,64.')
   flags.DEFINE_string('workdir', None, 'Sweep directory: one run directory per grid point, sweep.md, sweep.png.')
@@ -316,6 +338,7 @@ def _define_flags():
 def run():
   """The ``gsg-sweep`` command."""
   from gsg_jax import cli
+
   _define_flags()
   cli.run(main)
 

@@ -20,16 +20,39 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _COMPILATION_CACHE)
 atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
 
 
+# A run of 8 steps (512 images, batch 64, one epoch) for command-line tests, with checkpoints and logs every 2 steps.
+TINY_FLAGS = [
+  '--config.data.builtin_num_train=512',
+  '--config.data.builtin_num_heldout=256',
+  '--config.model.width=8',
+  '--config.augment.crop_size=16',
+  '--config.batch_size=64',
+  '--config.num_epochs=1',
+  '--config.checkpoint_every_steps=2',
+  '--config.log_every_steps=2',
+  '--config.model.projection_dim=32',
+  '--config.model.projector_hidden_dim=32',
+  '--config.model.predictor_hidden_dim=8',
+  '--config.distributed.mode=off',
+  '--config.eval.batch_size=256',
+]
+
+
 def cifar10_zip():
-  """The shared CIFAR-10 zip: $GSG_CIFAR_ZIP, this workplace's copy, or ../shared/data beside the checkout; None if absent."""
-  candidates = [os.environ.get('GSG_CIFAR_ZIP', ''), '/work/shared/data/cifar10-train-jpeg.zip',
-                os.path.join(REPO, '..', 'shared', 'data', 'cifar10-train-jpeg.zip')]
+  """The shared CIFAR-10 zip: $GSG_CIFAR_ZIP, this workplace's copy, or ../shared/data beside the checkout; None if
+  absent."""
+  candidates = [
+    os.environ.get('GSG_CIFAR_ZIP', ''),
+    '/work/shared/data/cifar10-train-jpeg.zip',
+    os.path.join(REPO, '..', 'shared', 'data', 'cifar10-train-jpeg.zip'),
+  ]
   return next((p for p in candidates if p and os.path.isfile(p)), None)
 
 
 def tiny_config(name='simsiam', **overrides):
   """``configs/<name>.py:quick``, shrunk: 512 synthetic images, a width-8 ConvNet, batch 64."""
   from gsg_jax import config_lib
+
   c = config_lib.named_config(name, 'quick')
   c.data.builtin_num_train = 512
   c.data.builtin_num_heldout = 256
@@ -69,9 +92,16 @@ def check_command_cases(module: str, cases: dict, timeout: int = 300) -> dict:
   Returns ``{flags: (stdout, stderr)}`` of the successful runs, for the
   caller's own checks.
   """
-  processes = {flags: subprocess.Popen([sys.executable, '-m', module, *flags.split()], cwd=REPO,
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for flags in cases}
+  processes = {
+    flags: subprocess.Popen(
+      [sys.executable, '-m', module, *flags.split()],
+      cwd=REPO,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for flags in cases
+  }
   succeeded = {}
   for flags, message in cases.items():
     stdout, stderr = processes[flags].communicate(timeout=timeout)

@@ -26,6 +26,7 @@ def fake_gcs(monkeypatch, tmp_path):
   """The local folder behind ``gs://``: ``gs://bucket/x`` is ``<folder>/bucket/x``."""
   from etils.epath import backend, gpath
   from orbax.checkpoint._src.path import gcs_utils
+
   root = str(tmp_path / 'fake_gcs')
   os.makedirs(root)
 
@@ -50,8 +51,14 @@ def fake_gcs(monkeypatch, tmp_path):
     fsspec.register_implementation(protocol, FakeGCS, clobber=True)
   monkeypatch.setenv('EPATH_USE_TF', 'false')
   reset_caches()
-  monkeypatch.setattr(gcs_utils, 'get_kvstore_for_gcs', lambda path: {
-      'driver': 'file', 'path': os.path.join(root, *gcs_utils.parse_gcs_path(path, add_trailing_slash=False))})
+  monkeypatch.setattr(
+    gcs_utils,
+    'get_kvstore_for_gcs',
+    lambda path: {
+      'driver': 'file',
+      'path': os.path.join(root, *gcs_utils.parse_gcs_path(path, add_trailing_slash=False)),
+    },
+  )
   monkeypatch.setattr(gcs_utils, 'is_hierarchical_namespace_enabled', lambda path: False)
   # TensorBoard would write through TensorFlow's own GCS client: off, as where TensorFlow is absent.
   monkeypatch.setitem(sys.modules, 'clu', None)

@@ -7,8 +7,8 @@ import sys
 
 import jax
 import numpy as np
-
 from conftest import tiny_config
+
 from gsg_jax import parallel
 from gsg_jax.training import build_trainer
 
@@ -25,9 +25,12 @@ def main(out_path, name):
   for _ in range(3):
     state, metrics = step(state, {'image': jax.device_put(images, batch)}, jax.random.key(1))
     losses.append(float(metrics['loss']))
-  flat = {jax.tree_util.keystr(k): np.asarray(v) for k, v in
-          jax.tree_util.tree_leaves_with_path({'params': state.params, 'stats': state.model_state,
-                                               'extras': state.extras})}
+  flat = {
+    jax.tree_util.keystr(k): np.asarray(v)
+    for k, v in jax.tree_util.tree_leaves_with_path(
+      {'params': state.params, 'stats': state.model_state, 'extras': state.extras}
+    )
+  }
   np.savez(out_path, losses=np.array(losses), devices=jax.device_count(), **flat)
 
 

@@ -82,8 +82,8 @@ def test_shapes_dtype_finite_and_keys(default_run):
   assert bool(jnp.isfinite(out).all())
   np.testing.assert_array_equal(out, compiled(jax.random.key(0), x))  # Same key, same views.
   other = compiled(jax.random.key(1), x)
-  assert float(jnp.abs(out - other).mean()) > 0.3                     # Another key, other views.
-  assert float(jnp.abs(out[:, 0] - out[:, 1]).mean()) > 0.3           # Views of one image differ.
+  assert float(jnp.abs(out - other).mean()) > 0.3  # Another key, other views.
+  assert float(jnp.abs(out[:, 0] - out[:, 1]).mean()) > 0.3  # Views of one image differ.
 
 
 def test_each_view_depends_only_on_its_image_and_key(default_run):
@@ -165,9 +165,14 @@ def test_crop_boxes_match_torchvision_sampling(height, width, scale):
   assert abs(area.mean() - ref_area.mean()) < 0.015
 
 
-@pytest.mark.parametrize('height,width,expected', [(32, 64, (0, 10, 32, 43)),   # Wide: w = round(32·4/3), centred.
-                                                   (64, 32, (10, 0, 43, 32)),   # Tall: h = round(32/(3/4)), centred.
-                                                   (30, 36, (0, 0, 30, 36))])   # Aspect within range: whole image.
+@pytest.mark.parametrize(
+  'height,width,expected',
+  [
+    (32, 64, (0, 10, 32, 43)),  # Wide: w = round(32·4/3), centred.
+    (64, 32, (10, 0, 43, 32)),  # Tall: h = round(32/(3/4)), centred.
+    (30, 36, (0, 0, 30, 36)),
+  ],
+)  # Aspect within range: whole image.
 def test_crop_box_fallback(height, width, expected):
   # Scale > 1 never fits, so every attempt fails and torchvision's centre fallback is used.
   box = tuple(int(v) for v in augment.sample_crop_box(jax.random.key(0), height, width, (1.5, 2.0), (3 / 4, 4 / 3)))
@@ -175,15 +180,20 @@ def test_crop_box_fallback(height, width, expected):
   assert box == expected
 
 
-@pytest.mark.parametrize('box,size', [((3, 5, 20, 30), 32), ((0, 0, 40, 50), 16), ((7, 2, 9, 13), 24),
-                                      ((1, 1, 37, 11), 20)])
+@pytest.mark.parametrize(
+  'box,size', [((3, 5, 20, 30), 32), ((0, 0, 40, 50), 16), ((7, 2, 9, 13), 24), ((1, 1, 37, 11), 20)]
+)
 def test_resized_crop_matches_pil(box, size):
   # PIL's bilinear resize of the cropped box on float32 ('F' mode) images: torchvision's crop-then-resize
   # without the 8-bit rounding. The (0, 0, 40, 50) box is the whole image: the crop is then a plain resize.
   img = np.random.default_rng(0).uniform(size=(40, 50, 3)).astype(np.float32)
   top, left, h, w = box
-  ref = np.stack([np.asarray(Image.fromarray(img[..., c]).crop((left, top, left + w, top + h))
-                             .resize((size, size), Image.BILINEAR)) for c in range(3)])
+  ref = np.stack(
+    [
+      np.asarray(Image.fromarray(img[..., c]).crop((left, top, left + w, top + h)).resize((size, size), Image.BILINEAR))
+      for c in range(3)
+    ]
+  )
   np.testing.assert_allclose(augment.resized_crop(jnp.asarray(img), *box, size), ref, atol=2e-6)
 
 
@@ -236,9 +246,19 @@ REFERENCES = {'brightness': ref_brightness, 'contrast': ref_contrast, 'saturatio
 def colour_image(seed=1):
   """Random colours plus greys, black, white, primaries and ties between the largest channels."""
   x = np.random.default_rng(seed).uniform(size=(6, 6, 3))
-  special = [[0.5, 0.5, 0.5], [0, 0, 0], [1, 1, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0.8, 0.8, 0.2],
-             [0.2, 0.8, 0.8], [0.8, 0.2, 0.8], [0.3, 0.7, 0.7]]
-  x.reshape(-1, 3)[:len(special)] = special
+  special = [
+    [0.5, 0.5, 0.5],
+    [0, 0, 0],
+    [1, 1, 1],
+    [1, 0, 0],
+    [0, 1, 0],
+    [0, 0, 1],
+    [0.8, 0.8, 0.2],
+    [0.2, 0.8, 0.8],
+    [0.8, 0.2, 0.8],
+    [0.3, 0.7, 0.7],
+  ]
+  x.reshape(-1, 3)[: len(special)] = special
   return x
 
 
@@ -304,7 +324,7 @@ def ref_blur(x, sigma, k):
   kernel /= kernel.sum()
   padded = np.pad(x, ((0, 0), (k // 2, k // 2), (k // 2, k // 2)), mode='reflect')
   h, w = x.shape[1:]
-  return sum(kernel[i] * kernel[j] * padded[:, i:i + h, j:j + w] for i in range(k) for j in range(k))
+  return sum(kernel[i] * kernel[j] * padded[:, i : i + h, j : j + w] for i in range(k) for j in range(k))
 
 
 def test_blur():
@@ -317,8 +337,9 @@ def test_blur():
   np.testing.assert_allclose(out, out[::-1, ::-1], atol=1e-7)
   x = np.random.default_rng(0).uniform(size=(3, 12, 10))
   for sigma, k in ((0.1, 3), (1.0, 5), (2.0, 7)):
-    np.testing.assert_allclose(augment.gaussian_blur(jnp.asarray(x, jnp.float32), sigma, k), ref_blur(x, sigma, k),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+      augment.gaussian_blur(jnp.asarray(x, jnp.float32), sigma, k), ref_blur(x, sigma, k), atol=1e-5
+    )
 
 
 def test_preprocess_eval_resize_and_centre_crop_match_pil():
@@ -328,8 +349,7 @@ def test_preprocess_eval_resize_and_centre_crop_match_pil():
   out = unnormalize(augment.preprocess_eval(x, cfg), cfg)
   assert out.shape == (2, 32, 32, 3)
   img = np.asarray(x[1], np.float32) / 255.0
-  resized = np.stack([np.asarray(Image.fromarray(img[..., c]).resize((45, 36), Image.BILINEAR))
-                      for c in range(3)], -1)
+  resized = np.stack([np.asarray(Image.fromarray(img[..., c]).resize((45, 36), Image.BILINEAR)) for c in range(3)], -1)
   np.testing.assert_allclose(out[1], resized[2:34, 6:38], atol=1e-5)
   # No eval_resize: a plain resize to the crop size.
   assert augment.preprocess_eval(images(2, 40), config(crop_size=16)).shape == (2, 16, 16, 3)

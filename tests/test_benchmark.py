@@ -13,7 +13,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.slow  # Subprocesses: the full tier only.
@@ -24,10 +23,24 @@ def benchmark_json(tmp_path_factory):
   tmp = tmp_path_factory.mktemp('benchmark')
   out, profile = tmp / 'result.json', tmp / 'profile'
   env = dict(os.environ, JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=1')
-  subprocess.run([sys.executable, os.path.join(REPO, 'benchmarks', 'train_step.py'),
-                  '--methods=simsiam,simsiam_gsg', '--batch-sizes=8', '--preset=quick', '--backbone=convnet',
-                  '--width=4', '--steps=1', '--warmup=1', f'--profile={profile}', f'--out={out}'],
-                 env=env, check=True, timeout=600)
+  subprocess.run(
+    [
+      sys.executable,
+      os.path.join(REPO, 'benchmarks', 'train_step.py'),
+      '--methods=simsiam,simsiam_gsg',
+      '--batch-sizes=8',
+      '--preset=quick',  # The preset's ConvNet.
+      '--width=4',
+      '--steps=1',
+      '--warmup=1',
+      '--repeats=2',
+      f'--profile={profile}',
+      f'--out={out}',
+    ],
+    env=env,
+    check=True,
+    timeout=600,
+  )
   with open(out) as f:
     return json.load(f)
 
@@ -43,6 +56,12 @@ def test_rows_report_throughput_and_flops(benchmark_json):
     assert r['flops_per_second'] == pytest.approx(r['flops_per_step'] / r['step_seconds'])
     assert r['fraction_of_peak'] is None  # No peak is listed for a CPU.
     assert r['final_loss'] == pytest.approx(r['final_loss'])  # Finite, not NaN.
+    assert r['backbone'] == 'convnet' and r['width'] == 4  # The preset's network, the width given.
+    assert r['repeats'] == 2 and r['matmul_gflops'] > 0
+    assert r['fraction_of_matmul'] == pytest.approx(r['flops_per_second'] / 1e9 / r['matmul_gflops'])
+  gsg = rows[1]
+  assert gsg['gsg_cost_ratio'] == pytest.approx(rows[0]['images_per_second'] / gsg['images_per_second'])
+  assert benchmark_json['commit'] and benchmark_json['cpu'] is not None and benchmark_json['date']
 
 
 def test_flops_scale_with_the_views(benchmark_json):

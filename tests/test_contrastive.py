@@ -17,8 +17,8 @@ import pytest
 import scipy.integrate
 import scipy.linalg
 import scipy.stats
-
 from conftest import REPO, tiny_config
+
 from gsg_jax import methods
 from gsg_jax.evaluation import diagnostics
 from gsg_jax.methods import contrastive
@@ -32,6 +32,7 @@ def unit(x):
 
 
 # ---------------------------------------------------------------- NumPy references, one row at a time
+
 
 def np_nt_xent(z1, z2, tau, drop_positive):
   rows = np.concatenate([unit(z1), unit(z2)])
@@ -68,23 +69,29 @@ def np_kcl(z1, z2, t, gamma, kernel):
     k_energy = lambda d2: -0.5 * np.log(t * d2 + 1)
     k_align = lambda d2: -np.log(t * d2 + 1)
   else:  # imq, c = t
-    k_energy = k_align = lambda d2: t / np.sqrt(t ** 2 + d2)
+    k_energy = k_align = lambda d2: t / np.sqrt(t**2 + d2)
   energy = sum(np.mean([k_energy(sq(x[i], x[j])) for i, j in pairs]) for x in (u, v))
   alignment = 2 * np.mean([k_align(sq(u[i], v[i])) for i in range(len(u))])
   return -alignment + gamma * energy
 
 
 REFERENCES = {
-    'infonce': (contrastive.infonce, lambda a, b: np_nt_xent(a, b, 0.5, False)),
-    'dcl': (contrastive.dcl, lambda a, b: np_nt_xent(a, b, 0.5, True)),
-    'dhel': (contrastive.dhel, lambda a, b: np_dhel(a, b, 0.3)),
-    'dhel_one_view': (lambda a, b: contrastive.dhel(a, b, 0.3, include_augs=False),
-                      lambda a, b: np_dhel(a, b, 0.3, include_augs=False)),
-    'dcl_tau_0.2': (lambda a, b: contrastive.dcl(a, b, 0.2), lambda a, b: np_nt_xent(a, b, 0.2, True)),
-    **{f'kcl_{k}': (lambda a, b, k=k: contrastive.kcl(a, b, 2.0, 16.0, k), lambda a, b, k=k: np_kcl(a, b, 2.0, 16.0, k))
-       for k in contrastive.KERNELS},
-    'kcl_gaussian_t1_gamma4': (lambda a, b: contrastive.kcl(a, b, 1.0, 4.0),
-                               lambda a, b: np_kcl(a, b, 1.0, 4.0, 'gaussian')),
+  'infonce': (contrastive.infonce, lambda a, b: np_nt_xent(a, b, 0.5, False)),
+  'dcl': (contrastive.dcl, lambda a, b: np_nt_xent(a, b, 0.5, True)),
+  'dhel': (contrastive.dhel, lambda a, b: np_dhel(a, b, 0.3)),
+  'dhel_one_view': (
+    lambda a, b: contrastive.dhel(a, b, 0.3, include_augs=False),
+    lambda a, b: np_dhel(a, b, 0.3, include_augs=False),
+  ),
+  'dcl_tau_0.2': (lambda a, b: contrastive.dcl(a, b, 0.2), lambda a, b: np_nt_xent(a, b, 0.2, True)),
+  **{
+    f'kcl_{k}': (lambda a, b, k=k: contrastive.kcl(a, b, 2.0, 16.0, k), lambda a, b, k=k: np_kcl(a, b, 2.0, 16.0, k))
+    for k in contrastive.KERNELS
+  },
+  'kcl_gaussian_t1_gamma4': (
+    lambda a, b: contrastive.kcl(a, b, 1.0, 4.0),
+    lambda a, b: np_kcl(a, b, 1.0, 4.0, 'gaussian'),
+  ),
 }
 
 
@@ -103,8 +110,9 @@ def test_value_and_gradient_match_numpy(name):
   fn, reference = REFERENCES[name]
   rng = np.random.default_rng(len(name))
   z1, z2 = rng.normal(size=(6, 5)), rng.normal(size=(6, 5))
-  np.testing.assert_allclose(fn(jnp.asarray(z1, jnp.float32), jnp.asarray(z2, jnp.float32)), reference(z1, z2),
-                             rtol=2e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    fn(jnp.asarray(z1, jnp.float32), jnp.asarray(z2, jnp.float32)), reference(z1, z2), rtol=2e-5, atol=1e-5
+  )
   with jax.enable_x64(True):
     g1, g2 = jax.grad(lambda a, b: fn(a, b), argnums=(0, 1))(jnp.asarray(z1), jnp.asarray(z2))
     assert g1.dtype == jnp.float64
@@ -120,8 +128,9 @@ def test_infonce_matches_optax_ntxent():
   rng = np.random.default_rng(0)
   for batch, dim, tau in ((8, 16, 0.5), (5, 3, 0.1), (32, 8, 1.0)):
     z1, z2 = rng.normal(size=(batch, dim)), rng.normal(size=(batch, dim))
-    expected = jax.jit(optax.losses.ntxent)(jnp.asarray(np.concatenate([z1, z2]), jnp.float32),
-                                            jnp.asarray(np.tile(np.arange(batch), 2)), tau)
+    expected = jax.jit(optax.losses.ntxent)(
+      jnp.asarray(np.concatenate([z1, z2]), jnp.float32), jnp.asarray(np.tile(np.arange(batch), 2)), tau
+    )
     value = jax.jit(contrastive.infonce)(z1.astype(np.float32), z2.astype(np.float32), tau)
     np.testing.assert_allclose(value, expected, rtol=2e-5)
 
@@ -138,7 +147,7 @@ def test_minimisers_and_masking():
   for name in CONTRASTIVE:
     fn = methods.LOSSES[name].fn
     views = jnp.stack([duplicated, duplicated], axis=1)
-    value, grad = jax.jit(jax.value_and_grad(lambda x: fn(x, x, None)[0]))(views)
+    value, grad = jax.jit(jax.value_and_grad(lambda x, fn=fn: fn(x, x, None)[0]))(views)
     assert bool(jnp.isfinite(value)) and bool(jnp.isfinite(grad).all()), name
   with pytest.raises(ValueError, match='kernel'):
     contrastive.kcl(z, z, kernel='riesz')
@@ -158,8 +167,9 @@ def test_registered_without_cutting_the_target_gradient(name):
   pure = getattr(contrastive, name)
   value, aux = method.loss_fn(z, z, None)
   np.testing.assert_allclose(value, pure(z[:, 0], z[:, 1]), rtol=1e-6)
-  np.testing.assert_allclose(aux['contrastive/positive_cos'], np.mean(np.sum(unit(z[:, 0]) * unit(z[:, 1]), -1)),
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    aux['contrastive/positive_cos'], np.mean(np.sum(unit(z[:, 0]) * unit(z[:, 1]), -1)), rtol=1e-5
+  )
   # Gradients reach both views' rows, through predictions and targets alike.
   grad_shared = jax.grad(lambda x: method.loss_fn(x, x, None)[0])(z)
   np.testing.assert_allclose(grad_shared, jax.grad(lambda x: pure(x[:, 0], x[:, 1]))(z), rtol=1e-5, atol=1e-7)
@@ -174,6 +184,7 @@ def test_registered_without_cutting_the_target_gradient(name):
 
 def test_invalid_hyperparameters_are_rejected_before_training():
   from gsg_jax import config_lib
+
   config = config_lib.named_config('kcl', 'quick')
   config.method.kcl.kernel = 'riesz'
   with pytest.raises(ValueError, match='method.kcl.kernel'):
@@ -187,6 +198,7 @@ def test_invalid_hyperparameters_are_rejected_before_training():
 def test_configs_and_presets():
   from gsg_jax import config_lib
   from gsg_jax.training.optim import learning_rate_schedule
+
   for loss, name in CONFIGS.items():
     quick = config_lib.named_config(name, 'quick')
     config_lib.validate(quick)
@@ -209,8 +221,10 @@ def test_configs_and_presets():
 def test_quick_config_trains(name):
   """configs/<name>.py:quick, shrunk: a few train steps change the parameters and keep the loss finite."""
   from gsg_jax.training import build_trainer
-  config = tiny_config(name, batch_size=16, **{'model.width': 4, 'model.projection_dim': 16,
-                                               'model.projector_hidden_dim': 16})
+
+  config = tiny_config(
+    name, batch_size=16, **{'model.width': 4, 'model.projection_dim': 16, 'model.projector_hidden_dim': 16}
+  )
   trainer = build_trainer(config, steps_per_epoch=4, num_classes=10)
   state = trainer.init(jax.random.key(0), (32, 32, 3))
   step = jax.jit(trainer.train_step)
@@ -228,28 +242,31 @@ def test_quick_config_trains(name):
 def test_logits_stay_sharded_by_rows():
   """On 8 simulated devices the compiled step holds [B/8, B] similarity blocks, never a replicated [B, B]."""
   script = (
-      'import re, jax, jax.numpy as jnp, numpy as np\n'
-      'from jax.sharding import Mesh, NamedSharding, PartitionSpec as P\n'
-      'from gsg_jax import methods\n'
-      'rows = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), P("data"))\n'
-      'for name in ("infonce", "dcl", "dhel", "kcl"):\n'
-      '  fn = methods.build_method(methods.default_method_config(name, "online", "none")).loss_fn\n'
-      '  g = jax.jit(jax.value_and_grad(lambda x: fn(x, x, None)[0]), in_shardings=rows)\n'
-      '  text = g.lower(jax.ShapeDtypeStruct((512, 2, 24), jnp.float32, sharding=rows)).compile().as_text()\n'
-      '  dots = set(re.findall(r"= f32\\[(\\d+),(\\d+)\\]\\S* dot\\(", text))\n'
-      '  print(name, *sorted(f"{a}x{b}" for a, b in dots))\n')
+    'import re, jax, jax.numpy as jnp, numpy as np\n'
+    'from jax.sharding import Mesh, NamedSharding, PartitionSpec as P\n'
+    'from gsg_jax import methods\n'
+    'rows = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), P("data"))\n'
+    'for name in ("infonce", "dcl", "dhel", "kcl"):\n'
+    '  fn = methods.build_method(methods.default_method_config(name, "online", "none")).loss_fn\n'
+    '  g = jax.jit(jax.value_and_grad(lambda x: fn(x, x, None)[0]), in_shardings=rows)\n'
+    '  text = g.lower(jax.ShapeDtypeStruct((512, 2, 24), jnp.float32, sharding=rows)).compile().as_text()\n'
+    '  dots = set(re.findall(r"= f32\\[(\\d+),(\\d+)\\]\\S* dot\\(", text))\n'
+    '  print(name, *sorted(f"{a}x{b}" for a, b in dots))\n'
+  )
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8', JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
-  out = subprocess.run([sys.executable, '-c', script], env=env, check=True, capture_output=True, text=True,
-                       timeout=300).stdout
+  out = subprocess.run(
+    [sys.executable, '-c', script], env=env, check=True, capture_output=True, text=True, timeout=300
+  ).stdout
   lines = out.strip().splitlines()
   assert [line.split()[0] for line in lines] == ['infonce', 'dcl', 'dhel', 'kcl'], out
   for line in lines:
     shapes = {tuple(int(v) for v in s.split('x')) for s in line.split()[1:]}
-    assert (64, 512) in shapes, line                        # Each device's rows of a similarity block.
+    assert (64, 512) in shapes, line  # Each device's rows of a similarity block.
     assert all(a * b < 512 * 512 for a, b in shapes), line  # No full [B, B] block anywhere.
 
 
 # ---------------------------------------------------------------- rank, RankMe, Wasserstein uniformity
+
 
 def test_numerical_rank_matches_numpy():
   rng = np.random.default_rng(3)
@@ -262,11 +279,14 @@ def test_numerical_rank_matches_numpy():
 
 def test_rankme_matches_scipy():
   rng = np.random.default_rng(4)
-  for x in (rng.normal(size=(300, 16)), rng.normal(size=(100, 4)) @ rng.normal(size=(4, 32)) + 1.0,
-            rng.normal(size=(12, 40)) * np.linspace(0.1, 3, 40)):
+  for x in (
+    rng.normal(size=(300, 16)),
+    rng.normal(size=(100, 4)) @ rng.normal(size=(4, 32)) + 1.0,
+    rng.normal(size=(12, 40)) * np.linspace(0.1, 3, 40),
+  ):
     s = scipy.linalg.svd(x, compute_uv=False)
     expected = np.exp(-np.sum((s / s.sum() + 1e-7) * np.log(s / s.sum() + 1e-7)))  # Garrido et al., eq. 1.
-    authors = np.exp(scipy.stats.entropy(s / np.linalg.norm(s, 1) + 1e-7))      # Their code renormalises p.
+    authors = np.exp(scipy.stats.entropy(s / np.linalg.norm(s, 1) + 1e-7))  # Their code renormalises p.
     value = diagnostics.rankme(x.astype(np.float32), chunk_size=64)
     assert value == pytest.approx(expected, rel=1e-4) and value == pytest.approx(authors, rel=1e-4)
   assert diagnostics.rankme(np.tile(rng.normal(size=(1, 8)), (20, 1)).astype(np.float32)) == pytest.approx(1, abs=1e-3)
@@ -279,18 +299,19 @@ def test_inner_product_samples_follow_the_authors_density():
   the second moment E[t²] = 1/dim does (a million samples: 0.14% noise against 0.8% for dim ± 1).
   """
   from scipy.special import gamma
+
   grid = np.linspace(-1, 1, 200_001)
   for dim in (3, 4, 6):
     d = dim - 1
-    pdf = np.sqrt(1 - grid ** 2) ** (d - 2) * gamma((d + 1) / 2) / (gamma(d / 2) * np.sqrt(np.pi))
+    pdf = np.sqrt(1 - grid**2) ** (d - 2) * gamma((d + 1) / 2) / (gamma(d / 2) * np.sqrt(np.pi))
     cumulative = scipy.integrate.cumulative_trapezoid(pdf, grid, initial=0)
     assert cumulative[-1] == pytest.approx(1, abs=1e-4)
-    cdf = lambda x: np.interp(x, grid, cumulative)
+    cdf = lambda x, cumulative=cumulative: np.interp(x, grid, cumulative)
     assert scipy.stats.kstest(diagnostics.inner_product_samples(dim, 20000, seed=1), cdf).pvalue > 0.01, dim
     for wrong in (dim - 1, dim + 1):
       assert scipy.stats.kstest(diagnostics.inner_product_samples(wrong, 20000, seed=1), cdf).pvalue < 1e-4, wrong
   samples = diagnostics.inner_product_samples(128, 1_000_000, seed=2)
-  assert np.mean(samples ** 2) == pytest.approx(1 / 128, rel=3e-3)
+  assert np.mean(samples**2) == pytest.approx(1 / 128, rel=3e-3)
   # And against simulated pairs of uniform points on the sphere of R^16.
   g = np.random.default_rng(5).normal(size=(2, 4000, 16))
   simulated = np.sum(unit(g[0]) * unit(g[1]), -1)
@@ -318,8 +339,13 @@ def test_wasserstein_uniformity_matches_scipy():
 def test_rank_report_keys():
   rng = np.random.default_rng(8)
   report = diagnostics.rank_report(rng.normal(size=(64, 12)), rng.normal(size=(64, 6)))
-  assert set(report) == {'features/rank', 'features/rankme', 'projections/rank', 'projections/rankme',
-                         'projections/wasserstein_uniformity'}
+  assert set(report) == {
+    'features/rank',
+    'features/rankme',
+    'projections/rank',
+    'projections/rankme',
+    'projections/wasserstein_uniformity',
+  }
   assert report['features/rank'] == 12 and report['projections/rank'] == 6
   assert 1 <= report['projections/rankme'] <= 6 and report['projections/wasserstein_uniformity'] < 0.1
 
@@ -338,6 +364,7 @@ LEARNING_MARGINS = {'simclr': 6.0, 'dcl': 6.0, 'dhel': 4.0, 'kcl': 3.0}
 @pytest.mark.parametrize('name', sorted(LEARNING_MARGINS))
 def test_quick_config_learns_above_random_init(tmp_path, name):
   from gsg_jax import config_lib, train
+
   config = config_lib.named_config(name, 'quick')
   config.eval_every_epochs = 6
   config.distributed.mode = 'off'

@@ -6,11 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import tiny_config
 
 from gsg_jax.methods import directpred
 from gsg_jax.training import build_trainer
 from gsg_jax.training.checkpointing import Checkpointer
-from conftest import tiny_config
 
 
 def np_directpred(f, eps):
@@ -62,8 +62,10 @@ def _trainer_and_batch(freq, predictor='directpred'):
   config = tiny_config('byol_directpred', **{'method.predictor': predictor, f'method.{predictor}.freq': freq})
   trainer = build_trainer(config, steps_per_epoch=8, num_classes=10)
   rng = np.random.default_rng(0)
-  batch = {'image': rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
-           'label': rng.integers(0, 10, (16,), dtype=np.int32)}
+  batch = {
+    'image': rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
+    'label': rng.integers(0, 10, (16,), dtype=np.int32),
+  }
   state = jax.jit(trainer.init, static_argnums=1)(jax.random.key(0), (32, 32, 3))
   return trainer, jax.jit(trainer.train_step), state, batch
 
@@ -95,8 +97,9 @@ def test_freq_above_one_trains_between_settings():
   w0 = kernels[0].T
   np.testing.assert_allclose(w0, w0.T, atol=1e-5)  # Just set: symmetric.
   assert not np.allclose(kernels[1], kernels[0]) and not np.allclose(kernels[2], kernels[1])  # SGD moved it.
-  np.testing.assert_allclose(kernels[3].T, np_directpred(np.asarray(state.extras['predictor']['correlation'],
-                                                                     np.float64), 0.1), atol=2e-4)
+  np.testing.assert_allclose(
+    kernels[3].T, np_directpred(np.asarray(state.extras['predictor']['correlation'], np.float64), 0.1), atol=2e-4
+  )
 
 
 def test_frozen_predictor_gets_no_optimizer_update_and_trained_ones_do():
@@ -132,6 +135,7 @@ def test_checkpoint_with_extras_restores_exactly_and_resumes(tmp_path):
 
 def test_evaluate_reads_the_set_predictor_and_its_moving_correlation():
   from gsg_jax.evaluate import predictor_diagnostics
+
   trainer, step, state, batch = _trainer_and_batch(freq=1)
   for _ in range(2):
     state, _ = step(state, batch, jax.random.key(1))

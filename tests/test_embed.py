@@ -10,9 +10,9 @@ import zipfile
 
 import numpy as np
 import pytest
+from conftest import check_command_cases, tiny_config
 from PIL import Image
 
-from conftest import check_command_cases, tiny_config
 from gsg_jax import data, errors
 from gsg_jax.data import image_folder
 
@@ -61,8 +61,10 @@ def test_list_images_layouts(tmp_path):
   files, names = image_folder.list_images(str(classes))
   assert names == list(CLASSES) and files[:2] == ['cat/00.png', 'cat/01.png'] and len(files) == 6
   split = write_labelled(tmp_path / 'split', 1, prefix='val')
-  assert image_folder.list_images(str(split), 'val') == (['val/cat/00.png', 'val/dog/00.png', 'val/emu/00.png'],
-                                                         list(CLASSES))
+  assert image_folder.list_images(str(split), 'val') == (
+    ['val/cat/00.png', 'val/dog/00.png', 'val/emu/00.png'],
+    list(CLASSES),
+  )
   assert image_folder.list_images(str(split))[1] == list(CLASSES)  # The only top folder is a wrapper.
   os.makedirs(tmp_path / 'empty' / 'a' / 'b')
   with pytest.raises(ValueError, match='no images in'):
@@ -76,12 +78,14 @@ def test_unlabelled_folder_dataset(tmp_path):
   assert np.all(ds.train.split.labels == image_folder.UNLABELLED)
   assert len(ds.memory) == len(ds.heldout) == 0 and ds.heldout.images.shape[1:] == (16, 16, 3)
   evaluation = str(write_labelled(tmp_path / 'labelled', 4))
-  ds = data.load_dataset(data_config(path=flat, eval_path=evaluation, heldout_fraction=0.25,
-                                     cache_dir=str(tmp_path / 'cache')))
+  ds = data.load_dataset(
+    data_config(path=flat, eval_path=evaluation, heldout_fraction=0.25, cache_dir=str(tmp_path / 'cache'))
+  )
   assert ds.num_classes == 0 and ds.train.num_examples == 10
   assert list(np.bincount(ds.memory.labels)) == [3, 3, 3] and list(np.bincount(ds.heldout.labels)) == [1, 1, 1]
-  again = data.load_dataset(data_config(path=flat, eval_path=evaluation, heldout_fraction=0.25,
-                                        cache_dir=str(tmp_path / 'cache')))  # From the cache: two files.
+  again = data.load_dataset(
+    data_config(path=flat, eval_path=evaluation, heldout_fraction=0.25, cache_dir=str(tmp_path / 'cache'))
+  )  # From the cache: two files.
   assert len(os.listdir(tmp_path / 'cache')) == 2
   np.testing.assert_array_equal(again.memory.images, ds.memory.images)
   with pytest.raises(ValueError, match='eval_path is for an unlabelled'):
@@ -92,6 +96,7 @@ def test_unlabelled_folder_dataset(tmp_path):
 
 def test_embed_output_checks(monkeypatch):
   from gsg_jax import embed
+
   assert embed.check_output('f.npz') == '.npz' and embed.check_output('f.PARQUET') == '.parquet'
   with pytest.raises(errors.ConfigError, match='must end in .npz or .parquet'):
     embed.check_output('f.csv')
@@ -113,8 +118,10 @@ def folders(tmp_path_factory):
 def train(workdir, **overrides):
   """Trains a tiny run (3 steps) on the flat folder; returns what it printed."""
   from gsg_jax import train as train_lib
-  config = tiny_config('simsiam', **{'data.source': 'folder', 'data.image_size': 16, 'batch_size': 32,
-                                     'num_epochs': 1, **overrides})
+
+  config = tiny_config(
+    'simsiam', **{'data.source': 'folder', 'data.image_size': 16, 'batch_size': 32, 'num_epochs': 1, **overrides}
+  )
   printed = io.StringIO()
   with contextlib.redirect_stdout(printed):
     train_lib.train_and_evaluate(config, workdir)
@@ -156,9 +163,11 @@ def test_training_on_an_unlabelled_folder(folders, run, tmp_path):
 @pytest.mark.slow  # Uses the trained run.
 def test_load_encoder_embed_and_tsne(folders, run, tmp_path):
   import pyarrow.parquet as pq
+
   import gsg_jax
   from gsg_jax import embed, report
   from gsg_jax.encoder import load_encoder
+
   workdir, _ = run
   encoder = gsg_jax.load_encoder(workdir)
   assert (encoder.step, encoder.feature_dim, encoder.image_size) == (3, 64, 16)
@@ -210,14 +219,14 @@ def test_embed_command_line(folders, run, tmp_path):
   os.makedirs(tmp_path / 'no_images' / 'a' / 'b')
   out = tmp_path / 'features.npz'
   cases = {  # flags → the error line's text (None: succeeds).
-      f'--workdir={workdir} --data={folders[0]} --out={out} --batch_size=40': None,
-      f'--workdir={tmp_path}/nowhere --data={folders[0]} --out={out}': 'does not exist',
-      f'--workdir={workdir} --step=9 --data={folders[0]} --out={out}': 'no checkpoint for step 9',
-      f'--workdir={workdir} --data={tmp_path}/nowhere --out={out}': "--data '",
-      f'--workdir={workdir} --data={tmp_path}/no_images --out={out}': 'no images in',
-      f'--workdir={workdir} --data={folders[0]} --out={tmp_path}/features.csv': 'must end in .npz or .parquet',
+    f'--workdir={workdir} --data={folders[0]} --out={out} --batch_size=40': None,
+    f'--workdir={tmp_path}/nowhere --data={folders[0]} --out={out}': 'does not exist',
+    f'--workdir={workdir} --step=9 --data={folders[0]} --out={out}': 'no checkpoint for step 9',
+    f'--workdir={workdir} --data={tmp_path}/nowhere --out={out}': "--data '",
+    f'--workdir={workdir} --data={tmp_path}/no_images --out={out}': 'no images in',
+    f'--workdir={workdir} --data={folders[0]} --out={tmp_path}/features.csv': 'must end in .npz or .parquet',
   }
-  (stdout, stderr), = check_command_cases('gsg_jax.embed', cases).values()
+  ((stdout, stderr),) = check_command_cases('gsg_jax.embed', cases).values()
   assert 'Wrote' in stdout and 'embedded 96/96 images' in stderr, stderr[-2000:]
   with np.load(out) as d:
     assert d['features'].shape == (96, 64) and 'labels' not in d.files
@@ -228,6 +237,7 @@ def test_embed_command_line(folders, run, tmp_path):
 
 def test_tsne_keeps_clusters_and_umap_is_used_when_installed(tmp_path, monkeypatch):
   from gsg_jax import report
+
   rng = np.random.default_rng(0)
   centres = rng.normal(0, 5, (3, 8))
   classes = np.repeat(np.arange(3), 20)
@@ -238,8 +248,7 @@ def test_tsne_keeps_clusters_and_umap_is_used_when_installed(tmp_path, monkeypat
   assert np.mean(classes[distances.argmin(1)] == classes) > 0.9  # Nearest neighbours stay within their cluster.
 
   os.makedirs(tmp_path / 'eval')
-  np.savez(tmp_path / 'eval' / 'embedding_latest.npz', embedding=np.zeros((60, 2)), labels=classes,
-           features=features)
+  np.savez(tmp_path / 'eval' / 'embedding_latest.npz', embedding=np.zeros((60, 2)), labels=classes, features=features)
   stored, labels = report.heldout_features(str(tmp_path), step=0, max_points=50)
   assert stored.shape == (50, 8) and set(labels) == {0, 1, 2}
 
@@ -257,4 +266,5 @@ def test_tsne_keeps_clusters_and_umap_is_used_when_installed(tmp_path, monkeypat
   report.plot_nonlinear_embeddings([(stored, labels), (stored[:2], labels[:2])], ['a', 'b'], path, 'umap')
   assert calls == [(2, 0)]  # The second panel has too few points to embed.
   import matplotlib.image as mpimg
+
   assert mpimg.imread(path).shape[:2] == report.FIGURE_SIZE_PX[::-1]

@@ -1,6 +1,5 @@
 """Evaluation metrics (kNN, representation diagnostics, linear probes) against NumPy/sklearn references."""
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,8 +10,13 @@ from sklearn.neighbors import NearestNeighbors
 
 from gsg_jax.evaluation import diagnostics
 from gsg_jax.evaluation.knn import KNNBank, bank_metrics, knn_topk_merge, weighted_knn
-from gsg_jax.evaluation.linear_probe import (LINEAR_PROTOCOLS, _make_optimizer, fast_linear_probe, linear_probe,
-                                            resolve_protocol)
+from gsg_jax.evaluation.linear_probe import (
+  LINEAR_PROTOCOLS,
+  _make_optimizer,
+  fast_linear_probe,
+  linear_probe,
+  resolve_protocol,
+)
 from gsg_jax.evaluation.protocols import knn_settings
 
 
@@ -27,6 +31,7 @@ def blobs(rng, n, num_classes, dim, spread=10.0):
 
 
 # ---------------------------------------------------------------- kNN
+
 
 def sklearn_knn(train, train_labels, queries, query_labels, num_classes, k, temperature):
   """Cosine neighbours from sklearn, then the InstDisc weighted vote in NumPy."""
@@ -44,16 +49,26 @@ def test_knn_matches_sklearn_reference_across_chunks_and_clips_k():
   rng = np.random.default_rng(0)
   train, queries = rng.normal(size=(300, 12)), rng.normal(size=(70, 12))
   train_labels, query_labels = rng.integers(0, 9, 300), rng.integers(0, 9, 70)
-  result = weighted_knn(train, train_labels, queries, query_labels, 9, ks=(1, 5, 20, 1000), temperature=0.1,
-                        chunk_size=32, memory_chunk_size=64)
+  result = weighted_knn(
+    train,
+    train_labels,
+    queries,
+    query_labels,
+    9,
+    ks=(1, 5, 20, 1000),
+    temperature=0.1,
+    chunk_size=32,
+    memory_chunk_size=64,
+  )
   assert set(result) == {f'knn_top{t}@{k}' for t in (1, 5) for k in (1, 5, 20, 1000)}
   for k in (1, 5, 20, 1000):
     top1, top5 = sklearn_knn(train, train_labels, queries, query_labels, 9, min(k, 300), 0.1)
     assert result[f'knn_top1@{k}'] == pytest.approx(top1, abs=1e-9)
     assert result[f'knn_top5@{k}'] == pytest.approx(top5, abs=1e-9)
   # Chunk sizes change nothing; jax inputs work too.
-  assert weighted_knn(jnp.asarray(train), train_labels, jnp.asarray(queries), query_labels, 9,
-                      ks=(1, 5, 20, 1000)) == result
+  assert (
+    weighted_knn(jnp.asarray(train), train_labels, jnp.asarray(queries), query_labels, 9, ks=(1, 5, 20, 1000)) == result
+  )
 
 
 def test_knn_is_perfect_on_separable_clusters_and_handles_few_classes():
@@ -63,7 +78,11 @@ def test_knn_is_perfect_on_separable_clusters_and_handles_few_classes():
   train = centres[train_labels] + rng.normal(size=(500, 16))
   queries = centres[query_labels] + rng.normal(size=(100, 16))
   assert weighted_knn(train, train_labels, queries, query_labels, 10) == {
-      'knn_top1@20': 100.0, 'knn_top5@20': 100.0, 'knn_top1@200': 100.0, 'knn_top5@200': 100.0}
+    'knn_top1@20': 100.0,
+    'knn_top5@20': 100.0,
+    'knn_top1@200': 100.0,
+    'knn_top5@200': 100.0,
+  }
   # Three classes: top-5 is trivially 100%.
   three = weighted_knn(train, train_labels % 3, queries, query_labels % 3, 3, ks=(20,))
   assert three['knn_top5@20'] == 100.0
@@ -79,7 +98,7 @@ def test_knn_topk_merge_equals_one_top_k_over_the_whole_bank():
   for chunk in (7, 64, 500):  # Chunk sizes that divide N = 203, do not, and exceed it.
     best = (jnp.full((17, 10), -jnp.inf), jnp.full((17, 10), -1, jnp.int32))
     for start in range(0, 203, chunk):
-      rows, labels = memory[start:start + chunk], ids[start:start + chunk]
+      rows, labels = memory[start : start + chunk], ids[start : start + chunk]
       pad = chunk - len(rows)  # Padding rows (label −1) as close to the queries as can be: never chosen.
       rows = np.concatenate([rows, queries[:1].repeat(pad, 0)])
       labels = np.concatenate([labels, np.full(pad, -1, np.int32)])
@@ -107,6 +126,7 @@ def test_knn_bank_reports_the_configured_and_the_reference_temperature():
 
 def test_knn_settings_follow_the_config():
   from gsg_jax import config_lib
+
   c = config_lib.make_config()
   assert (c.eval.knn_k, c.eval.knn_temperature) == (200, 0.2)  # The GSG reference's main_knn.py.
   assert knn_settings(c.eval) == {'k': 200, 'temperature': 0.2, 'ks': [20, 200], 'extra_temperatures': [0.1]}
@@ -115,6 +135,7 @@ def test_knn_settings_follow_the_config():
 
 
 # ---------------------------------------------------------------- spectrum
+
 
 def test_singular_values_are_those_of_the_centred_features():
   rng = np.random.default_rng(2)
@@ -166,6 +187,7 @@ def test_normalized_std_matches_numpy_and_detects_collapse():
 
 # ---------------------------------------------------------------- alignment / uniformity
 
+
 def test_alignment_and_uniformity_match_brute_force():
   rng = np.random.default_rng(5)
   x = rng.normal(size=(257, 10))
@@ -181,6 +203,7 @@ def test_alignment_and_uniformity_match_brute_force():
 
 
 # ---------------------------------------------------------------- predictor eigenspaces
+
 
 def test_eigenspace_alignment_commuting_vs_random_predictor():
   rng = np.random.default_rng(6)
@@ -207,7 +230,8 @@ def test_eigenspace_alignment_commuting_vs_random_predictor():
   assert result['alignment_all'] == pytest.approx(cosines.mean(), abs=1e-4)
   assert result['alignment_top_k'] == pytest.approx(cosines[:3].mean(), abs=1e-4)
   assert result['off_diagonal_ratio'] == pytest.approx(
-      np.linalg.norm(m - np.diag(np.diag(m))) / np.linalg.norm(m), abs=1e-4)
+    np.linalg.norm(m - np.diag(np.diag(m))) / np.linalg.norm(m), abs=1e-4
+  )
 
 
 def test_mlp_jacobian_matches_analytic_derivative():
@@ -227,8 +251,13 @@ def test_collapse_report():
   rng = np.random.default_rng(8)
   features, projections = rng.normal(size=(2000, 32)), rng.normal(size=(2000, 16))
   healthy = diagnostics.collapse_report(features, projections)
-  assert set(healthy) == {'features/effective_rank', 'features/normalized_std', 'projections/effective_rank',
-                          'projections/normalized_std', 'collapsed'}
+  assert set(healthy) == {
+    'features/effective_rank',
+    'features/normalized_std',
+    'projections/effective_rank',
+    'projections/normalized_std',
+    'collapsed',
+  }
   assert healthy['collapsed'] is False
   assert healthy['projections/effective_rank'] == pytest.approx(16, rel=0.02)
   assert healthy['features/normalized_std'] == pytest.approx(1 / np.sqrt(32), rel=0.02)
@@ -238,6 +267,7 @@ def test_collapse_report():
 
 
 # ---------------------------------------------------------------- linear probes
+
 
 def test_fast_linear_probe_separates_gaussian_blobs():
   rng = np.random.default_rng(9)
@@ -279,9 +309,19 @@ def test_linear_probe_on_colour_coded_images(optimizer, base_lr, batch_size):
     return eval_preprocess_fn(jax.lax.dynamic_slice(padded, (0, top, left, 0), images.shape))
 
   logs = []
-  result = linear_probe(encode_fn, (train_images, train_labels), (test_images, test_labels), len(palette),
-                        augment_fn=augment_fn, eval_preprocess_fn=eval_preprocess_fn, epochs=8, batch_size=batch_size,
-                        base_lr=base_lr, optimizer=optimizer, log_fn=lambda epoch, m: logs.append((epoch, m)))
+  result = linear_probe(
+    encode_fn,
+    (train_images, train_labels),
+    (test_images, test_labels),
+    len(palette),
+    augment_fn=augment_fn,
+    eval_preprocess_fn=eval_preprocess_fn,
+    epochs=8,
+    batch_size=batch_size,
+    base_lr=base_lr,
+    optimizer=optimizer,
+    log_fn=lambda epoch, m: logs.append((epoch, m)),
+  )
   assert [epoch for epoch, _ in logs] == list(range(8))
   assert set(logs[0][1]) == {'loss', 'train_top1', 'lr'} and logs[-1][1]['lr'] == pytest.approx(0.0, abs=1e-7)
   assert logs[-1][1]['loss'] < logs[0][1]['loss']
@@ -290,20 +330,58 @@ def test_linear_probe_on_colour_coded_images(optimizer, base_lr, batch_size):
 
 # ---------------------------------------------------------------- linear protocols
 
+
 def test_linear_protocol_table():
   from gsg_jax.data.augment import default_augment_config
+
   assert set(LINEAR_PROTOCOLS) == {'fast', 'cifar', 'imagenet'}
   imagenet = resolve_protocol('imagenet')  # The GSG reference's main_lincls.py --lars.
-  assert {k: imagenet[k] for k in ('name', 'inputs', 'optimizer', 'trust_coefficient', 'momentum', 'base_lr',
-                                   'batch_size', 'weight_decay', 'epochs', 'schedule', 'crop_scale', 'flip',
-                                   'crop_size', 'eval_resize')} == {
-      'name': 'imagenet', 'inputs': 'images', 'optimizer': 'lars', 'trust_coefficient': 0.001, 'momentum': 0.9,
-      'base_lr': 0.1, 'batch_size': 4096, 'weight_decay': 0.0, 'epochs': 90, 'schedule': 'cosine',
-      'crop_scale': (0.08, 1.0), 'flip': True, 'crop_size': 224, 'eval_resize': 256}
+  assert {
+    k: imagenet[k]
+    for k in (
+      'name',
+      'inputs',
+      'optimizer',
+      'trust_coefficient',
+      'momentum',
+      'base_lr',
+      'batch_size',
+      'weight_decay',
+      'epochs',
+      'schedule',
+      'crop_scale',
+      'flip',
+      'crop_size',
+      'eval_resize',
+    )
+  } == {
+    'name': 'imagenet',
+    'inputs': 'images',
+    'optimizer': 'lars',
+    'trust_coefficient': 0.001,
+    'momentum': 0.9,
+    'base_lr': 0.1,
+    'batch_size': 4096,
+    'weight_decay': 0.0,
+    'epochs': 90,
+    'schedule': 'cosine',
+    'crop_scale': (0.08, 1.0),
+    'flip': True,
+    'crop_size': 224,
+    'eval_resize': 256,
+  }
   assert imagenet['lr'] == pytest.approx(1.6)
   cifar = resolve_protocol('cifar', augment_config=default_augment_config())  # None: the run's geometry.
-  assert (cifar['optimizer'], cifar['base_lr'], cifar['batch_size'], cifar['epochs'], cifar['weight_decay'],
-          cifar['crop_size'], cifar['eval_resize'], cifar['lr']) == ('sgd', 30.0, 256, 100, 0.0, 32, 0, 30.0)
+  assert (
+    cifar['optimizer'],
+    cifar['base_lr'],
+    cifar['batch_size'],
+    cifar['epochs'],
+    cifar['weight_decay'],
+    cifar['crop_size'],
+    cifar['eval_resize'],
+    cifar['lr'],
+  ) == ('sgd', 30.0, 256, 100, 0.0, 32, 0, 30.0)
   fast = resolve_protocol('fast', {'epochs': 3})
   assert (fast['inputs'], fast['epochs'], fast['lr'], fast['overrides']) == ('features', 3, 1e-3, {'epochs': 3})
   with pytest.raises(ValueError, match='unknown linear protocol'):

@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import check_command_cases, tiny_config
 from numpy.lib.stride_tricks import sliding_window_view
 
-from conftest import check_command_cases, tiny_config
 from gsg_jax import export, models
 from gsg_jax.models.resnet import Bottleneck, ResNet
 
@@ -91,8 +91,12 @@ def random_like(shapes, seed=0):
   (an initialiser's 1, 0, 0, 1 and zero residual scales would hide a mix-up); integers 0.
   """
   rng = np.random.default_rng(seed)
-  draw = {'scale': lambda s: rng.uniform(0.5, 1.5, s), 'bias': lambda s: rng.normal(0, 0.2, s),
-          'mean': lambda s: rng.normal(0, 0.2, s), 'var': lambda s: rng.uniform(0.5, 2.0, s)}
+  draw = {
+    'scale': lambda s: rng.uniform(0.5, 1.5, s),
+    'bias': lambda s: rng.normal(0, 0.2, s),
+    'mean': lambda s: rng.normal(0, 0.2, s),
+    'var': lambda s: rng.uniform(0.5, 2.0, s),
+  }
 
   def leaf(path, s):
     if not jnp.issubdtype(s.dtype, jnp.floating):
@@ -169,11 +173,14 @@ def torchvision_resnet_features(sd, x):
   return x.mean(axis=(2, 3))
 
 
-@pytest.mark.parametrize('network', [
+@pytest.mark.parametrize(
+  'network',
+  [
     'resnet18',
     # ResNet-50's bottleneck blocks, 7×7 stem and max-pool, one block per stage: a quarter of the compilation.
     pytest.param('bottleneck', marks=pytest.mark.slow),
-])
+  ],
+)
 def test_torchvision_layout_reproduces_the_features(network):
   if network == 'resnet18':
     module, size = models.build_backbone(model_config('resnet18', width=4)), 16
@@ -198,6 +205,7 @@ def make_run(root, step=7, **overrides) -> str:
   """
   from gsg_jax.training import build_trainer
   from gsg_jax.training.checkpointing import Checkpointer
+
   config = tiny_config('simsiam', **{'data.builtin_num_train': 128, 'data.builtin_num_heldout': 64, **overrides})
   trainer = build_trainer(config, 2, 10)
   state = random_like(jax.eval_shape(lambda key: trainer.init(key, (32, 32, 3)), jax.random.key(0)), seed=1)
@@ -219,7 +227,9 @@ def resnet_run(tmp_path_factory):
 @pytest.mark.slow  # Restores and compiles a ResNet-18.
 def test_export_round_trip_and_sidecar(resnet_run, tmp_path):
   from flax import traverse_util
+
   from gsg_jax.encoder import Encoder, find_run, load_encoder
+
   encoder = load_encoder(resnet_run)
   images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), np.uint8)
   features = encoder(images)
@@ -229,8 +239,13 @@ def test_export_round_trip_and_sidecar(resnet_run, tmp_path):
   arrays, sidecar = export.read_export(out)
   assert sidecar == json.loads(json.dumps(info)) and sidecar['parts'] == ['backbone', 'projector', 'predictor']
   assert sidecar['layout'] == 'flax' and sidecar['step'] == 7 and sidecar['format'] == 'npz'
-  assert sidecar['architecture'] == {'backbone': 'resnet18', 'width': 4, 'cifar_stem': True, 'feature_dim': 32,
-                                     'dtype': 'float32'}
+  assert sidecar['architecture'] == {
+    'backbone': 'resnet18',
+    'width': 4,
+    'cifar_stem': True,
+    'feature_dim': 32,
+    'dtype': 'float32',
+  }
   assert sidecar['config']['model']['backbone'] == 'resnet18' and sidecar['gsg_jax_version']
   assert any(k.startswith('params/projector/') for k in arrays)
   assert any(k.startswith('batch_stats/predictor/') for k in arrays)
@@ -242,6 +257,7 @@ def test_export_round_trip_and_sidecar(resnet_run, tmp_path):
 @pytest.mark.slow  # Subprocesses.
 def test_export_command_line(resnet_run, tmp_path):
   from gsg_jax.encoder import find_run, restore_variables
+
   no_checkpoint = tmp_path / 'no_checkpoint'
   no_checkpoint.mkdir()
   with open(os.path.join(resnet_run, 'config.json')) as f:
@@ -253,22 +269,23 @@ def test_export_command_line(resnet_run, tmp_path):
   (convnet / 'config.json').write_text(json.dumps(config))
   out = str(tmp_path / 'r18.safetensors')
   cases = {  # flags → the error line's text (None: succeeds).
-      f'--workdir={resnet_run} --out={out} --layout=torchvision': None,
-      f'--workdir={tmp_path}/nowhere --out={out}': 'does not exist',
-      f'--workdir={no_checkpoint} --out={out}': 'no checkpoint in',
-      f'--workdir={resnet_run} --step=8 --out={out}': 'no checkpoint for step 8',
-      f'--workdir={resnet_run} --out={out} --format=onnx': "unknown format 'onnx'",
-      f'--workdir={resnet_run} --out={tmp_path}/r18.pt': 'cannot tell the format',
-      f'--workdir={resnet_run} --out={out} --layout=caffe': "unknown layout 'caffe'",
-      f'--workdir={resnet_run} --out={out} --layout=torchvision --with_heads': '--with_heads needs --layout=flax',
-      f'--workdir={convnet} --out={out} --layout=torchvision': "this run's is 'convnet'",
+    f'--workdir={resnet_run} --out={out} --layout=torchvision': None,
+    f'--workdir={tmp_path}/nowhere --out={out}': 'does not exist',
+    f'--workdir={no_checkpoint} --out={out}': 'no checkpoint in',
+    f'--workdir={resnet_run} --step=8 --out={out}': 'no checkpoint for step 8',
+    f'--workdir={resnet_run} --out={out} --format=onnx': "unknown format 'onnx'",
+    f'--workdir={resnet_run} --out={tmp_path}/r18.pt': 'cannot tell the format',
+    f'--workdir={resnet_run} --out={out} --layout=caffe': "unknown layout 'caffe'",
+    f'--workdir={resnet_run} --out={out} --layout=torchvision --with_heads': '--with_heads needs --layout=flax',
+    f'--workdir={convnet} --out={out} --layout=torchvision': "this run's is 'convnet'",
   }
-  (stdout, _), = check_command_cases('gsg_jax.export', cases).values()
+  ((stdout, _),) = check_command_cases('gsg_jax.export', cases).values()
   assert 'Wrote' in stdout
   arrays, sidecar = export.read_export(out)
   variables = restore_variables(find_run(resnet_run))
-  expected = export.torchvision_arrays(variables['params']['backbone'], variables['batch_stats']['backbone'],
-                                       (2, 2, 2, 2), step=7)
+  expected = export.torchvision_arrays(
+    variables['params']['backbone'], variables['batch_stats']['backbone'], (2, 2, 2, 2), step=7
+  )
   assert arrays.keys() == expected.keys() and len(arrays) == 120
   for name, value in expected.items():
     assert arrays[name].shape == value.shape and arrays[name].dtype == value.dtype, name

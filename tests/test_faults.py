@@ -23,37 +23,39 @@ import time
 
 import numpy as np
 import pytest
-
-from conftest import REPO, tiny_config
+from conftest import REPO, TINY_FLAGS, tiny_config
 
 pytestmark = pytest.mark.slow  # Subprocesses: the full tier only.
 
 TIMEOUT = 300
 STEPS = 8  # 512 images / batch 64, one epoch.
-TINY = ['--config.data.builtin_num_train=512', '--config.data.builtin_num_heldout=256', '--config.model.width=8',
-        '--config.augment.crop_size=16', '--config.batch_size=64', '--config.num_epochs=1',
-        '--config.checkpoint_every_steps=2', '--config.log_every_steps=2', '--config.model.projection_dim=32',
-        '--config.model.projector_hidden_dim=32', '--config.model.predictor_hidden_dim=8',
-        '--config.distributed.mode=off', '--config.eval.batch_size=256']
+TINY = TINY_FLAGS
 ENV = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO)  # With conftest's compilation cache.
 
 
 def command(workdir, *extra):
-  return [sys.executable, '-m', 'gsg_jax.main', '--config=configs/simsiam_gsg.py:quick', f'--workdir={workdir}',
-          *TINY, *extra]
+  return [
+    sys.executable,
+    '-m',
+    'gsg_jax.main',
+    '--config=configs/simsiam_gsg.py:quick',
+    f'--workdir={workdir}',
+    *TINY,
+    *extra,
+  ]
 
 
 def run(workdir, *extra, check=True):
-  result = subprocess.run(command(workdir, *extra), cwd=REPO, env=ENV, capture_output=True, text=True,
-                          timeout=TIMEOUT)
+  result = subprocess.run(command(workdir, *extra), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
   if check:
     assert result.returncode == 0, result.stderr[-3000:]
   return result
 
 
 def start(workdir, *extra):
-  return subprocess.Popen(command(workdir, *extra), cwd=REPO, env=ENV, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(
+    command(workdir, *extra), cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
 
 
 def logged_step(workdir) -> int:
@@ -98,8 +100,10 @@ def kill(proc, sig=signal.SIGKILL):
 def final_params(workdir):
   """Restore the final checkpoint with Checkpointer and a Trainer.init template."""
   import jax
+
   from gsg_jax.training import build_trainer
   from gsg_jax.training.checkpointing import Checkpointer
+
   config = tiny_config('simsiam_gsg', num_epochs=1, checkpoint_every_steps=2, log_every_steps=2)
   template = build_trainer(config, STEPS, num_classes=10).init(jax.random.key(0), (32, 32, 3))
   checkpointer = Checkpointer(str(workdir), 2, 3)
@@ -108,8 +112,12 @@ def final_params(workdir):
     state = checkpointer.restore(template)
   finally:
     checkpointer.close()
-  return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(
-      {'params': state.params, 'stats': state.model_state, 'opt': state.opt_state})}
+  return {
+    jax.tree_util.keystr(k): np.asarray(v)
+    for k, v in jax.tree_util.tree_leaves_with_path(
+      {'params': state.params, 'stats': state.model_state, 'opt': state.opt_state}
+    )
+  }
 
 
 def assert_same(got, want):
@@ -186,6 +194,7 @@ def test_unusable_workdir_fails_before_training(tmp_path):
 
 def test_corrupt_image_is_named(tmp_path):
   from PIL import Image
+
   rng = np.random.default_rng(0)
   for cls in ('cat', 'dog'):
     folder = tmp_path / 'images' / 'train' / cls
@@ -193,8 +202,15 @@ def test_corrupt_image_is_named(tmp_path):
     for i in range(8):
       Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(folder / f'{i}.png')
   (tmp_path / 'images' / 'train' / 'dog' / 'broken.png').write_bytes(b'this is not a png' * 10)
-  result = run(tmp_path / 'work', '--config.data.source=folder', f'--config.data.path={tmp_path / "images"}',
-               '--config.data.image_size=16', '--config.batch_size=8', '--config.eval.batch_size=8', check=False)
+  result = run(
+    tmp_path / 'work',
+    '--config.data.source=folder',
+    f'--config.data.path={tmp_path / "images"}',
+    '--config.data.image_size=16',
+    '--config.batch_size=8',
+    '--config.eval.batch_size=8',
+    check=False,
+  )
   assert result.returncode == 1, result.stderr[-3000:]
   assert 'error:' in result.stderr and 'broken.png' in result.stderr
 
@@ -204,37 +220,43 @@ def test_non_finite_loss_stops_with_step_and_no_later_checkpoint(tmp_path):
   assert result.returncode == 1, result.stderr[-3000:]
   assert 'non-finite loss' in result.stderr
   bad_step = int(result.stderr.split('at step ')[1].split(';')[0])
-  saved = [int(os.path.basename(p)) for p in glob.glob(str(tmp_path / 'checkpoints' / '*'))
-           if os.path.basename(p).isdigit()]
+  saved = [
+    int(os.path.basename(p)) for p in glob.glob(str(tmp_path / 'checkpoints' / '*')) if os.path.basename(p).isdigit()
+  ]
   assert all(s < bad_step for s in saved), (bad_step, saved)
 
 
 # ----------------------------------------------------------------- launch scripts
 
 LAUNCHERS = {
-    'tpu_pod.sh': ['tpu-name', 'us-central2-b'],
-    'slurm_gpu.sbatch': [],
-    'single_host_gpus.sh': [],
+  'tpu_pod.sh': ['tpu-name', 'us-central2-b'],
+  'slurm_gpu.sbatch': [],
+  'single_host_gpus.sh': [],
 }
 EXPECTED = {
-    'tpu_pod.sh': ['gcloud compute tpus tpu-vm ssh tpu-name', '--worker=all', 'gsg_jax.main',
-                   'distributed.mode=auto'],
-    'slurm_gpu.sbatch': ['srun', 'gsg_jax.main', 'distributed.mode=auto'],
-    'single_host_gpus.sh': ['gsg_jax.main', 'distributed.mode=off'],
+  'tpu_pod.sh': ['gcloud compute tpus tpu-vm ssh tpu-name', '--worker=all', 'gsg_jax.main', 'distributed.mode=auto'],
+  'slurm_gpu.sbatch': ['srun', 'gsg_jax.main', 'distributed.mode=auto'],
+  'single_host_gpus.sh': ['gsg_jax.main', 'distributed.mode=off'],
 }
 
 
 def launch(script, *args):
-  return subprocess.run(['bash', os.path.join(REPO, 'launch', script), *args], cwd=REPO,
-                        env=dict(ENV, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH']),
-                        capture_output=True, text=True, timeout=120)
+  return subprocess.run(
+    ['bash', os.path.join(REPO, 'launch', script), *args],
+    cwd=REPO,
+    env=dict(ENV, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ['PATH']),
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
 
 
 @pytest.mark.parametrize('script', sorted(LAUNCHERS))
 def test_launch_dry_run_prints_command(tmp_path, script):
   workdir = 'gs://bucket/run' if script == 'tpu_pod.sh' else str(tmp_path / 'run')
-  result = launch(script, '--dry-run', 'configs/simsiam_gsg.py:quick', workdir, *LAUNCHERS[script],
-                  '--', '--config.batch_size=128')
+  result = launch(
+    script, '--dry-run', 'configs/simsiam_gsg.py:quick', workdir, *LAUNCHERS[script], '--', '--config.batch_size=128'
+  )
   assert result.returncode == 0, result.stderr
   for part in EXPECTED[script] + ['configs/simsiam_gsg.py:quick', 'batch_size=128']:
     assert part in result.stdout.replace('\\', ''), (part, result.stdout)
@@ -254,11 +276,13 @@ def test_launch_validation_fails_before_launching(tmp_path, script):
   assert bad_workdir.returncode == 1 and 'not writable' in bad_workdir.stderr
   results = [missing, bad_workdir]
   if script == 'single_host_gpus.sh':  # The config checks are shared (launch/common.sh): test them once.
-    bad_key = launch(script, '--dry-run', 'configs/simsiam_gsg.py:quick', str(tmp_path), *extra, '--',
-                     '--config.optim.no_such_key=1')
+    bad_key = launch(
+      script, '--dry-run', 'configs/simsiam_gsg.py:quick', str(tmp_path), *extra, '--', '--config.optim.no_such_key=1'
+    )
     assert bad_key.returncode == 1 and 'no_such_key' in bad_key.stderr
-    bad_value = launch(script, '--dry-run', 'configs/simsiam_gsg.py:quick', str(tmp_path), *extra, '--',
-                       '--config.batch_size=-1')
+    bad_value = launch(
+      script, '--dry-run', 'configs/simsiam_gsg.py:quick', str(tmp_path), *extra, '--', '--config.batch_size=-1'
+    )
     assert bad_value.returncode == 1 and 'batch_size' in bad_value.stderr
     results += [bad_key, bad_value]
   for result in results:

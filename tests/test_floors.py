@@ -38,16 +38,19 @@ def test_raw_pixel_floors_match_direct_computation_and_are_cached(tmp_path):
 
   # Direct: the normalised, flattened pixels, whole.
   pixels = lambda split: ((split.images / 255.0 - np.array(augment.mean)) / np.array(augment.std)).reshape(
-      len(split), -1)
+    len(split), -1
+  )
   train, test = pixels(memory_split), pixels(heldout_split)
   for temperature, suffix in ((0.2, ''), (0.1, '_t0.1')):
-    direct = weighted_knn(train, memory_split.labels, test, heldout_split.labels, 3, ks=(5, 20),
-                          temperature=temperature)
+    direct = weighted_knn(
+      train, memory_split.labels, test, heldout_split.labels, 3, ks=(5, 20), temperature=temperature
+    )
     for key, value in direct.items():
       assert got[key + suffix] == pytest.approx(value, abs=1e-9), key + suffix
   assert got['knn_top1'] == got['knn_top1@5'] and got['knn_memory_examples'] == 60
-  probe = fast_linear_probe(train, memory_split.labels, test, heldout_split.labels, 3, epochs=3, batch_size=256,
-                            lr=1e-3, weight_decay=1e-4)
+  probe = fast_linear_probe(
+    train, memory_split.labels, test, heldout_split.labels, 3, epochs=3, batch_size=256, lr=1e-3, weight_decay=1e-4
+  )
   assert got['fast_linear_top1'] == pytest.approx(probe['top1'], abs=100 / 24 + 1e-9)  # Within one test image.
   assert got['fast_linear_train_examples'] == 60
 

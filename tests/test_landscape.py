@@ -23,6 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def landscape_config(preset=None):
   import importlib.util
+
   spec = importlib.util.spec_from_file_location('landscape_config', os.path.join(REPO, 'configs', 'landscape.py'))
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
@@ -41,11 +42,21 @@ def tiny_config(**overrides):
 
 
 def study_block(mask_probs, sparsities, warm_start=()):
-  return ml_collections.ConfigDict({'mask_probs': mask_probs, 'sparsities': sparsities, 'warm_start': warm_start,
-                                    'p': 0, 'd': 0, 'm': 0, 'objectives': ()})
+  return ml_collections.ConfigDict(
+    {
+      'mask_probs': mask_probs,
+      'sparsities': sparsities,
+      'warm_start': warm_start,
+      'p': 0,
+      'd': 0,
+      'm': 0,
+      'objectives': (),
+    }
+  )
 
 
 # ----------------------------------------------------------------------------- data model
+
 
 @pytest.mark.parametrize('p,d', [(50, 10), (20, 20), (7, 3)])
 def test_dictionary_has_orthonormal_columns(p, d):
@@ -103,7 +114,7 @@ def test_independent_mask_statistics(keep):
   assert np.all((v == 0) | (v == np.asarray(x)[:, None]))  # x_v = D_v x, no rescaling.
   assert kept.mean() == pytest.approx(keep, abs=0.005)  # 200,000 draws: std ≤ 0.0011.
   both = (kept[:, 0] & kept[:, 1]).mean()
-  assert both == pytest.approx(keep ** 2, abs=0.005)  # The two views' masks are independent.
+  assert both == pytest.approx(keep**2, abs=0.005)  # The two views' masks are independent.
   assert np.abs(np.corrcoef(kept[:, 0, :10].T)[np.triu_indices(10, 1)]).max() < 0.08  # So are coordinates.
 
 
@@ -145,6 +156,7 @@ def test_init_kernel_random_and_warm_start():
 
 
 # ----------------------------------------------------------------------------- encoder
+
 
 def test_sym_relu_values():
   u = jnp.array([-3.0, -1.0, -0.2, 0.0, 0.2, 1.0, 3.0])  # u = ⟨w, x⟩.
@@ -191,6 +203,7 @@ def test_network_is_the_authors_encoder(batch_norm):
 
 # ----------------------------------------------------------------------------- metrics
 
+
 def np_recovery(w, m_dict):
   """The authors' check_sparse_coding_learning, in NumPy: per latent, the best |cos| over neurons."""
   best = []
@@ -203,17 +216,19 @@ def np_recovery(w, m_dict):
 def test_recovery_against_numpy_on_a_hand_built_w():
   m_dict = data_lib.dictionary(np.random.default_rng(0), 20, 4)
   rng = np.random.default_rng(1)
-  w = np.stack([
-      3.0 * m_dict[:, 0],                                   # Latent 0: |cos| = 1.
-      -0.5 * m_dict[:, 1],                                  # Latent 1: the sign does not matter.
-      m_dict[:, 2] + m_dict[:, 3],                          # Latents 2, 3: cos = 1/√2 each.
+  w = np.stack(
+    [
+      3.0 * m_dict[:, 0],  # Latent 0: |cos| = 1.
+      -0.5 * m_dict[:, 1],  # Latent 1: the sign does not matter.
+      m_dict[:, 2] + m_dict[:, 3],  # Latents 2, 3: cos = 1/√2 each.
       rng.normal(size=20),
       0.6 * m_dict[:, 1] + 0.8 * rng.normal(size=20) / np.sqrt(20),
-  ])
+    ]
+  )
   got = metrics.recovery(jnp.asarray(w), jnp.asarray(m_dict))
   ref = np_recovery(w, m_dict)
   np.testing.assert_allclose([got['max'], got['median'], got['min']], ref, rtol=1e-5)
-  np.testing.assert_allclose(ref, [1.0, (1.0 + 2 ** -0.5) / 2, 2 ** -0.5], rtol=1e-6)  # By construction.
+  np.testing.assert_allclose(ref, [1.0, (1.0 + 2**-0.5) / 2, 2**-0.5], rtol=1e-6)  # By construction.
   rand = rng.normal(size=(7, 20))
   got = metrics.recovery(jnp.asarray(rand), jnp.asarray(m_dict))
   np.testing.assert_allclose([got['max'], got['median'], got['min']], np_recovery(rand, m_dict), rtol=1e-5)
@@ -227,8 +242,14 @@ def test_warm_start_c_to_infinity_recovers_exactly():
     assert covered == 10  # Every column of M drawn at least once (m = 50 draws with replacement at this seed).
     r = metrics.recovery(jnp.asarray(w), jnp.asarray(m_dict))
     np.testing.assert_allclose([r['min'], r['median'], r['max']], 1.0, atol=1e-6)
-  ends = [float(metrics.recovery(jnp.asarray(data_lib.init_kernel(np.random.default_rng(0), m_dict, 50, c).T),
-                                 jnp.asarray(m_dict))['min']) for c in (1.0, 2.0, 4.0)]
+  ends = [
+    float(
+      metrics.recovery(
+        jnp.asarray(data_lib.init_kernel(np.random.default_rng(0), m_dict, 50, c).T), jnp.asarray(m_dict)
+      )['min']
+    )
+    for c in (1.0, 2.0, 4.0)
+  ]
   assert ends[0] < ends[1] < ends[2] < 1.0 and ends[2] > 0.99  # Noise std p^{−c/2} shrinks with c.
 
 
@@ -260,12 +281,16 @@ def test_support_recovery_against_the_authors_loop():
   perfect = np.zeros((64, 6), np.float32)
   perfect[:, :4] = z[:, [2, 0, 3, 1]]  # Neuron j is latent L[j] = [2, 0, 3, 1][j] and fires exactly with it.
   got = metrics.support_recovery(jnp.asarray(w), jnp.asarray(m_dict), jnp.asarray(z), jnp.asarray(perfect))
-  np.testing.assert_allclose([got['match'], got['false_support'], got['sparsity_gap']],
-                             [1.0, 0.0, np.abs(perfect).mean() - np.abs(z).mean()], atol=1e-6)
+  np.testing.assert_allclose(
+    [got['match'], got['false_support'], got['sparsity_gap']],
+    [1.0, 0.0, np.abs(perfect).mean() - np.abs(z).mean()],
+    atol=1e-6,
+  )
   noisy = rng.normal(size=(64, 6)) * (rng.random((64, 6)) < 0.4)
   got = metrics.support_recovery(jnp.asarray(w), jnp.asarray(m_dict), jnp.asarray(z), jnp.asarray(noisy))
-  np.testing.assert_allclose([got['match'], got['false_support'], got['sparsity_gap']],
-                             np_support(w, m_dict, z, noisy), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    [got['match'], got['false_support'], got['sparsity_gap']], np_support(w, m_dict, z, noisy), rtol=1e-5, atol=1e-6
+  )
 
 
 def test_collapse_check():
@@ -276,8 +301,12 @@ def test_collapse_check():
 
 # ----------------------------------------------------------------------------- objectives and the step core
 
-ALL_OBJECTIVES = ['infonce'] + [f'{l}_{s}_{p}' for l in ('negcos', 'gsg') for s in ('alt', 'simsiam', 'ema')
-                                for p in ('none', 'linear', 'directpred')]
+ALL_OBJECTIVES = ['infonce'] + [
+  f'{loss}_{s}_{p}'
+  for loss in ('negcos', 'gsg')
+  for s in ('alt', 'simsiam', 'ema')
+  for p in ('none', 'linear', 'directpred')
+]
 FAST_OBJECTIVES = ('infonce', 'negcos_alt_linear', 'gsg_simsiam_directpred', 'negcos_ema_none')
 
 
@@ -289,8 +318,9 @@ def _tiny_program(name, cfg=None, seeds=2):
   return (*run_lib.build_program(cfg, study, obj, runs), runs)
 
 
-@pytest.mark.parametrize('name', [pytest.param(n, marks=() if n in FAST_OBJECTIVES else pytest.mark.slow)
-                                  for n in ALL_OBJECTIVES])
+@pytest.mark.parametrize(
+  'name', [pytest.param(n, marks=() if n in FAST_OBJECTIVES else pytest.mark.slow) for n in ALL_OBJECTIVES]
+)
 def test_every_objective_trains_through_the_step_core(name):
   program, data, rngs, state, runs = _tiny_program(name)
   obj = program.obj
@@ -323,8 +353,9 @@ def test_alternating_steps_train_one_tower_at_a_time():
     active, idle = k % 2, 1 - k % 2
     assert np.abs(kernel(new, active) - kernel(state, active)).max() > 0
     np.testing.assert_array_equal(kernel(new, idle), kernel(state, idle))
-    np.testing.assert_array_equal(new.params['projector'][f'tower_{idle}']['bias'],
-                                  state.params['projector'][f'tower_{idle}']['bias'])
+    np.testing.assert_array_equal(
+      new.params['projector'][f'tower_{idle}']['bias'], state.params['projector'][f'tower_{idle}']['bias']
+    )
     assert np.abs(pred(new) - pred(state)).max() > 0  # The shared predictor trains at every step.
     state = new
 
@@ -347,10 +378,10 @@ def test_alternating_step_is_the_authors_update():
     z_t = jax.lax.stop_gradient(sym_relu(x[:, 1] @ s0.params['backbone']['tower_1']['kernel'] + b_b, b_b))
     unit = lambda a: a / jnp.linalg.norm(a, axis=1, keepdims=True)
     return 2.0 - 2.0 * jnp.mean(jnp.sum(unit(z_o) * unit(z_t), 1))
+
   w_a, b_a = s0.params['backbone']['tower_0']['kernel'], s0.params['projector']['tower_0']['bias']
   g_w, g_b = jax.grad(authors_loss, argnums=(0, 1))(w_a, b_a)
-  np.testing.assert_allclose(new.params['backbone']['tower_0']['kernel'], w_a - cfg.lr * g_w,
-                             rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(new.params['backbone']['tower_0']['kernel'], w_a - cfg.lr * g_w, rtol=1e-4, atol=1e-7)
   np.testing.assert_allclose(new.params['projector']['tower_0']['bias'], b_a - cfg.lr * g_b, rtol=1e-4, atol=1e-7)
 
 
@@ -381,10 +412,11 @@ def test_learning_rates_and_batch_norm_follow_the_authors():
 def test_steps_per_epoch_keep_or_drop_the_last_batch():
   cfg = tiny_config(n=100)
   assert _tiny_program('negcos_alt_none', cfg)[0].steps_per_epoch == 4  # 3 × 32 + a last batch of 4.
-  assert _tiny_program('infonce', cfg)[0].steps_per_epoch == 3          # drop_last, as main_simclr.py.
+  assert _tiny_program('infonce', cfg)[0].steps_per_epoch == 3  # drop_last, as main_simclr.py.
 
 
 # ----------------------------------------------------------------------------- vmapped runs
+
 
 def test_vmapped_run_is_deterministic(tmp_path):
   cfg = tiny_config(objectives=('negcos_alt_linear',))
@@ -408,13 +440,15 @@ def test_interrupted_run_resumes_to_the_same_end(tmp_path):
 
   def interrupt(line):
     raise Interrupt(line)
+
   with pytest.raises(Interrupt, match='epoch 2/4'):
     run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'c'), progress=interrupt)
   assert int(np.load(tmp_path / 'c' / 'checkpoint.npz')['epochs_done']) == 2
   assert not (tmp_path / 'c' / 'result.json').exists()
   c = run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'c'), progress=lambda s: None)
-  np.testing.assert_allclose([r['curves']['min'] for r in c['runs']], [r['curves']['min'] for r in a['runs']],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    [r['curves']['min'] for r in c['runs']], [r['curves']['min'] for r in a['runs']], rtol=1e-5
+  )
   more = tiny_config(objectives=('negcos_alt_linear', 'infonce'))  # Another objective list: the result is reused.
   assert run_lib.train_objective(more, 'grid', 'negcos_alt_linear', str(tmp_path / 'a'), progress=interrupt) == a
   other = tiny_config(objectives=('negcos_alt_linear',))
@@ -425,20 +459,39 @@ def test_interrupted_run_resumes_to_the_same_end(tmp_path):
 
 @pytest.mark.slow
 def test_command_line_writes_results_and_figures_and_skips_finished(tmp_path):
-  args = [sys.executable, '-m', 'gsg_jax.experiments.landscape', '--config=configs/landscape.py:quick',
-          f'--workdir={tmp_path}', '--config.n=96', '--config.batch_size=32', '--config.p=12', '--config.d=4',
-          '--config.m=8', '--config.num_epochs=4', '--config.log_every_epochs=2', '--config.chunk_epochs=2',
-          '--config.eval_size=32', "--config.objectives=('infonce','gsg_alt_none')",
-          "--config.studies=('grid','warm_start')", '--config.study.warm_start.sparsities=(0.25,)',
-          '--config.study.grid.sparsities=(0.25,)']
+  args = [
+    sys.executable,
+    '-m',
+    'gsg_jax.experiments.landscape',
+    '--config=configs/landscape.py:quick',
+    f'--workdir={tmp_path}',
+    '--config.n=96',
+    '--config.batch_size=32',
+    '--config.p=12',
+    '--config.d=4',
+    '--config.m=8',
+    '--config.num_epochs=4',
+    '--config.log_every_epochs=2',
+    '--config.chunk_epochs=2',
+    '--config.eval_size=32',
+    "--config.objectives=('infonce','gsg_alt_none')",
+    "--config.studies=('grid','warm_start')",
+    '--config.study.warm_start.sparsities=(0.25,)',
+    '--config.study.grid.sparsities=(0.25,)',
+  ]
   first = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert first.returncode == 0, first.stderr[-3000:]
   assert 'epoch 4/4' in first.stdout
   results = json.loads((tmp_path / 'results.json').read_text())
   assert set(results['studies']['grid']) == {'infonce', 'gsg_alt_none'}
   assert {r['c'] for r in results['studies']['warm_start']['infonce']['runs']} == {1.0, 1.25, 1.5, 2.0}
-  for figure in ('recovery_curves.png', 'support_and_collapse.png', 'end_vs_mask.png', 'end_vs_sparsity.png',
-                 'warm_start.png'):
+  for figure in (
+    'recovery_curves.png',
+    'support_and_collapse.png',
+    'end_vs_mask.png',
+    'end_vs_sparsity.png',
+    'warm_start.png',
+  ):
     assert (tmp_path / figure).stat().st_size > 10_000
   second = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
   assert second.returncode == 0, second.stderr[-3000:]
@@ -446,7 +499,8 @@ def test_command_line_writes_results_and_figures_and_skips_finished(tmp_path):
   assert json.loads((tmp_path / 'results.json').read_text())['studies'] == results['studies']
 
 
-# ----------------------------------------------------------------------------- issue 20: duplicates, guide, speed-ups
+# ----------------------------------------------------------------------------- duplicates, the image guide, speed-ups
+
 
 def test_duplicate_settings_are_detected_from_the_arrays():
   # d = 10: sparsity 0.1 and 0.2 both give one −1 and one +1 per sample, so the same arrays; 0.3 does not.
@@ -489,10 +543,12 @@ def _guide_fractions(scale_b: float, guide: str, batch: int = 8192):
   out = net.apply({'params': params}, x, train=True, num_views=4)
   views = lambda a: a.reshape(batch, 4, -1)
   if guide == 'image':
-    _, aux = obj_lib.image_guided_loss(views(out['prediction']), views(out['projection']), views(out['guide']),
-                                       jax.random.key(1))
+    _, aux = obj_lib.image_guided_loss(
+      views(out['prediction']), views(out['projection']), views(out['guide']), jax.random.key(1)
+    )
   else:
     from gsg_jax.methods import gsg
+
     _, aux = gsg.guided_loss(views(out['prediction']), views(out['projection']), jax.random.key(1))
   return np.array([float(aux[f'gsg/pair_{a}{b}']) for a, b in ((1, 1), (1, 2), (2, 1), (2, 2))])
 
@@ -509,6 +565,7 @@ def test_image_guide_is_symmetric_whatever_the_towers():
 
 def test_nt_xent_once_equals_the_registry_infonce():
   from gsg_jax.methods import contrastive
+
   rng = np.random.default_rng(0)
   z1, z2 = (jnp.asarray(rng.normal(size=(64, 10)), jnp.float32) for _ in range(2))
   once = lambda a, b: obj_lib.nt_xent(a, b, 0.05)
@@ -532,16 +589,24 @@ def test_per_tower_steps_equal_the_gated_generic_step(name):
     want, mw = generic(s0, batch, rng)
     got, mg = jax.jit(program.per_tower[k].train_step)(s0, batch, rng)
     np.testing.assert_allclose(float(mg['loss']), float(mw['loss']), rtol=1e-6)
-    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), got.params,
-                           want.params)
+    jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), got.params, want.params)
     s0 = want
 
 
 # ----------------------------------------------------------------------------- the full-rank study
 
+
 def _fullrank_block(**kw):
-  block = dict(kind='fullrank', p=20, num_epochs=2, warm_start=(1.0,), sparsities=(0.1,), mask_probs=(0.5,),
-               norms=('column', 'row'), variants=(('inner', 'identity'), ('cosine', 'random')))
+  block = dict(
+    kind='fullrank',
+    p=20,
+    num_epochs=2,
+    warm_start=(1.0,),
+    sparsities=(0.1,),
+    mask_probs=(0.5,),
+    norms=('column', 'row'),
+    variants=(('inner', 'identity'), ('cosine', 'random')),
+  )
   block.update(kw)
   return ml_collections.ConfigDict(block)
 
@@ -556,8 +621,7 @@ def test_fullrank_normalisation_gives_unit_columns_or_rows():
 @pytest.mark.parametrize('loss,dictionary,norm', [('inner', 'identity', 'column'), ('cosine', 'random', 'row')])
 def test_fullrank_step_is_the_authors_update(loss, dictionary, norm):
   """Online step: W_o ← normalise(W_o − lr ∇L_o), b_o, W_p by SGD; W_t, b_t untouched (then normalised)."""
-  run = {'loss': loss, 'dictionary': dictionary, 'norm': norm, 'c': 1.0, 'sparsity': 0.1, 'mask_prob': 0.5,
-         'seed': 1}
+  run = {'loss': loss, 'dictionary': dictionary, 'norm': norm, 'c': 1.0, 'sparsity': 0.1, 'mask_prob': 0.5, 'seed': 1}
   host = fullrank.init_run(run, 20, 64)
   data = {k: jnp.asarray(v) for k, v in host.items() if k != 'params'}
   params = {k: jnp.asarray(v) for k, v in host['params'].items()}
@@ -575,6 +639,7 @@ def test_fullrank_step_is_the_authors_update(loss, dictionary, norm):
       po = po / jnp.linalg.norm(po, axis=1, keepdims=True)
       zt = zt / jnp.linalg.norm(zt, axis=1, keepdims=True)
     return 2 - 2 * jnp.mean(jnp.sum(po * zt, 1))
+
   value, (g_wo, g_bo, g_wp) = jax.value_and_grad(authors, argnums=(0, 1, 2))(params['Wo'], params['bo'], params['Wp'])
   np.testing.assert_allclose(float(got_loss), float(value), rtol=1e-5)
   axis = 0 if norm == 'column' else 1
@@ -590,8 +655,15 @@ def test_fullrank_step_is_the_authors_update(loss, dictionary, norm):
 def test_fullrank_warm_start_to_infinity_recovers_exactly(dictionary):
   mins = []
   for c in (1.0, 2.0, 60.0):  # Noise std p^{−c/2}: 0.22, 0.05, 1e-39.
-    run = {'loss': 'inner', 'dictionary': dictionary, 'norm': 'row', 'c': c, 'sparsity': 0.1, 'mask_prob': 0.5,
-           'seed': 2}
+    run = {
+      'loss': 'inner',
+      'dictionary': dictionary,
+      'norm': 'row',
+      'c': c,
+      'sparsity': 0.1,
+      'mask_prob': 0.5,
+      'seed': 2,
+    }
     host = fullrank.init_run(run, 20, 16)
     if dictionary == 'identity':
       np.testing.assert_array_equal(host['M'], np.eye(20))
@@ -610,6 +682,7 @@ def test_fullrank_settings_cover_the_variants():
 
 # ----------------------------------------------------------------------------- the reduced preset, end to end
 
+
 def tiny_reduced_config():
   """The reduced preset's studies and objectives at toy sizes: seconds per objective."""
   c = landscape_config('reduced')
@@ -625,6 +698,7 @@ def tiny_reduced_config():
 @pytest.mark.slow
 def test_short_reduced_run_is_deterministic_for_a_seed(tmp_path):
   from gsg_jax.experiments.landscape import experiment
+
   a = experiment.run(tiny_reduced_config(), str(tmp_path / 'a'), progress=lambda s: None)
   b = experiment.run(tiny_reduced_config(), str(tmp_path / 'b'), progress=lambda s: None)
   assert a['summary'] == b['summary']
@@ -653,18 +727,26 @@ def test_command_line_rejects_an_unusable_workdir_before_any_compute(tmp_path, m
     workdir = parent / 'out'
   else:  # Root writes through permission bits; sysfs refuses new folders to everyone.
     workdir = '/sys/gsg_landscape_test'
-  args = [sys.executable, '-m', 'gsg_jax.experiments.landscape', '--config=configs/landscape.py:reduced',
-          f'--workdir={workdir}']
+  args = [
+    sys.executable,
+    '-m',
+    'gsg_jax.experiments.landscape',
+    '--config=configs/landscape.py:reduced',
+    f'--workdir={workdir}',
+  ]
   out = subprocess.run(args, check=False, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert out.returncode == 1, out.stderr[-2000:]
   lines = out.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith('error: --workdir=') and 'Traceback' not in out.stderr
-  assert ('is a file' in lines[0]) if mistake == 'file' else ('cannot be created' in lines[0] or 'not writable' in lines[0])
+  assert (
+    ('is a file' in lines[0]) if mistake == 'file' else ('cannot be created' in lines[0] or 'not writable' in lines[0])
+  )
   assert 'epoch' not in out.stdout  # Nothing trained.
 
 
 def test_diagnostics_separate_mixing_from_out_of_span_weight():
   from gsg_jax.experiments.landscape import diagnostics
+
   m_dict = data_lib.dictionary(np.random.default_rng(0), 12, 3)
   pure = m_dict.T * np.array([[2.0], [-1.0], [0.5]])  # One neuron per latent, exact.
   d = diagnostics.describe(pure, m_dict)
@@ -672,13 +754,13 @@ def test_diagnostics_separate_mixing_from_out_of_span_weight():
   assert d['purity'] == pytest.approx(1.0) and d['in_span_recovery'] == pytest.approx(1.0) and d['covered'] == 3
   mixed = np.stack([m_dict[:, 0] + m_dict[:, 1], m_dict[:, 1] + m_dict[:, 2], m_dict[:, 2] + m_dict[:, 0]])
   d = diagnostics.describe(mixed, m_dict)  # Every neuron reads two latents equally: in-span, not pure.
-  assert d['span'] == pytest.approx(1.0) and d['purity'] == pytest.approx(2 ** -0.5)
-  assert d['in_span_recovery'] == pytest.approx(2 ** -0.5) and d['covered'] == 0
+  assert d['span'] == pytest.approx(1.0) and d['purity'] == pytest.approx(2**-0.5)
+  assert d['in_span_recovery'] == pytest.approx(2**-0.5) and d['covered'] == 0
   out_of_span = np.linalg.qr(np.concatenate([m_dict, np.random.default_rng(1).normal(size=(12, 1))], 1))[0][:, 3]
   noisy = pure / np.linalg.norm(pure, axis=1, keepdims=True) + out_of_span  # Pure, half the energy outside.
   d = diagnostics.describe(noisy, m_dict)
   assert d['span'] == pytest.approx(0.5) and d['purity'] == pytest.approx(1.0)
-  assert d['recovery_min'] == pytest.approx(2 ** -0.5) and d['in_span_recovery'] == pytest.approx(1.0)
+  assert d['recovery_min'] == pytest.approx(2**-0.5) and d['in_span_recovery'] == pytest.approx(1.0)
 
 
 def _fake_result(name, ends_by_setting, m=50):
@@ -688,21 +770,31 @@ def _fake_result(name, ends_by_setting, m=50):
     for seed, v in enumerate(values, 1):
       end = {'min': v[0], 'median': v[0], 'max': v[0], 'normalized_std': v[1]}
       run = {'mask_prob': mask, 'sparsity': q, 'c': c, 'seed': seed}
-      runs.append({**run, 'stands_for': [run], 'end': end,
-                   'curves': {k: [v[2] if len(v) > 2 else x, x] for k, x in end.items()}})
+      runs.append(
+        {**run, 'stands_for': [run], 'end': end, 'curves': {k: [v[2] if len(v) > 2 else x, x] for k, x in end.items()}}
+      )
   return {'objective': name, 'epochs': [0, 100], 'runs': runs, 'meta': {'study': {}}}
 
 
 def test_report_verdicts_follow_their_rules():
   from gsg_jax.experiments.landscape import report
+
   healthy = 1 / np.sqrt(50)
-  grid = {'infonce': _fake_result('infonce', {(None, 0.1, None): [(0.97, 0.1)] * 3, (None, 0.3, None): [(0.96, 0.1)] * 3}),
-          'negcos_alt_none': _fake_result('negcos_alt_none', {(0.5, 0.1, None): [(0.45, healthy)] * 3,
-                                                              (0.9, 0.1, None): [(0.40, 0.0)] * 3})}
-  warm = {'negcos_alt_none': _fake_result('negcos_alt_none', {(0.5, 0.1, 1.0): [(0.40, healthy, 0.60)] * 3,
-                                                              (0.5, 0.1, 2.0): [(0.95, healthy, 0.96)] * 3})}
-  rows = {r['claim'][:2]: r['verdict'] for r in report.claims({'studies': {'grid': grid, 'warm_start': warm},
-                                                               'config': {'m': 50}})}
+  grid = {
+    'infonce': _fake_result('infonce', {(None, 0.1, None): [(0.97, 0.1)] * 3, (None, 0.3, None): [(0.96, 0.1)] * 3}),
+    'negcos_alt_none': _fake_result(
+      'negcos_alt_none', {(0.5, 0.1, None): [(0.45, healthy)] * 3, (0.9, 0.1, None): [(0.40, 0.0)] * 3}
+    ),
+  }
+  warm = {
+    'negcos_alt_none': _fake_result(
+      'negcos_alt_none', {(0.5, 0.1, 1.0): [(0.40, healthy, 0.60)] * 3, (0.5, 0.1, 2.0): [(0.95, healthy, 0.96)] * 3}
+    )
+  }
+  rows = {
+    r['claim'][:2]: r['verdict']
+    for r in report.claims({'studies': {'grid': grid, 'warm_start': warm}, 'config': {'m': 50}})
+  }
   assert rows['C1'] == 'reproduced'
   assert rows['C2'] == 'partly'  # Bad minima at both masks, but collapsed (std 0) at mask 0.9.
   assert rows['C3'] == 'not run'
@@ -720,6 +812,6 @@ def test_fullrank_collapse_measures():
   assert float(orthogonal['row_coherence']) == pytest.approx(0.0, abs=1e-6)
   assert float(orthogonal['top_share']) == pytest.approx(1 / 20, rel=1e-5)
   rank_one = fullrank.evaluate({'Wo': jnp.ones((20, 20)) / np.sqrt(20)}, run)  # Every neuron the same line.
-  assert float(rank_one['min']) == pytest.approx(20 ** -0.5, rel=1e-5)
+  assert float(rank_one['min']) == pytest.approx(20**-0.5, rel=1e-5)
   assert float(rank_one['row_coherence']) == pytest.approx(1.0, rel=1e-5)
   assert float(rank_one['top_share']) == pytest.approx(1.0, rel=1e-5)

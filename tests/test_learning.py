@@ -10,10 +10,10 @@ margin below is set from the spread over several seeds, not from one run.
 """
 
 import pytest
+from conftest import cifar10_zip
 
 from benchmarks.learning_margins import RUNS, knn_by_step  # The runs whose seeds set the margins.
 from gsg_jax import train
-from conftest import cifar10_zip
 
 pytestmark = pytest.mark.slow
 
@@ -56,8 +56,10 @@ def test_quick_directpred_learns_above_random_init(tmp_path):
 CIFAR10_ZIP = cifar10_zip()
 
 
-@pytest.mark.skipif(CIFAR10_ZIP is None, reason='CIFAR-10 zip not found (set GSG_CIFAR_ZIP or place '
-                                               '../shared/data/cifar10-train-jpeg.zip)')
+@pytest.mark.skipif(
+  CIFAR10_ZIP is None,
+  reason='CIFAR-10 zip not found (set GSG_CIFAR_ZIP or place ../shared/data/cifar10-train-jpeg.zip)',
+)
 def test_cifar10_subset_learns_above_random_init(tmp_path):
   """SimSiam+GSG on 8,192 CIFAR-10 images from the shared zip, at 16×16 to fit a CPU budget.
 

@@ -34,13 +34,14 @@ def random_spd(key, n, scale):
 
 # ----------------------------------------------------------------------------- per mode
 
+
 @pytest.mark.parametrize('alpha_p', [1.0, 2.5])
 def test_parabola_is_invariant_and_attracting(alpha_p):
   rng = np.random.default_rng(0)
   p, s = rng.uniform(-1, 2, 100), rng.uniform(0, 2, 100)
   for eta in (0.0, 0.01, 0.3, 1.0):  # d/dt (s − p²/α_p) = −2η (s − p²/α_p), exactly.
     dp, ds = ld.mode_field(p, s, eta, TAU, alpha_p, SIGMA2)
-    np.testing.assert_allclose(ds - 2 * p * dp / alpha_p, -2 * eta * (s - p ** 2 / alpha_p), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(ds - 2 * p * dp / alpha_p, -2 * eta * (s - p**2 / alpha_p), rtol=1e-9, atol=1e-12)
   # Along simulated trajectories that start off the parabola, its distance decays as e^{−2ηt}
   # (up to the Euler step's −dt²ṗ²/α_p per step).
   eta, starts = 0.05, np.array([[-0.5, 1.0], [0.2, 1.2], [1.2, 0.1], [0.4, 0.9]])
@@ -59,10 +60,10 @@ def test_fixed_points_closed_form_and_stability():
     p_minus, p_plus = ld.fixed_points(eta, TAU, SIGMA2)
     assert 0 < p_minus < p_plus
     for p in (p_minus, p_plus):
-      assert (1 + SIGMA2) * p ** 2 - TAU * p + eta == pytest.approx(0, abs=1e-12)
-      np.testing.assert_allclose(ld.mode_field(p, p ** 2, eta, TAU, 1.0, SIGMA2), 0, atol=1e-12)
-    assert ld.stability(p_plus, p_plus ** 2, eta, TAU, 1.0, SIGMA2) == 'stable'
-    assert ld.stability(p_minus, p_minus ** 2, eta, TAU, 1.0, SIGMA2) == 'unstable'
+      assert (1 + SIGMA2) * p**2 - TAU * p + eta == pytest.approx(0, abs=1e-12)
+      np.testing.assert_allclose(ld.mode_field(p, p**2, eta, TAU, 1.0, SIGMA2), 0, atol=1e-12)
+    assert ld.stability(p_plus, p_plus**2, eta, TAU, 1.0, SIGMA2) == 'stable'
+    assert ld.stability(p_minus, p_minus**2, eta, TAU, 1.0, SIGMA2) == 'unstable'
     assert ld.stability(0.0, 0.0, eta, TAU, 1.0, SIGMA2) == 'stable'
   for eta in (0.17, 1.0):
     assert np.all(np.isnan(ld.fixed_points(eta, TAU, SIGMA2)))
@@ -71,8 +72,9 @@ def test_fixed_points_closed_form_and_stability():
 def test_modes_on_the_parabola_end_where_the_closed_form_says():
   etas = np.array([0.0, 0.01, 0.04, 0.1, 0.2, 1.0])
   p0 = np.linspace(-0.5, 1.5, 41)
-  p_t, s_t = ld.simulate_modes(p0[None, :], p0[None, :] ** 2, etas[:, None], TAU, 1.0, SIGMA2, DT,
-                               steps=20000, record_every=20000)
+  p_t, s_t = ld.simulate_modes(
+    p0[None, :], p0[None, :] ** 2, etas[:, None], TAU, 1.0, SIGMA2, DT, steps=20000, record_every=20000
+  )
   p_end, s_end = np.asarray(p_t[-1]), np.asarray(s_t[-1])
   counts = {'survive': 0, 'collapse': 0}
   for i, eta in enumerate(etas):
@@ -83,7 +85,7 @@ def test_modes_on_the_parabola_end_where_the_closed_form_says():
       if survive[j]:
         assert abs(p_end[i, j] - p_plus) < 1e-3, (eta, p0[j], p_end[i, j], p_plus)
         # With η = 0 nothing pulls s back to the parabola: the Euler drift (−dt²ṗ² a step; ~1e-2 from p0 = 1.5) stays.
-        assert abs(s_end[i, j] - p_plus ** 2) < (1e-3 if eta > 0 else 2e-2), (eta, p0[j], s_end[i, j])
+        assert abs(s_end[i, j] - p_plus**2) < (1e-3 if eta > 0 else 2e-2), (eta, p0[j], s_end[i, j])
       else:
         assert s_end[i, j] < 1e-3, (eta, p0[j], s_end[i, j])
       counts['survive' if survive[j] else 'collapse'] += 1
@@ -93,6 +95,7 @@ def test_modes_on_the_parabola_end_where_the_closed_form_says():
 
 
 # ----------------------------------------------------------------------------- matrices
+
 
 def test_jax_grad_dynamics_equal_the_closed_form_equations():
   keys = jax.random.split(jax.random.PRNGKey(1), 5)
@@ -114,14 +117,16 @@ def test_jax_grad_dynamics_equal_the_closed_form_equations():
     # Without stop-gradient (target W, gradient through it): the derived closed form and its H form.
     dw_nosg, dw_p_nosg, _ = ld.field(w, w_p, w_a, x, x_aug, eta, alpha_p, beta, stop_gradient=False)
     np.testing.assert_allclose(dw_nosg, ld.closed_form_no_stop_gradient(w, w_p, x, x_aug, eta), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(dw_p_nosg, ld.closed_form_field(w, w_p, w, x, x_aug, eta, alpha_p, beta)[1],
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+      dw_p_nosg, ld.closed_form_field(w, w_p, w, x, x_aug, eta, alpha_p, beta)[1], rtol=1e-4, atol=1e-4
+    )
     assert np.abs(dw_nosg - ld.field(w, w_p, w, x, x_aug, eta, alpha_p, beta)[0]).max() > 0.1  # The cut matters.
   w64, w_p64, x64, x_aug64 = (np.asarray(a, np.float64) for a in (w, w_p, x, x_aug))
   eye = np.eye(n2)
   h = np.kron(x_aug64, eye + w_p64.T @ w_p64) + np.kron(x64, (w_p64 - eye).T @ (w_p64 - eye))
-  np.testing.assert_allclose(np.asarray(dw_nosg).flatten('F'), -(h + eta * np.eye(n1 * n2)) @ w64.flatten('F'),
-                             rtol=1e-4, atol=1e-3)
+  np.testing.assert_allclose(
+    np.asarray(dw_nosg).flatten('F'), -(h + eta * np.eye(n1 * n2)) @ w64.flatten('F'), rtol=1e-4, atol=1e-3
+  )
   assert np.linalg.eigvalsh(h).min() >= np.linalg.eigvalsh(x_aug64).min() - 1e-9
 
 
@@ -143,9 +148,9 @@ def test_learned_predictor_aligns_balances_and_reaches_the_mode_fixed_point():
   assert rec['balancing'][1, -1] < 1e-3 < rec['balancing'][1, 0]
   s = rec['f_eigenvalues'][1, -1]
   alive = s > 1e-3
-  assert alive.sum() >= 2 and np.all(np.abs(s[alive] - p_plus ** 2) < 1e-3) and np.all(s[~alive] < 1e-6)
+  assert alive.sum() >= 2 and np.all(np.abs(s[alive] - p_plus**2) < 1e-3) and np.all(s[~alive] < 1e-6)
   p = np.linalg.eigvals(w_p[1])
-  np.testing.assert_allclose(np.sort(p.real)[-alive.sum():], p_plus, atol=1e-3)
+  np.testing.assert_allclose(np.sort(p.real)[-alive.sum() :], p_plus, atol=1e-3)
   assert np.abs(p.imag).max() < 1e-3
   # η = 0 keeps its imbalance and does not align the collapsed directions; η = 0.2 > 1/6 collapses.
   assert rec['balancing'][0, -1] > 0.9 * rec['balancing'][0, 0] and rec['alignment'][0, -1] > 1e-2
@@ -176,6 +181,7 @@ def test_no_stop_gradient_collapses_at_least_as_fast_as_the_bound():
 
 # ----------------------------------------------------------------------------- DirectPred
 
+
 def _graded(cfg, s0):
   return ld.graded_init(cfg.seed, cfg.n1, cfg.n2, s0, cfg.alpha_p)
 
@@ -187,15 +193,20 @@ def test_directpred_keeps_every_mode_where_a_learned_predictor_loses_the_weak_on
   assert np.sum(np.sqrt(s0) > p_minus) == 2
   init = _graded(cfg, s0)
   np.testing.assert_allclose(np.linalg.eigvalsh(init[0] @ init[0].T), s0, rtol=1e-4)
-  runs = {name: ld.run_matrix(cfg, [cfg.eta], [cfg.beta], 400.0, init=init, **kw)[1]
-          for name, kw in {'learned': {}, 'direct': dict(predictor='directpred'),
-                           'direct_eps0': dict(predictor='directpred', eps=0.0)}.items()}
+  runs = {
+    name: ld.run_matrix(cfg, [cfg.eta], [cfg.beta], 400.0, init=init, **kw)[1]
+    for name, kw in {
+      'learned': {},
+      'direct': dict(predictor='directpred'),
+      'direct_eps0': dict(predictor='directpred', eps=0.0),
+    }.items()
+  }
   direct = runs['direct']
   np.testing.assert_allclose(direct['f_eigenvalues'][0, -1], (p_plus / (1 + cfg.eps)) ** 2, rtol=0.02)
   assert direct['w_norm'][0].min() > 0.5 * direct['w_norm'][0, 0]
   for name in ('learned', 'direct_eps0'):  # The two weak modes die, the two strong ones reach s*₊ = p*₊².
     s = runs[name]['f_eigenvalues'][0, -1]
-    assert np.all(s[:2] < 1e-4) and np.all(np.abs(s[2:] - p_plus ** 2) < 1e-3), (name, s)
+    assert np.all(s[:2] < 1e-4) and np.all(np.abs(s[2:] - p_plus**2) < 1e-3), (name, s)
 
 
 def test_without_a_predictor_or_with_the_unscaled_rule_everything_collapses():
@@ -208,14 +219,29 @@ def test_without_a_predictor_or_with_the_unscaled_rule_everything_collapses():
 
 # ----------------------------------------------------------------------------- command line
 
+
 @pytest.mark.slow
 def test_command_line_writes_figures_and_results(tmp_path):
-  overrides = ['--config.n1=3', '--config.n2=3', '--config.threshold_etas=(0.05,0.3)', '--config.num_p0=5',
-               '--config.mode_time=10', '--config.matrix_time=5', '--config.directpred_time=5',
-               '--config.record_every=50', '--config.weight_decays=(0.04,)', '--config.betas=(0.4,)',
-               '--config.directpred_s0_range=(0.001,0.3)']
-  result = subprocess.run([sys.executable, '-m', 'gsg_jax.experiments.linear_dynamics', f'--out={tmp_path}', '--quick',
-                           *overrides], cwd=REPO, capture_output=True, text=True, timeout=300)
+  overrides = [
+    '--config.n1=3',
+    '--config.n2=3',
+    '--config.threshold_etas=(0.05,0.3)',
+    '--config.num_p0=5',
+    '--config.mode_time=10',
+    '--config.matrix_time=5',
+    '--config.directpred_time=5',
+    '--config.record_every=50',
+    '--config.weight_decays=(0.04,)',
+    '--config.betas=(0.4,)',
+    '--config.directpred_s0_range=(0.001,0.3)',
+  ]
+  result = subprocess.run(
+    [sys.executable, '-m', 'gsg_jax.experiments.linear_dynamics', f'--out={tmp_path}', '--quick', *overrides],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   for stage in ('phase_portraits', 'collapse_threshold', 'matrix_dynamics', 'directpred'):
     assert f'[{stage}] done' in result.stdout
@@ -223,7 +249,10 @@ def test_command_line_writes_figures_and_results(tmp_path):
   results = json.loads((tmp_path / 'results.json').read_text())
   assert results['config']['n1'] == 3 and results['config']['mode_time'] == 10
   assert results['collapse_threshold']['threshold'] == pytest.approx(1 / 6)
-  assert set(results['matrix_dynamics']['variants']) == {'predictor + stop-grad', r'no predictor ($W_p=I$)',
-                                                         'no stop-gradient'}
+  assert set(results['matrix_dynamics']['variants']) == {
+    'predictor + stop-grad',
+    r'no predictor ($W_p=I$)',
+    'no stop-gradient',
+  }
   no_predictor = results['directpred']['runs'][r'no predictor ($W_p=I$)']
   assert no_predictor['w_norm_final'] < 0.7 * no_predictor['w_norm_curve'][0]

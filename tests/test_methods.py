@@ -19,8 +19,12 @@ def np_gsg_loss(p, z, perm):
   """Row-by-row reference, written independently of the vectorised branches."""
   losses = []
   for i in range(p.shape[0]):
-    views = {(1, 1): (p[i, 0], z[i, 0]), (1, 2): (p[i, 1], z[i, 1]),
-             (2, 1): (p[perm[i], 2], z[perm[i], 2]), (2, 2): (p[perm[i], 3], z[perm[i], 3])}
+    views = {
+      (1, 1): (p[i, 0], z[i, 0]),
+      (1, 2): (p[i, 1], z[i, 1]),
+      (2, 1): (p[perm[i], 2], z[perm[i], 2]),
+      (2, 2): (p[perm[i], 3], z[perm[i], 3]),
+    }
     pairs = [(a, b) for a in (1, 2) for b in (1, 2)]
     dist = [np.linalg.norm(views[(1, a)][1] - views[(2, b)][1]) for a, b in pairs]
     a, b = pairs[int(np.argmin(dist))]
@@ -104,6 +108,7 @@ def test_ema_update_and_schedules():
 
 def test_build_method_from_the_registries():
   from gsg_jax.methods import predictors, targets
+
   m = methods.build_method(methods.default_method_config('gsg', 'ema', 'none'), total_steps=10)
   assert (m.name, m.num_views) == ('byol+gsg (no predictor)', 4)
   assert isinstance(m.target, targets.EMATarget) and m.predictor.module(None, None) is None

@@ -14,9 +14,21 @@ from gsg_jax.models.normalization import ViewBatchNorm
 
 
 def model_config(**overrides):
-  c = ml_collections.ConfigDict(dict(backbone='resnet18', width=8, cifar_stem=True, dtype='float32', remat=False,
-                                     projection_dim=32, projector_hidden_dim=32, projector_layers=3,
-                                     projector_output_bn=True, predictor_hidden_dim=8, init='torch'))
+  c = ml_collections.ConfigDict(
+    dict(
+      backbone='resnet18',
+      width=8,
+      cifar_stem=True,
+      dtype='float32',
+      remat=False,
+      projection_dim=32,
+      projector_hidden_dim=32,
+      projector_layers=3,
+      projector_output_bn=True,
+      predictor_hidden_dim=8,
+      init='torch',
+    )
+  )
   c.update(overrides)
   return c
 
@@ -24,7 +36,10 @@ def model_config(**overrides):
 def test_view_batchnorm_normalises_each_view_over_its_own_batch():
   rng = np.random.default_rng(0)
   b, v, c = 16, 4, 3
-  x = rng.normal(size=(b, v, 5, 5, c)) * np.arange(1, v + 1)[None, :, None, None, None] + np.arange(v)[None, :, None, None, None]
+  x = (
+    rng.normal(size=(b, v, 5, 5, c)) * np.arange(1, v + 1)[None, :, None, None, None]
+    + np.arange(v)[None, :, None, None, None]
+  )
   rows = jnp.asarray(x.reshape(b * v, 5, 5, c), jnp.float32)
   bn = ViewBatchNorm(num_views=v)
   variables = bn.init(jax.random.key(0), rows)
@@ -56,8 +71,10 @@ def test_view_order_does_not_matter_within_a_batch():
   np.testing.assert_allclose(out.reshape(8, 2, -1)[perm], out_perm.reshape(8, 2, -1), atol=1e-4)
 
 
-@pytest.mark.parametrize('backbone,cifar_stem,size,features', [
-    ('resnet18', True, 32, 64), ('resnet50', False, 32, 256), ('convnet', True, 32, 64)])
+@pytest.mark.parametrize(
+  'backbone,cifar_stem,size,features',
+  [('resnet18', True, 32, 64), ('resnet50', False, 32, 256), ('convnet', True, 32, 64)],
+)
 def test_backbone_shapes(backbone, cifar_stem, size, features):
   net = models.build_network(model_config(backbone=backbone, cifar_stem=cifar_stem))
   variables = models.init_variables(net, jax.random.key(0), (size, size, 3))
@@ -92,12 +109,17 @@ def test_no_predictor_means_prediction_is_projection():
 def _backbone_grads(**overrides):
   """Gradients of a two-block ResNet (the blocks are what remat wraps) on fixed inputs."""
   from gsg_jax.models.resnet import BasicBlock, ResNet
+
   net = ResNet((1, 1), BasicBlock, width=4, **overrides)
   x = jax.random.normal(jax.random.key(1), (4, 8, 8, 3))
   variables = jax.jit(functools.partial(net.init, train=False))(jax.random.key(0), x)
   weights = jax.random.normal(jax.random.key(2), (8,))
-  loss = lambda p: (net.apply({'params': p, 'batch_stats': variables['batch_stats']}, x, train=True, num_views=2,
-                              mutable=['batch_stats'])[0] @ weights).sum()
+  loss = lambda p: (
+    net.apply(
+      {'params': p, 'batch_stats': variables['batch_stats']}, x, train=True, num_views=2, mutable=['batch_stats']
+    )[0]
+    @ weights
+  ).sum()
   return variables['params'], jax.jit(jax.grad(loss))(variables['params'])
 
 
@@ -131,9 +153,12 @@ def test_initialisation_standard_deviations(scheme):
   assert net.projector.init_scheme == net.predictor.init_scheme == scheme  # The network sets both heads' scheme.
   projector = Projector(1024, 1024, num_layers=2, output_bn=False, init_scheme=scheme)
   predictor = Predictor(256, 1024, init_scheme=scheme)
-  projector, predictor = jax.jit(lambda key: (projector.init(key, jnp.zeros((2, 64)), train=False)['params'],
-                                              predictor.init(key, jnp.zeros((2, 1024)), train=False)['params']))(
-                                                  jax.random.key(0))
+  projector, predictor = jax.jit(
+    lambda key: (
+      projector.init(key, jnp.zeros((2, 64)), train=False)['params'],
+      predictor.init(key, jnp.zeros((2, 1024)), train=False)['params'],
+    )
+  )(jax.random.key(0))
   gain = 1 / np.sqrt(3) if scheme == 'torch' else 1.0
   # 2.6·10⁵ to 10⁶ weights: the relative standard error of a sample std is ≤ √((kurtosis − 1)/4n) ≤ 0.13 %
   # (kurtosis 1.8 uniform, < 3 truncated normal), so 1.5 % is over 10 standard errors.
@@ -153,6 +178,7 @@ def test_resnet_convolutions_are_initialised_and_padded_as_pytorch():
   convolution samples input pixels 0, 2, 4, … at its centre (PyTorch's padding 1; XLA's 'SAME' would pad the
   bottom/right only and centre it on 1, 3, 5, …)."""
   from gsg_jax.models.resnet import torch_conv
+
   kernel = torch_conv(64, (3, 3)).init(jax.random.key(0), jnp.zeros((1, 4, 4, 32)))['params']['kernel']
   # 3·3·32·64 weights: relative standard error of the std √(2/4n) ≈ 0.5 %, so 3 % is 6 of them.
   np.testing.assert_allclose(np.std(kernel), np.sqrt(2 / (9 * 64)), rtol=0.03)

@@ -18,7 +18,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import REPO
 
 pytestmark = pytest.mark.slow  # Subprocesses: the full tier only.
@@ -28,10 +27,14 @@ TIMEOUT = 400
 
 
 def _env(devices):
-  return dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', JAX_PLATFORMS='cpu',
-              PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, 'tests')]),
-              JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(), 'gsg_jax_test_jax_cache'),
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0')
+  return dict(
+    os.environ,
+    XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+    JAX_PLATFORMS='cpu',
+    PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, 'tests')]),
+    JAX_COMPILATION_CACHE_DIR=os.path.join(tempfile.gettempdir(), 'gsg_jax_test_jax_cache'),
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS='0',
+  )
 
 
 def _free_port():
@@ -45,8 +48,15 @@ def test_two_processes_match_one_process(tmp_path):
   procs, outs = [], []
   for i in range(2):
     outs.append(tmp_path / f'proc{i}.npz')
-    procs.append(subprocess.Popen([sys.executable, WORKER, str(outs[-1]), '2', str(i), str(port)], env=_env(1),
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    procs.append(
+      subprocess.Popen(
+        [sys.executable, WORKER, str(outs[-1]), '2', str(i), str(port)],
+        env=_env(1),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+      )
+    )
   logs = []
   try:
     for p in procs:
@@ -76,23 +86,43 @@ def test_two_processes_match_one_process(tmp_path):
 # ------------------------------------------------- preemption of one host of two
 
 STEPS_PER_EPOCH, EPOCHS = 8, 25  # 512 images / batch 64; long enough that the agreed stop lands before the end.
-TRAIN_FLAGS = ['--config=configs/simsiam_gsg.py:quick', '--config.data.builtin_num_train=512',
-               '--config.data.builtin_num_heldout=256', '--config.model.width=8', '--config.augment.crop_size=16',
-               '--config.batch_size=64', f'--config.num_epochs={EPOCHS}', f'--config.eval_every_epochs={EPOCHS}',
-               '--config.checkpoint_every_steps=1000', '--config.log_every_steps=4',
-               '--config.model.projection_dim=32', '--config.model.projector_hidden_dim=32',
-               '--config.model.predictor_hidden_dim=8', '--config.eval.batch_size=256']
+TRAIN_FLAGS = [
+  '--config=configs/simsiam_gsg.py:quick',
+  '--config.data.builtin_num_train=512',
+  '--config.data.builtin_num_heldout=256',
+  '--config.model.width=8',
+  '--config.augment.crop_size=16',
+  '--config.batch_size=64',
+  f'--config.num_epochs={EPOCHS}',
+  f'--config.eval_every_epochs={EPOCHS}',
+  '--config.checkpoint_every_steps=1000',
+  '--config.log_every_steps=4',
+  '--config.model.projection_dim=32',
+  '--config.model.projector_hidden_dim=32',
+  '--config.model.predictor_hidden_dim=8',
+  '--config.eval.batch_size=256',
+]
 
 
 def _train(workdir, devices, process_id=None, port=None):
   if process_id is None:
     cluster = ['--config.distributed.mode=off']
   else:
-    cluster = ['--config.distributed.mode=explicit', f'--config.distributed.coordinator_address=127.0.0.1:{port}',
-               '--config.distributed.num_processes=2', f'--config.distributed.process_id={process_id}']
+    cluster = [
+      '--config.distributed.mode=explicit',
+      f'--config.distributed.coordinator_address=127.0.0.1:{port}',
+      '--config.distributed.num_processes=2',
+      f'--config.distributed.process_id={process_id}',
+    ]
   env = dict(_env(devices), JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo')
-  return subprocess.Popen([sys.executable, '-m', 'gsg_jax.main', f'--workdir={workdir}', *TRAIN_FLAGS, *cluster],
-                          cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  return subprocess.Popen(
+    [sys.executable, '-m', 'gsg_jax.main', f'--workdir={workdir}', *TRAIN_FLAGS, *cluster],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
 
 
 def _finish(procs):
@@ -117,8 +147,10 @@ def _logged_step(workdir) -> int:
 def _final_state(workdir):
   import jax
   from conftest import tiny_config
+
   from gsg_jax.training import build_trainer
   from gsg_jax.training.checkpointing import Checkpointer
+
   config = tiny_config('simsiam_gsg')
   template = build_trainer(config, STEPS_PER_EPOCH, num_classes=10).init(jax.random.key(0), (32, 32, 3))
   checkpointer = Checkpointer(str(workdir), 1000, 3)
@@ -127,8 +159,10 @@ def _final_state(workdir):
     state = checkpointer.restore(template)
   finally:
     checkpointer.close()
-  return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(
-      {'params': state.params, 'stats': state.model_state})}
+  return {
+    jax.tree_util.keystr(k): np.asarray(v)
+    for k, v in jax.tree_util.tree_leaves_with_path({'params': state.params, 'stats': state.model_state})
+  }
 
 
 def test_sigterm_to_one_host_stops_both_at_the_same_step_then_resumes(tmp_path):
@@ -151,7 +185,7 @@ def test_sigterm_to_one_host_stops_both_at_the_same_step_then_resumes(tmp_path):
 
   port = _free_port()
   resumed = [_train(workdir, 1, i, port) for i in range(2)]
-  for p, (out, err) in zip(resumed, _finish(resumed)):
+  for p, (_, err) in zip(resumed, _finish(resumed)):
     assert p.returncode == 0, err[-3000:]
   reference = tmp_path / 'reference'  # Uninterrupted, one process over 2 devices: the same global program.
   ref = _train(reference, 2)

@@ -5,7 +5,6 @@ import os
 
 import nbformat
 import pytest
-
 from conftest import REPO
 
 NOTEBOOK = os.path.join(REPO, 'examples', 'ablation.ipynb')
@@ -22,12 +21,14 @@ def test_stored_without_outputs():
 @pytest.mark.slow  # A Jupyter kernel and three small training runs.
 def test_notebook_runs_and_plots(tmp_path, monkeypatch):
   from nbclient import NotebookClient
+
   notebook = nbformat.read(NOTEBOOK, as_version=4)
   # The kernel is a child process: it gets this checkout's gsg_jax, and only the CPU, through its environment.
   monkeypatch.setenv('PYTHONPATH', os.pathsep.join(filter(None, [REPO, os.environ.get('PYTHONPATH')])))
   monkeypatch.setenv('JAX_PLATFORMS', 'cpu')
-  NotebookClient(notebook, kernel_name='python3', timeout=600,
-                 resources={'metadata': {'path': str(tmp_path)}}).execute()  # Raises on a failing cell.
+  NotebookClient(
+    notebook, kernel_name='python3', timeout=600, resources={'metadata': {'path': str(tmp_path)}}
+  ).execute()  # Raises on a failing cell.
 
   outputs = [output for cell in notebook.cells if cell.cell_type == 'code' for output in cell.outputs]
   assert not [output for output in outputs if output.output_type == 'error']

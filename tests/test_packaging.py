@@ -1,8 +1,7 @@
 """The package: pyproject.toml's console scripts and package list, requirements.txt, the configs found from any
 folder, the CPU-only warning, and training without TensorFlow.
 
-Installing the wheel itself (``pip install .`` into a fresh environment) takes too long for CI; the README's
-"Install" section says how to check it by hand.
+Building the wheel and installing it into a fresh environment: tests/test_release.py (slow).
 """
 
 import importlib
@@ -14,8 +13,8 @@ import tomllib
 
 import jax
 import pytest
-
 from conftest import REPO, tiny_config
+
 from gsg_jax import config_lib, parallel
 
 with open(os.path.join(REPO, 'pyproject.toml'), 'rb') as f:
@@ -29,8 +28,11 @@ def test_console_script_resolves(name):
 
 
 def test_every_package_is_listed_and_configs_ship_inside():
-  on_disk = {os.path.relpath(root, REPO).replace(os.sep, '.')
-             for root, _, files in os.walk(os.path.join(REPO, 'gsg_jax')) if '__init__.py' in files}
+  on_disk = {
+    os.path.relpath(root, REPO).replace(os.sep, '.')
+    for root, _, files in os.walk(os.path.join(REPO, 'gsg_jax'))
+    if '__init__.py' in files
+  }
   setuptools = PYPROJECT['tool']['setuptools']
   assert set(setuptools['packages']) == on_disk | {'gsg_jax.configs'}
   assert setuptools['package-dir'] == {'gsg_jax.configs': 'configs'}
@@ -44,11 +46,12 @@ def test_requirements_point_into_the_project():
   assert requirements and all(line.startswith(('-e .[', '.[')) for line in requirements), requirements
   extras = PYPROJECT['project']['optional-dependencies']
   for line in requirements:
-    assert set(line[line.index('[') + 1:line.index(']')].split(',')) <= set(extras), line
+    assert set(line[line.index('[') + 1 : line.index(']')].split(',')) <= set(extras), line
 
 
 def test_version_is_the_package_version():
   import gsg_jax
+
   assert PYPROJECT['tool']['setuptools']['dynamic']['version'] == {'attr': 'gsg_jax.__version__'}
   assert gsg_jax.__version__.count('.') == 2
 
@@ -60,7 +63,8 @@ def test_config_argument_resolves_from_any_folder(tmp_path, monkeypatch):
   assert resolved[0] == argv[0] and resolved[2:] == argv[2:]
   assert resolved[1] == '--config=' + os.path.join(config_lib.CONFIG_DIR, 'simsiam.py') + ':quick'
   assert config_lib.resolve_config_argv(['p', '--config', 'configs/byol.py'])[2] == os.path.join(
-      config_lib.CONFIG_DIR, 'byol.py')
+    config_lib.CONFIG_DIR, 'byol.py'
+  )
   unchanged = [['p', '--config=other/simsiam.py'], ['p', '--config=configs/no_such.py'], ['p', 'configs/byol.py']]
   for argv in unchanged:  # Not ours to resolve: ml-collections reports the missing file itself.
     assert config_lib.resolve_config_argv(argv) == argv
@@ -79,6 +83,7 @@ def test_cpu_only_warning():
 
   class Gpu:
     platform = 'gpu'
+
   assert parallel.warn_if_cpu_only(tiny_config(batch_size=4096), [Gpu()]) is None
 
 
@@ -97,12 +102,18 @@ main.run()
 @pytest.mark.slow
 def test_trains_without_tensorflow(tmp_path):
   from test_faults import TINY  # The same tiny run: the compilation cache shares its compiled step.
+
   workdir = tmp_path / 'run'
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=REPO)
   # From another folder: configs/simsiam_gsg.py is found in the package (config_lib.resolve_config_argv).
-  result = subprocess.run([sys.executable, '-c', WITHOUT_TENSORFLOW, '--config=configs/simsiam_gsg.py:quick',
-                           f'--workdir={workdir}', *TINY], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+  result = subprocess.run(
+    [sys.executable, '-c', WITHOUT_TENSORFLOW, '--config=configs/simsiam_gsg.py:quick', f'--workdir={workdir}', *TINY],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert result.returncode == 0, result.stderr[-3000:]
   assert result.stderr.count('TensorBoard summaries off') == 1, result.stderr[-3000:]
   assert 'pip install gsg-jax[tf]' in result.stderr

@@ -6,16 +6,23 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import REPO
 
 
 def run_worker(tmp_path, devices, name):
   out = tmp_path / f'{name}_{devices}.npz'
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', JAX_PLATFORMS='cpu',
-             PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, 'tests')]))
-  subprocess.run([sys.executable, os.path.join(REPO, 'tests', 'multidevice_worker.py'), str(out), name],
-                 env=env, check=True, timeout=600)
+  env = dict(
+    os.environ,
+    XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}',
+    JAX_PLATFORMS='cpu',
+    PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, 'tests')]),
+  )
+  subprocess.run(
+    [sys.executable, os.path.join(REPO, 'tests', 'multidevice_worker.py'), str(out), name],
+    env=env,
+    check=True,
+    timeout=600,
+  )
   return np.load(out)
 
 

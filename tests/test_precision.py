@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from conftest import tiny_config
+
 from gsg_jax.training import build_trainer
 
 pytestmark = pytest.mark.slow  # Compiles and runs the step twice (float32 and bfloat16).

@@ -53,18 +53,21 @@ def test_fake_store_refuses_appends_like_gcs(fake_gcs):
   """The fake must be able to catch code that appends in a run directory."""
   storage.write_text('gs://bucket/x.txt', 'a')
   from etils import epath
+
   with pytest.raises(NotImplementedError):
     with epath.Path('gs://bucket/x.txt').open('a') as f:
       f.write('b')
 
 
 @pytest.mark.slow
-def test_run_directory_in_an_object_store_trains_resumes_and_reads_back(tmp_path, monkeypatch, fake_gcs,
-                                                                          make_tiny_config):
+def test_run_directory_in_an_object_store_trains_resumes_and_reads_back(
+  tmp_path, monkeypatch, fake_gcs, make_tiny_config
+):
   """Train into gs://, resume from the same URL, then evaluate, export and report from it: every file lands in
   the store and no local ``gs:`` folder appears."""
   from gsg_jax import evaluate, export, report, train
   from gsg_jax.encoder import checkpoint_steps
+
   monkeypatch.chdir(tmp_path)
   url, root = 'gs://bucket/runs/a', os.path.join(fake_gcs, 'bucket', 'runs', 'a')
   config = make_tiny_config(num_epochs=1, checkpoint_every_steps=1000)

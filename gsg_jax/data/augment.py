@@ -62,29 +62,29 @@ import ml_collections
 from gsg_jax.errors import ConfigError
 
 GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R 601-2 luma, as PIL's convert('L').
-_HIGHEST = jax.lax.Precision.HIGHEST   # Resampling matmuls in full float32 on TPU/GPU too.
-CROP_ATTEMPTS = 10                     # torchvision's RandomResizedCrop tries 10 boxes.
+_HIGHEST = jax.lax.Precision.HIGHEST  # Resampling matmuls in full float32 on TPU/GPU too.
+CROP_ATTEMPTS = 10  # torchvision's RandomResizedCrop tries 10 boxes.
 
 
 def default_augment_config() -> ml_collections.ConfigDict:
   """``config.augment``: the SimSiam CIFAR-10 recipe (SimSiam paper, appendix / official code)."""
   c = ml_collections.ConfigDict()
-  c.crop_size = 32                      # Output side (CIFAR: 32; ImageNet: 224).
-  c.crop_scale = (0.2, 1.0)             # SimSiam/BYOL: RandomResizedCrop(scale=(0.2, 1.0)).
-  c.crop_ratio = (3 / 4, 4 / 3)         # torchvision's default aspect range.
-  c.brightness = 0.4                    # SimSiam: ColorJitter(0.4, 0.4, 0.4, 0.1) ...
+  c.crop_size = 32  # Output side (CIFAR: 32; ImageNet: 224).
+  c.crop_scale = (0.2, 1.0)  # SimSiam/BYOL: RandomResizedCrop(scale=(0.2, 1.0)).
+  c.crop_ratio = (3 / 4, 4 / 3)  # torchvision's default aspect range.
+  c.brightness = 0.4  # SimSiam: ColorJitter(0.4, 0.4, 0.4, 0.1) ...
   c.contrast = 0.4
   c.saturation = 0.4
   c.hue = 0.1
-  c.jitter_prob = 0.8                   # ... applied with p = 0.8.
-  c.grayscale_prob = 0.2                # SimSiam: RandomGrayscale(p=0.2).
-  c.blur_prob = 0.0                     # ImageNet recipe: 0.5; SimSiam's CIFAR recipe has no blur.
-  c.blur_sigma = (0.1, 2.0)             # SimSiam/MoCo v2 GaussianBlur sigma range.
-  c.blur_kernel_frac = 0.1              # Kernel ≈ 10% of the side (23 at 224, as BYOL).
-  c.flip_prob = 0.5                     # RandomHorizontalFlip().
-  c.mean = (0.4914, 0.4822, 0.4465)     # CIFAR-10 training set: per-channel mean and std of the pixel
-  c.std = (0.2470, 0.2435, 0.2616)      # values / 255. ImageNet: (0.485, 0.456, 0.406), (0.229, 0.224, 0.225).
-  c.eval_resize = 0                     # Eval: resize shorter side to this, centre crop (0: resize to crop).
+  c.jitter_prob = 0.8  # ... applied with p = 0.8.
+  c.grayscale_prob = 0.2  # SimSiam: RandomGrayscale(p=0.2).
+  c.blur_prob = 0.0  # ImageNet recipe: 0.5; SimSiam's CIFAR recipe has no blur.
+  c.blur_sigma = (0.1, 2.0)  # SimSiam/MoCo v2 GaussianBlur sigma range.
+  c.blur_kernel_frac = 0.1  # Kernel ≈ 10% of the side (23 at 224, as BYOL).
+  c.flip_prob = 0.5  # RandomHorizontalFlip().
+  c.mean = (0.4914, 0.4822, 0.4465)  # CIFAR-10 training set: per-channel mean and std of the pixel
+  c.std = (0.2470, 0.2435, 0.2616)  # values / 255. ImageNet: (0.485, 0.456, 0.406), (0.229, 0.224, 0.225).
+  c.eval_resize = 0  # Eval: resize shorter side to this, centre crop (0: resize to crop).
   return c
 
 
@@ -127,8 +127,7 @@ def crop_box(u, height, width, scale, ratio, xp=jnp):
   fh = xp.where(in_ratio < min(ratio), xp.round(width / min(ratio)), height)
   first, any_fits = xp.argmax(xp.asarray(fits, xp.int32)), xp.any(fits)
   pick = lambda candidates, fallback: xp.asarray(xp.where(any_fits, candidates[first], fallback), xp.int32)
-  return (pick(top, xp.floor((height - fh) / 2)), pick(left, xp.floor((width - fw) / 2)), pick(h, fh),
-          pick(w, fw))
+  return (pick(top, xp.floor((height - fh) / 2)), pick(left, xp.floor((width - fw) / 2)), pick(h, fh), pick(w, fw))
 
 
 def resample_weights(start, length, in_size: int, out_size: int):
@@ -209,8 +208,12 @@ def adjust_hue(x, f):
 def jitter_ops(cfg):
   """The ColorJitter ops with nonzero strength, as (name, low, high) of their factor's uniform range."""
   b, c, s, h = cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue
-  ops = (('brightness', b, max(0.0, 1 - b), 1 + b), ('contrast', c, max(0.0, 1 - c), 1 + c),
-         ('saturation', s, max(0.0, 1 - s), 1 + s), ('hue', h, -h, h))
+  ops = (
+    ('brightness', b, max(0.0, 1 - b), 1 + b),
+    ('contrast', c, max(0.0, 1 - c), 1 + c),
+    ('saturation', s, max(0.0, 1 - s), 1 + s),
+    ('hue', h, -h, h),
+  )
   return [(name, low, high) for name, strength, low, high in ops if strength > 0]
 
 
@@ -258,9 +261,9 @@ def gaussian_blur(x, sigma, kernel_size: int):
   kernel = kernel / jnp.sum(kernel)
   h, w = x.shape[1:]
   x = jnp.pad(x, ((0, 0), (half, half), (0, 0)), mode='reflect')
-  x = sum(kernel[i] * x[:, i:i + h] for i in range(kernel_size))
+  x = sum(kernel[i] * x[:, i : i + h] for i in range(kernel_size))
   x = jnp.pad(x, ((0, 0), (0, 0), (half, half)), mode='reflect')
-  return sum(kernel[i] * x[:, :, i:i + w] for i in range(kernel_size))
+  return sum(kernel[i] * x[:, :, i : i + w] for i in range(kernel_size))
 
 
 def normalize(x, cfg):
@@ -290,7 +293,7 @@ def augment_view(key, image_u8, cfg, crop: bool = True):
   n_jitter = 2 * len(jitter_ops(cfg))
   u = jax.random.uniform(key, (5 + CROP_ATTEMPTS * 4 + n_jitter,))
   u_jitter, u_gray, u_blur, u_sigma, u_flip = u[:5]
-  u_crop, u_params = u[5:5 + 4 * CROP_ATTEMPTS], u[5 + 4 * CROP_ATTEMPTS:]
+  u_crop, u_params = u[5 : 5 + 4 * CROP_ATTEMPTS], u[5 + 4 * CROP_ATTEMPTS :]
   height, width = image_u8.shape[:2]
   if crop:
     box = crop_box(u_crop, height, width, cfg.crop_scale, cfg.crop_ratio)
@@ -353,8 +356,8 @@ def preprocess_eval(images_u8, cfg):
     if new_short < size:
       raise ConfigError(f'eval_resize={cfg.eval_resize} is smaller than crop_size={size}.')
     top, left = int(round((new_h - size) / 2)), int(round((new_w - size) / 2))
-    rows = resample_weights(0, height, height, new_h)[top:top + size]
-    cols = resample_weights(0, width, width, new_w)[left:left + size]
+    rows = resample_weights(0, height, height, new_h)[top : top + size]
+    cols = resample_weights(0, width, width, new_w)[left : left + size]
   elif (height, width) != (size, size):
     rows, cols = resample_weights(0, height, height, size), resample_weights(0, width, width, size)
   else:

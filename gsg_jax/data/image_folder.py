@@ -87,12 +87,20 @@ def _list_split(path: str, entries: tuple[list[str], set[str]], split: str) -> t
   else:
     raise DataError(f'no split folder {split!r} in {path!r}; top-level folders: {tops}.')
   depth = prefix.count('/') + 1
-  files = sorted(n for n in names if n.startswith(prefix) and n.count('/') == depth
-                 and n.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(n).startswith('.'))
+  files = sorted(
+    n
+    for n in names
+    if n.startswith(prefix)
+    and n.count('/') == depth
+    and n.lower().endswith(IMAGE_EXTENSIONS)
+    and not os.path.basename(n).startswith('.')
+  )
   if not files:
-    raise DataError(f'split {split!r} of {path!r} has no images in class folders '
-                    f'({prefix}<class>/<image>, extensions {IMAGE_EXTENSIONS}).')
-  classes = sorted({f[len(prefix):].split('/', 1)[0] for f in files})
+    raise DataError(
+      f'split {split!r} of {path!r} has no images in class folders '
+      f'({prefix}<class>/<image>, extensions {IMAGE_EXTENSIONS}).'
+    )
+  classes = sorted({f[len(prefix) :].split('/', 1)[0] for f in files})
   return files, classes
 
 
@@ -135,8 +143,10 @@ def list_images(path: str, split: str = '') -> tuple[list[str], list[str] | None
   prefix = tops[0] + '/' if len(tops) == 1 and not any('/' not in n for n in names) else ''
   files = _images_below(names, prefix, 1)
   if not files:
-    raise DataError(f'no images in {path!r}: expected <image>, <class>/<image>, or <split>/<class>/<image> '
-                    f'with --split (extensions {IMAGE_EXTENSIONS}).')
+    raise DataError(
+      f'no images in {path!r}: expected <image>, <class>/<image>, or <split>/<class>/<image> '
+      f'with --split (extensions {IMAGE_EXTENSIONS}).'
+    )
   return files, sorted({_class_of(f) for f in files})
 
 
@@ -214,10 +224,11 @@ def decode_images(path: str, names: list[str], size: int) -> np.ndarray:
     with contextlib.ExitStack() as stack:
       archive = stack.enter_context(zipfile.ZipFile(path)) if os.path.isfile(path) else None
       return _decode(path, names, size, archive)
-  chunks = [names[i:i + _CHUNK] for i in range(0, len(names), _CHUNK)]
+  chunks = [names[i : i + _CHUNK] for i in range(0, len(names), _CHUNK)]
   context = multiprocessing.get_context('spawn')  # Not fork: the parent runs JAX/TF threads.
-  with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_open_in_worker,
-                                              initargs=(path,)) as pool:
+  with concurrent.futures.ProcessPoolExecutor(
+    workers, mp_context=context, initializer=_open_in_worker, initargs=(path,)
+  ) as pool:
     parts = list(pool.map(_decode_in_worker, [path] * len(chunks), chunks, [size] * len(chunks)))
   return np.concatenate(parts)
 
@@ -231,10 +242,18 @@ def _cache_file(config, path: str, names: list[str], **extra) -> str | None:
   else:
     stat = os.stat(path)
     fingerprint = [stat.st_size, stat.st_mtime_ns]
-  key = dict(path=os.path.abspath(path), fingerprint=fingerprint, image_size=config.image_size,
-             max_examples=config.max_examples, heldout_split=config.heldout_split,
-             heldout_fraction=config.heldout_fraction, split_seed=config.split_seed,
-             train_split=config.train_split, eval_max_examples=config.eval_max_examples, **extra)
+  key = dict(
+    path=os.path.abspath(path),
+    fingerprint=fingerprint,
+    image_size=config.image_size,
+    max_examples=config.max_examples,
+    heldout_split=config.heldout_split,
+    heldout_fraction=config.heldout_fraction,
+    split_seed=config.split_seed,
+    train_split=config.train_split,
+    eval_max_examples=config.eval_max_examples,
+    **extra,
+  )
   digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
   return os.path.join(config.cache_dir, f'folder-{os.path.basename(os.path.normpath(path))}-{digest}.npz')
 
@@ -252,21 +271,23 @@ def _select(config, path: str, entries) -> tuple[list[str], np.ndarray, list[str
   files, classes = _list_split(path, entries, config.train_split)
   labels = _labels(files, classes, path, config.train_split)
   if config.max_examples and config.max_examples < len(files):
-    keep = np.sort(_stratified_order(labels, config.split_seed)[:config.max_examples])
+    keep = np.sort(_stratified_order(labels, config.split_seed)[: config.max_examples])
     files, labels = [files[i] for i in keep], labels[keep]
   if config.heldout_split:
     held_files, _ = _list_split(path, entries, config.heldout_split)
     held_labels = _labels(held_files, classes, path, config.heldout_split)
     if len(held_files) > config.eval_max_examples:
-      keep = np.sort(_stratified_order(held_labels, config.split_seed)[:config.eval_max_examples])
+      keep = np.sort(_stratified_order(held_labels, config.split_seed)[: config.eval_max_examples])
       held_files, held_labels = [held_files[i] for i in keep], held_labels[keep]
   else:
     mask = _heldout_mask(labels, config.heldout_fraction, config.split_seed)
     held_files, held_labels = [f for f, m in zip(files, mask) if m], labels[mask]
     files, labels = [f for f, m in zip(files, mask) if not m], labels[~mask]
   if not files or not held_files:
-    raise DataError(f'{path!r}: {len(files)} training and {len(held_files)} held-out images after splitting; '
-                    'both must be non-empty (check config.data.max_examples / heldout_fraction).')
+    raise DataError(
+      f'{path!r}: {len(files)} training and {len(held_files)} held-out images after splitting; '
+      'both must be non-empty (check config.data.max_examples / heldout_fraction).'
+    )
   return files, labels, held_files, held_labels, classes
 
 
@@ -276,8 +297,10 @@ def load_folder(config) -> Dataset:
   if not path:
     raise ConfigError("config.data.path is empty: set it to an image folder or zip (source='folder').")
   if not 0.0 <= config.heldout_fraction < 1.0 or (not config.heldout_split and config.heldout_fraction == 0):
-    raise ConfigError(f'config.data.heldout_fraction={config.heldout_fraction!r} is invalid: expected in (0, 1) '
-                      'when config.data.heldout_split is empty.')
+    raise ConfigError(
+      f'config.data.heldout_fraction={config.heldout_fraction!r} is invalid: expected in (0, 1) '
+      'when config.data.heldout_split is empty.'
+    )
   if config.max_examples < 0:
     raise ConfigError(f'config.data.max_examples={config.max_examples!r} is invalid: expected >= 0 (0 = all).')
   if config.image_size <= 0:
@@ -287,8 +310,10 @@ def load_folder(config) -> Dataset:
   if flat:
     return _load_unlabelled(config, path, flat)
   if config.get('eval_path'):
-    raise ConfigError(f'config.data.eval_path is for an unlabelled config.data.path (images directly in it); '
-                      f'{path!r} is labelled: leave eval_path empty.')
+    raise ConfigError(
+      f'config.data.eval_path is for an unlabelled config.data.path (images directly in it); '
+      f'{path!r} is labelled: leave eval_path empty.'
+    )
   files, labels, held_files, held_labels, classes = _select(config, path, entries)
   cache = _cache_file(config, path, files + held_files)
   if cache and os.path.exists(cache):
@@ -296,7 +321,7 @@ def load_folder(config) -> Dataset:
       train_images, held_images = arrays['train'], arrays['heldout']
   else:
     images = decode_images(path, files + held_files, config.image_size)
-    train_images, held_images = images[:len(files)], images[len(files):]
+    train_images, held_images = images[: len(files)], images[len(files) :]
     if cache:
       os.makedirs(config.cache_dir, exist_ok=True)
       partial = f'{cache}.{os.getpid()}.tmp.npz'
@@ -325,7 +350,7 @@ def _decode_cached(config, path: str, names: list[str], **key) -> np.ndarray:
 def _load_unlabelled(config, path: str, files: list[str]) -> Dataset:
   """An unlabelled folder: all images train; evaluation splits from ``config.eval_path`` or empty."""
   if config.max_examples and config.max_examples < len(files):
-    keep = np.sort(np.random.default_rng(config.split_seed).permutation(len(files))[:config.max_examples])
+    keep = np.sort(np.random.default_rng(config.split_seed).permutation(len(files))[: config.max_examples])
     files = [files[i] for i in keep]
   images = _decode_cached(config, path, files, unlabelled=True)
   train = Split(images, np.full(len(files), UNLABELLED, np.int32))
@@ -335,11 +360,10 @@ def _load_unlabelled(config, path: str, files: list[str]) -> Dataset:
       raise MissingPathError(f'labelled folder or zip not found: {eval_path!r} (config.data.eval_path).')
     eval_config = ml_collections.ConfigDict(config.to_dict())
     eval_config.max_examples = 0  # max_examples subsamples the training images, not the evaluation folder.
-    memory_files, memory_labels, held_files, held_labels, _ = _select(eval_config, eval_path,
-                                                                     _list_entries(eval_path))
+    memory_files, memory_labels, held_files, held_labels, _ = _select(eval_config, eval_path, _list_entries(eval_path))
     eval_images = _decode_cached(eval_config, eval_path, memory_files + held_files)
-    memory = Split(eval_images[:len(memory_files)], memory_labels)
-    heldout = Split(eval_images[len(memory_files):], held_labels)
+    memory = Split(eval_images[: len(memory_files)], memory_labels)
+    heldout = Split(eval_images[len(memory_files) :], held_labels)
   else:
     memory = heldout = Split(np.zeros((0,) + images.shape[1:], np.uint8), np.zeros((0,), np.int32))
   name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0]

@@ -29,7 +29,8 @@ from typing import Dict, Iterator, Protocol
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from gsg_jax.errors import ConfigError
 
@@ -37,6 +38,7 @@ from gsg_jax.errors import ConfigError
 @dataclasses.dataclass(frozen=True)
 class Split:
   """An in-memory labelled split."""
+
   images: np.ndarray  # uint8 [N, H, W, 3]
   labels: np.ndarray  # int32 [N]
 
@@ -55,6 +57,7 @@ Batch = Dict[str, jax.Array]  # {'image': uint8 [B, H, W, 3] (or [B, V, h, w, 3]
 
 class TrainData(Protocol):
   """What the training loop draws global batches from."""
+
   num_examples: int
   image_shape: tuple[int, ...]  # One example of 'image' as batches yield it: (H, W, 3), or (V, h, w, 3) views.
 
@@ -62,8 +65,9 @@ class TrainData(Protocol):
     """Batches per epoch; the incomplete last batch is dropped."""
     ...
 
-  def batches(self, batch_size: int, seed: int = 0, start_step: int = 0,
-              sharding: jax.sharding.Sharding | None = None) -> Iterator[Batch]:
+  def batches(
+    self, batch_size: int, seed: int = 0, start_step: int = 0, sharding: jax.sharding.Sharding | None = None
+  ) -> Iterator[Batch]:
     """Endless global batches of ``batch_size`` examples, from global step ``start_step`` on."""
     ...
 
@@ -71,10 +75,11 @@ class TrainData(Protocol):
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """A source's data: training batches plus the labelled splits evaluation uses."""
+
   name: str
   num_classes: int
   train: TrainData
-  memory: Split   # kNN memory bank / linear-probe training set (unaugmented).
+  memory: Split  # kNN memory bank / linear-probe training set (unaugmented).
   heldout: Split  # Held-out queries, never seen in training.
 
 
@@ -118,7 +123,7 @@ class InMemoryTrainData:
     self.num_examples = len(split)
     self.image_shape = tuple(split.images.shape[1:])
     self._placed = None  # (replicated sharding or None, {'image', 'label'} device arrays)
-    self._gathers = {}   # batch sharding -> jitted take
+    self._gathers = {}  # batch sharding -> jitted take
 
   def steps_per_epoch(self, batch_size: int) -> int:
     """``num_examples // batch_size`` (drop-last)."""
@@ -131,8 +136,9 @@ class InMemoryTrainData:
       self._placed = (target, jax.device_put(arrays, target))
     return self._placed
 
-  def batches(self, batch_size: int, seed: int = 0, start_step: int = 0,
-              sharding: jax.sharding.Sharding | None = None) -> Iterator[Batch]:
+  def batches(
+    self, batch_size: int, seed: int = 0, start_step: int = 0, sharding: jax.sharding.Sharding | None = None
+  ) -> Iterator[Batch]:
     """Endless batches of ``batch_size`` examples from ``start_step`` on, laid out by ``sharding``."""
     steps = check_batch_args(self.num_examples, batch_size, seed, start_step)
     index_sharding, arrays = self._device_arrays(sharding)
@@ -147,7 +153,7 @@ class InMemoryTrainData:
       epoch, k = divmod(step, steps)
       if epoch != order_epoch:
         order_epoch, order = epoch, epoch_permutation(seed, epoch, self.num_examples).astype(np.int32)
-      indices = jax.device_put(order[k * batch_size:(k + 1) * batch_size], index_sharding)
+      indices = jax.device_put(order[k * batch_size : (k + 1) * batch_size], index_sharding)
       yield take(arrays, indices)
       step += 1
 

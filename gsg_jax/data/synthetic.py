@@ -43,15 +43,15 @@ from gsg_jax.errors import ConfigError
 SHAPES = ('disc', 'ring', 'square', 'triangle', 'cross', 'bar', 'star', 'crescent', 'corner', 'dots')
 NUM_CLASSES = len(SHAPES)
 SUPERSAMPLE = 2
-RADIUS = (0.25, 0.42)           # Shape radius, as a fraction of the image side.
-ROTATION = np.pi / 12           # Rotation uniform in [-ROTATION, ROTATION].
+RADIUS = (0.25, 0.42)  # Shape radius, as a fraction of the image side.
+ROTATION = np.pi / 12  # Rotation uniform in [-ROTATION, ROTATION].
 BACKGROUND_LEVEL = (0.1, 0.35)  # Background luminance, colours in [0, 1].
-SHAPE_CONTRAST = (0.35, 0.55)   # How much brighter the shape is.
-CHROMA_GRID = 8                 # Control points per side of the colour field.
-CHROMA = 1.2                    # Colour field amplitude.
-NOISE = 0.03                    # Pixel noise σ.
+SHAPE_CONTRAST = (0.35, 0.55)  # How much brighter the shape is.
+CHROMA_GRID = 8  # Control points per side of the colour field.
+CHROMA = 1.2  # Colour field amplitude.
+NOISE = 0.03  # Pixel noise σ.
 _LUMA = np.array(GRAY_WEIGHTS, np.float32)  # The luma the grayscale augmentation uses.
-_CHUNK = 1024                   # Images rendered at once (bounds the memory of the supersampled grids).
+_CHUNK = 1024  # Images rendered at once (bounds the memory of the supersampled grids).
 
 
 def shape_mask(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -78,16 +78,17 @@ def shape_mask(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     phase = np.arctan2(v, u) * (5 / (2 * np.pi)) % 1.0
     return np.sqrt(r2) < 0.42 + 0.58 * np.abs(2 * phase - 1)
   if name == 'crescent':
-    return (r2 < 0.9**2) & ((u - 0.42)**2 + v * v > 0.72**2)
+    return (r2 < 0.9**2) & ((u - 0.42) ** 2 + v * v > 0.72**2)
   if name == 'corner':
     return (((u > -0.8) & (u < -0.3)) | ((v > -0.8) & (v < -0.3))) & (u < 0.8) & (v < 0.8) & (u > -0.8) & (v > -0.8)
   if name == 'dots':
-    return ((au - 0.52)**2 + v * v) < 0.38**2
+    return ((au - 0.52) ** 2 + v * v) < 0.38**2
   raise ValueError(f'unknown shape {shape}')
 
 
-def coverage(labels: np.ndarray, centre: np.ndarray, radius: np.ndarray, angle: np.ndarray,
-             mirror: np.ndarray, image_size: int) -> np.ndarray:
+def coverage(
+  labels: np.ndarray, centre: np.ndarray, radius: np.ndarray, angle: np.ndarray, mirror: np.ndarray, image_size: int
+) -> np.ndarray:
   """Anti-aliased shape coverage, float32 [N, S, S] in [0, 1].
 
   ``centre`` [N, 2] (x, y) and ``radius`` [N] are in pixels, ``angle`` [N]
@@ -142,13 +143,14 @@ def generate(num_examples: int, seed: int | Sequence[int], image_size: int = 32)
   """``num_examples`` balanced, shuffled images, a deterministic function of ``(num_examples, seed, image_size)``."""
   rng = np.random.default_rng(seed)
   labels = rng.permutation(np.arange(num_examples) % NUM_CLASSES).astype(np.int32)
-  chunks = [render(labels[i:i + _CHUNK], rng, image_size) for i in range(0, num_examples, _CHUNK)]
+  chunks = [render(labels[i : i + _CHUNK], rng, image_size) for i in range(0, num_examples, _CHUNK)]
   images = np.concatenate(chunks) if chunks else np.zeros((0, image_size, image_size, 3), np.uint8)
   return Split(images, labels)
 
 
 def load_builtin(config) -> Dataset:
-  """The built-in dataset for ``config`` (``builtin_num_train``, ``builtin_num_heldout``, ``builtin_seed``, ``image_size``).
+  """The built-in dataset for ``config`` (``builtin_num_train``, ``builtin_num_heldout``, ``builtin_seed``,
+  ``image_size``).
 
   Train and held-out images come from independent streams (``[seed, 0]`` and
   ``[seed, 1]``); the memory split is the training images.
@@ -157,7 +159,9 @@ def load_builtin(config) -> Dataset:
     if config[key] <= 0:
       raise ConfigError(f'config.data.{key}={config[key]!r} is invalid: expected a positive integer.')
   if config.image_size < 8:
-    raise ConfigError(f'config.data.image_size={config.image_size!r} is invalid: builtin shapes need at least 8 pixels.')
+    raise ConfigError(
+      f'config.data.image_size={config.image_size!r} is invalid: builtin shapes need at least 8 pixels.'
+    )
   if config.builtin_seed < 0:
     raise ConfigError(f'config.data.builtin_seed={config.builtin_seed!r} is invalid: expected >= 0.')
   train = generate(config.builtin_num_train, [config.builtin_seed, 0], config.image_size)

@@ -32,8 +32,10 @@ class ImageViews:
     images = batch['image']
     if images.ndim == 5:
       if images.shape[1] < num_views:
-        raise ConfigError(f'the data hold {images.shape[1]} views per image cropped on the host, but the method '
-                          f'takes {num_views}: set config.data.stream_views={num_views}.')
+        raise ConfigError(
+          f'the data hold {images.shape[1]} views per image cropped on the host, but the method '
+          f'takes {num_views}: set config.data.stream_views={num_views}.'
+        )
       v = augment.augment_cropped_views(rng, images[:, :num_views], self.config)
     else:
       v = augment.augment_batch(rng, images, num_views, self.config)

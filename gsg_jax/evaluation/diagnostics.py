@@ -44,9 +44,11 @@ def _mean(x, chunk_size: int):
 
 def _second_moment(x, chunk_size: int, mean=None):
   """Σ_i (x_i − m)(x_i − m)ᵀ, [D, D] (m = 0 when ``mean`` is None)."""
+
   def gram(c, valid, _):
     c = jnp.where(valid[:, None], c if mean is None else c - mean, 0)
     return jnp.matmul(c.T, c, precision=_HIGHEST)
+
   return _chunked_sum(gram, x, chunk_size)
 
 
@@ -65,8 +67,10 @@ def singular_values(x, chunk_size: int = 4096, centered: bool = True):
     return jnp.linalg.svd(x - x.mean(0) if centered else x, compute_uv=False)
   mean = _mean(x, chunk_size) if centered else jnp.zeros((d,), x.dtype)
   _, vectors = jnp.linalg.eigh(_second_moment(x, chunk_size, mean))
+
   def squared_norms(c, valid, _):
     return jnp.sum(jnp.where(valid[:, None], jnp.matmul(c - mean, vectors, precision=_HIGHEST), 0) ** 2, 0)
+
   return jnp.sort(jnp.sqrt(_chunked_sum(squared_norms, x, chunk_size)))[::-1]
 
 
@@ -144,8 +148,7 @@ def _eigenspace_terms(w, f):
   return eigenvalues, cosines, ratio
 
 
-def eigenspace_alignment(predictor_matrix, inputs, top_k: int = 10, chunk_size: int = 4096,
-                         correlation=None) -> dict:
+def eigenspace_alignment(predictor_matrix, inputs, top_k: int = 10, chunk_size: int = 4096, correlation=None) -> dict:
   """How well a linear predictor W [D, D] aligns with the eigenbasis of its inputs (Tian, Chen & Ganguli 2021).
 
   W acts on column vectors, p = W z (a Flax Dense kernel is its transpose).
@@ -167,9 +170,11 @@ def eigenspace_alignment(predictor_matrix, inputs, top_k: int = 10, chunk_size: 
     inputs = jnp.asarray(inputs, jnp.float32)
     correlation = jax.jit(_second_moment, static_argnums=1)(inputs, chunk_size) / inputs.shape[0]
   _, cosines, ratio = _eigenspace_terms(w, jnp.asarray(correlation, jnp.float32))
-  return {'alignment_all': float(jnp.mean(cosines)),
-          'alignment_top_k': float(jnp.mean(cosines[:min(top_k, cosines.shape[0])])),
-          'off_diagonal_ratio': float(ratio)}
+  return {
+    'alignment_all': float(jnp.mean(cosines)),
+    'alignment_top_k': float(jnp.mean(cosines[: min(top_k, cosines.shape[0])])),
+    'off_diagonal_ratio': float(ratio),
+  }
 
 
 def mlp_jacobian(apply_fn, x_mean):
@@ -199,7 +204,7 @@ def collapse_report(features, projections, chunk_size: int = 4096) -> dict:
     report[f'{name}/effective_rank'] = float(effective_rank(x, chunk_size))
     report[f'{name}/normalized_std'] = float(normalized_std(x, chunk_size))
   dim = jnp.shape(projections)[-1]
-  report['collapsed'] = bool(report['projections/normalized_std'] < 0.1 / dim ** 0.5)
+  report['collapsed'] = bool(report['projections/normalized_std'] < 0.1 / dim**0.5)
   return report
 
 
@@ -215,7 +220,7 @@ def numerical_rank(x, tol: float = 1e-5, chunk_size: int = 4096) -> int:
   (``np.linalg.matrix_rank(np.cov(Z.T), tol=1e-5)``). Needs N ≥ 2.
   """
   sigma = np.asarray(singular_values(jnp.asarray(x, jnp.float32), chunk_size), np.float64)
-  return int(np.sum(sigma ** 2 / (np.shape(x)[0] - 1) > tol))
+  return int(np.sum(sigma**2 / (np.shape(x)[0] - 1) > tol))
 
 
 def rankme(x, eps: float = 1e-7, chunk_size: int = 4096) -> float:

@@ -17,7 +17,7 @@ def map_in_batches(fn, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
   """
   outputs = []
   for start in range(0, len(images), batch_size):
-    batch = images[start:start + batch_size]
+    batch = images[start : start + batch_size]
     valid = len(batch)
     if valid < batch_size:
       batch = np.concatenate([batch, np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)])
@@ -26,7 +26,9 @@ def map_in_batches(fn, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 def extract_features(encode_fn, state, images_u8: np.ndarray, batch_size: int, sharding) -> np.ndarray:
-  """``encode_fn(state, images)`` over ``images_u8`` [N, H, W, C] in batches laid out by ``sharding``; float32 [N, D]."""
-  encode = lambda batch, start: (multihost_utils.process_allgather(
-      encode_fn(state, to_global_array(batch, sharding)), tiled=True),)
+  """``encode_fn(state, images)`` over ``images_u8`` [N, H, W, C] in batches laid out by ``sharding``;
+  float32 [N, D]."""
+  encode = lambda batch, start: (
+    multihost_utils.process_allgather(encode_fn(state, to_global_array(batch, sharding)), tiled=True),
+  )
   return map_in_batches(encode, images_u8, batch_size)[0]

@@ -54,11 +54,21 @@ def random_init_state(trainer, config, image_shape):
 def floor_key(kind: str, config, memory, heldout, knn: dict | None, fast_linear: dict | None) -> dict:
   """What the ``kind`` floor depends on (see the module docstring)."""
   a = config.augment
-  key = {'kind': kind, 'memory': memory.description, 'memory_fingerprint': memory.fingerprint(),
-         'heldout': heldout.description, 'heldout_fingerprint': heldout.fingerprint(),
-         'eval_preprocessing': {'crop_size': int(a.crop_size), 'eval_resize': int(a.eval_resize),
-                                'mean': list(a.mean), 'std': list(a.std)},
-         'knn': knn, 'fast_linear': fast_linear}
+  key = {
+    'kind': kind,
+    'memory': memory.description,
+    'memory_fingerprint': memory.fingerprint(),
+    'heldout': heldout.description,
+    'heldout_fingerprint': heldout.fingerprint(),
+    'eval_preprocessing': {
+      'crop_size': int(a.crop_size),
+      'eval_resize': int(a.eval_resize),
+      'mean': list(a.mean),
+      'std': list(a.std),
+    },
+    'knn': knn,
+    'fast_linear': fast_linear,
+  }
   if kind == 'random_init':
     key['model'] = config.model.to_dict()
     key['seed'] = int(config.seed)

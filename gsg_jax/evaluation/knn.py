@@ -111,15 +111,19 @@ class KNNBank:
     features, labels = np.asarray(features, np.float32), np.asarray(labels, np.int32)
     self._chunk = self._chunk or max(len(features), 1)
     for start in range(0, len(features), self._chunk):
-      rows = features[start:start + self._chunk]
+      rows = features[start : start + self._chunk]
       self._similarity, self._labels = _merge_blocks(
-          self._similarity, self._labels, self._queries, jnp.asarray(_pad_rows(rows, self._chunk)),
-          jnp.asarray(_pad_rows(labels[start:start + self._chunk], self._chunk, -1)))
+        self._similarity,
+        self._labels,
+        self._queries,
+        jnp.asarray(_pad_rows(rows, self._chunk)),
+        jnp.asarray(_pad_rows(labels[start : start + self._chunk], self._chunk, -1)),
+      )
       self.size += len(rows)
 
   def neighbours(self):
     """(similarity, label) of each query's top-k so far, NumPy [Q, k] each, descending (−∞ / −1 where empty)."""
-    flat = lambda x: np.asarray(x).reshape(-1, self.k)[:self.num_queries]
+    flat = lambda x: np.asarray(x).reshape(-1, self.k)[: self.num_queries]
     return flat(self._similarity), flat(self._labels)
 
   def accuracy(self, query_labels, num_classes: int, k: int, temperature: float) -> tuple[float, float]:
@@ -128,8 +132,14 @@ class KNNBank:
       raise ValueError(f'k={k} must be in [1, {self.k}] (the bank keeps {self.k} neighbours).')
     query_labels = np.asarray(query_labels, np.int32)
     padded = jnp.asarray(_pad_rows(query_labels, self._similarity.shape[0] * self._similarity.shape[1], -1))
-    hits = _vote_hits(self._similarity.reshape(-1, self.k), self._labels.reshape(-1, self.k), padded,
-                      jnp.int32(k), jnp.float32(temperature), num_classes=int(num_classes))
+    hits = _vote_hits(
+      self._similarity.reshape(-1, self.k),
+      self._labels.reshape(-1, self.k),
+      padded,
+      jnp.int32(k),
+      jnp.float32(temperature),
+      num_classes=int(num_classes),
+    )
     top1, top5 = np.asarray(hits) * 100.0 / max(self.num_queries, 1)
     return float(top1), float(top5)
 
@@ -139,8 +149,7 @@ def knn_key(top: int, k: int, temperature: float | None = None) -> str:
   return f'knn_top{top}@{k}' + ('' if temperature is None else f'_t{temperature:g}')
 
 
-def bank_metrics(bank: KNNBank, query_labels, num_classes: int, ks, temperature: float,
-                 extra_temperatures=()) -> dict:
+def bank_metrics(bank: KNNBank, query_labels, num_classes: int, ks, temperature: float, extra_temperatures=()) -> dict:
   """``{knn_top1@k, knn_top5@k}`` at ``temperature`` and ``{knn_top1@k_t<T>, ...}`` at each extra T, for k in ``ks``.
 
   A k larger than the bank is clipped to its size (the key keeps the requested k).
@@ -153,9 +162,17 @@ def bank_metrics(bank: KNNBank, query_labels, num_classes: int, ks, temperature:
   return result
 
 
-def weighted_knn(train_features, train_labels, query_features, query_labels, num_classes: int,
-                 ks=(20, 200), temperature: float = 0.1, chunk_size: int = 1024,
-                 memory_chunk_size: int = 65536) -> dict:
+def weighted_knn(
+  train_features,
+  train_labels,
+  query_features,
+  query_labels,
+  num_classes: int,
+  ks=(20, 200),
+  temperature: float = 0.1,
+  chunk_size: int = 1024,
+  memory_chunk_size: int = 65536,
+) -> dict:
   """Top-1 and top-5 accuracy (percent, 0–100) of weighted kNN for each k in ``ks``, features held whole.
 
   Args: train (memory) features [N, D] and int labels [N]; query features
@@ -170,5 +187,5 @@ def weighted_knn(train_features, train_labels, query_features, query_labels, num
   memory, labels = np.asarray(train_features, np.float32), np.asarray(train_labels, np.int32)
   bank = KNNBank(query_features, min(max(ks), max(len(memory), 1)), query_block=chunk_size)
   for start in range(0, len(memory), memory_chunk_size):
-    bank.add(memory[start:start + memory_chunk_size], labels[start:start + memory_chunk_size])
+    bank.add(memory[start : start + memory_chunk_size], labels[start : start + memory_chunk_size])
   return bank_metrics(bank, query_labels, num_classes, ks, temperature)

@@ -47,9 +47,23 @@ MEMORY_SPLITS = ('train',)
 HELDOUT_SPLITS = ('test', 'val', 'validation')
 # The config.data keys that decide a run's evaluation images (not its training stream): a run's data description.
 # (For splits held in memory, LabelledImages.fingerprint also covers what a key added later may change.)
-_EVAL_DATA_KEYS = ('source', 'image_size', 'builtin_num_train', 'builtin_num_heldout', 'builtin_seed', 'path',
-                   'eval_path', 'heldout_split', 'heldout_fraction', 'split_seed', 'max_examples', 'tfds_name',
-                   'data_dir', 'train_split', 'eval_max_examples')
+_EVAL_DATA_KEYS = (
+  'source',
+  'image_size',
+  'builtin_num_train',
+  'builtin_num_heldout',
+  'builtin_seed',
+  'path',
+  'eval_path',
+  'heldout_split',
+  'heldout_fraction',
+  'split_seed',
+  'max_examples',
+  'tfds_name',
+  'data_dir',
+  'train_split',
+  'eval_max_examples',
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,21 +84,27 @@ class LabelledImages:
     """A digest of the labels and of a sample of the images, when held in memory ('' otherwise)."""
     if self.split is None:
       return ''
-    sample = self.split.images[::max(1, len(self.split) // 64)]
+    sample = self.split.images[:: max(1, len(self.split) // 64)]
     return hashlib.sha256(self.split.labels.tobytes() + sample.tobytes()).hexdigest()[:16]
 
 
 def in_memory(split: Split, description: dict, class_names=None) -> LabelledImages:
   """A split held in host memory."""
-  read = lambda size: ((split.images[i:i + size], split.labels[i:i + size]) for i in range(0, len(split), size))
-  return LabelledImages({**description, 'num_examples': len(split)}, len(split),
-                        None if class_names is None else tuple(class_names), read,
-                        lambda protocol: (InMemoryTrainData(split), False), split)
+  read = lambda size: ((split.images[i : i + size], split.labels[i : i + size]) for i in range(0, len(split), size))
+  return LabelledImages(
+    {**description, 'num_examples': len(split)},
+    len(split),
+    None if class_names is None else tuple(class_names),
+    read,
+    lambda protocol: (InMemoryTrainData(split), False),
+    split,
+  )
 
 
 def tfds_stream(name: str, split: str, data_dir: str, image_size: int) -> LabelledImages:
   """A TFDS split decoded in order on the fly (shorter side resized to ``image_size``, centre crop), never whole."""
   from gsg_jax.data.tfds_source import StreamingTrainData, _tf_and_tfds, decode_and_crop, open_builder
+
   builder = open_builder(name, data_dir, [split])
   info = builder.info
   if 'image' not in info.features or 'label' not in info.features:
@@ -94,16 +114,33 @@ def tfds_stream(name: str, split: str, data_dir: str, image_size: int) -> Labell
   def read(size):
     tf, tfds = _tf_and_tfds()
     ds = builder.as_dataset(split=split, shuffle_files=False, decoders={'image': tfds.decode.SkipDecoding()})
-    ds = ds.map(lambda ex: (decode_and_crop(ex['image'], image_size), tf.cast(ex['label'], tf.int32)),
-                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(
+      lambda ex: (decode_and_crop(ex['image'], image_size), tf.cast(ex['label'], tf.int32)),
+      num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True,
+    )
     return ds.batch(size).prefetch(2).as_numpy_iterator()
 
   def linear_train_data(protocol):
-    return StreamingTrainData(builder, split, num_examples, view_size=protocol['crop_size'], num_views=1,
-                              crop_scale=protocol['crop_scale'], crop_ratio=protocol['crop_ratio']), True
+    return StreamingTrainData(
+      builder,
+      split,
+      num_examples,
+      view_size=protocol['crop_size'],
+      num_views=1,
+      crop_scale=protocol['crop_scale'],
+      crop_ratio=protocol['crop_ratio'],
+    ), True
 
-  description = {'kind': 'tfds', 'name': name, 'split': split, 'data_dir': data_dir, 'version': str(info.version),
-                 'image_size': int(image_size), 'num_examples': num_examples}
+  description = {
+    'kind': 'tfds',
+    'name': name,
+    'split': split,
+    'data_dir': data_dir,
+    'version': str(info.version),
+    'image_size': int(image_size),
+    'num_examples': num_examples,
+  }
   return LabelledImages(description, num_examples, tuple(info.features['label'].names), read, linear_train_data)
 
 
@@ -116,8 +153,7 @@ def run_memory(dataset, config, stream: bool = True) -> LabelledImages:
   """The run's memory split: its whole training split, streamed from TFDS where the data layer holds only its
   first ``config.data.eval_max_examples`` (``stream=False``: the data layer's memory split as it is)."""
   if stream and config.data.source == 'tfds' and len(dataset.memory) < dataset.train.num_examples:
-    return tfds_stream(config.data.tfds_name, config.data.train_split, config.data.data_dir,
-                       config.data.image_size)
+    return tfds_stream(config.data.tfds_name, config.data.train_split, config.data.data_dir, config.data.image_size)
   return in_memory(dataset.memory, _run_description(config, 'memory'))
 
 
@@ -136,8 +172,10 @@ def _list_labelled(path: str, splits, require_split: bool) -> tuple[list[str], s
         raise
   files, classes = list_images(path)
   if classes is None:
-    raise DataError(f'{path!r} holds images without class folders: expected <class>/<image> or '
-                    f'<split>/<class>/<image> with a split folder among {list(splits)}.')
+    raise DataError(
+      f'{path!r} holds images without class folders: expected <class>/<image> or '
+      f'<split>/<class>/<image> with a split folder among {list(splits)}.'
+    )
   return files, None
 
 
@@ -161,13 +199,20 @@ def open_folder(path: str, image_size: int, splits, class_names=None, require_sp
   labels = np.array([index[c] for c in classes], np.int32)
   images = decode_images(path, files, image_size)
   stat = os.stat(path)
-  description = {'kind': 'folder', 'path': os.path.abspath(path), 'split': split, 'image_size': int(image_size),
-                 'size_bytes': stat.st_size, 'mtime_ns': stat.st_mtime_ns}
+  description = {
+    'kind': 'folder',
+    'path': os.path.abspath(path),
+    'split': split,
+    'image_size': int(image_size),
+    'size_bytes': stat.st_size,
+    'mtime_ns': stat.st_mtime_ns,
+  }
   return in_memory(Split(images, labels), description, names)
 
 
-def open_data(spec: str, role: str, image_size: int, data_dir: str = '', split: str = '',
-              class_names=None) -> LabelledImages:
+def open_data(
+  spec: str, role: str, image_size: int, data_dir: str = '', split: str = '', class_names=None
+) -> LabelledImages:
   """The labelled data ``spec`` names (``tfds:NAME:SPLIT``, a folder or a zip) as memory or held-out data.
 
   ``role``: 'memory' or 'heldout' (chooses the default split folder); ``split``:
@@ -186,8 +231,9 @@ def open_data(spec: str, role: str, image_size: int, data_dir: str = '', split: 
         raise DataError(f'{spec!r} has classes that the memory data lack: {missing[:5]}.')
       remap = np.array([list(class_names).index(c) for c in data.class_names], np.int32)
       read = data.read
-      data = dataclasses.replace(data, class_names=tuple(class_names),
-                                 read=lambda size: ((x, remap[y]) for x, y in read(size)))
+      data = dataclasses.replace(
+        data, class_names=tuple(class_names), read=lambda size: ((x, remap[y]) for x, y in read(size))
+      )
     return data
   splits = (split,) if split else (MEMORY_SPLITS if role == 'memory' else HELDOUT_SPLITS)
   return open_folder(spec, image_size, splits, class_names, require_split=bool(split))

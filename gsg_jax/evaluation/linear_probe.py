@@ -44,8 +44,10 @@ from gsg_jax.errors import ConfigError
 
 
 def _init_head(rng: np.random.Generator, dim: int, num_classes: int) -> dict:
-  return {'w': jnp.asarray(0.01 * rng.standard_normal((dim, num_classes)), jnp.float32),
-          'b': jnp.zeros((num_classes,), jnp.float32)}
+  return {
+    'w': jnp.asarray(0.01 * rng.standard_normal((dim, num_classes)), jnp.float32),
+    'b': jnp.zeros((num_classes,), jnp.float32),
+  }
 
 
 def _logits(params, features):
@@ -88,11 +90,14 @@ def _evaluate(logits_fn, chunks, batch_size: int, num_classes: int) -> dict:
   for inputs, labels in chunks:
     labels = np.asarray(labels, np.int32)
     for start in range(0, len(labels), batch_size):
-      chunk = inputs[start:start + batch_size]
+      chunk = inputs[start : start + batch_size]
       valid = np.arange(batch_size) < len(chunk)
-      hits = hits + _hits(logits_fn(_pad_rows(chunk, batch_size)),
-                          jnp.asarray(_pad_rows(labels[start:start + batch_size], batch_size)),
-                          jnp.asarray(valid), num_classes)
+      hits = hits + _hits(
+        logits_fn(_pad_rows(chunk, batch_size)),
+        jnp.asarray(_pad_rows(labels[start : start + batch_size], batch_size)),
+        jnp.asarray(valid),
+        num_classes,
+      )
       count += len(chunk)
   top1, top5 = np.asarray(hits) * 100.0 / max(count, 1)
   return {'top1': float(top1), 'top5': float(top5)}
@@ -128,9 +133,19 @@ def _standardize(x, reference):
   return (x - jnp.mean(reference, 0)) / (jnp.std(reference, 0) + 1e-6)
 
 
-def fast_linear_probe(train_features, train_labels, test_features, test_labels, num_classes: int, *,
-                      epochs: int = 100, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 1e-4,
-                      seed: int = 0) -> dict:
+def fast_linear_probe(
+  train_features,
+  train_labels,
+  test_features,
+  test_labels,
+  num_classes: int,
+  *,
+  epochs: int = 100,
+  batch_size: int = 256,
+  lr: float = 1e-3,
+  weight_decay: float = 1e-4,
+  seed: int = 0,
+) -> dict:
   """Linear classifier on precomputed features; returns ``{'top1', 'top5'}`` test accuracy in percent.
 
   All training and test features are held in memory, on the host and on the
@@ -154,7 +169,7 @@ def fast_linear_probe(train_features, train_labels, test_features, test_labels, 
   params = _init_head(rng, train.shape[1], num_classes)
   opt_state = _fast_optimizer(*hyper).init(params)
   for _ in range(epochs):
-    order = jnp.asarray(rng.permutation(n)[:steps * batch].reshape(steps, batch).astype(np.int32))
+    order = jnp.asarray(rng.permutation(n)[: steps * batch].reshape(steps, batch).astype(np.int32))
     params, opt_state, _ = _fast_epoch(params, opt_state, order, train, labels, hyper)
 
   test = _standardize(jnp.asarray(test_features, jnp.float32), raw_train)
@@ -166,17 +181,39 @@ def _make_optimizer(protocol: dict, learning_rate):
   """SGD (momentum; L2 decay on W) or LARS (``optax.lars``: trust ratios on W and b, as apex's LARC; decay on W)."""
   name, weight_decay, momentum = protocol['optimizer'], protocol['weight_decay'], protocol['momentum']
   if name == 'sgd':
-    return optax.chain(optax.masked(optax.add_decayed_weights(weight_decay), _weights_only),
-                       optax.sgd(learning_rate, momentum=momentum))
+    return optax.chain(
+      optax.masked(optax.add_decayed_weights(weight_decay), _weights_only), optax.sgd(learning_rate, momentum=momentum)
+    )
   if name == 'lars':
-    return optax.lars(learning_rate, weight_decay=weight_decay, weight_decay_mask=_weights_only,
-                      trust_coefficient=protocol['trust_coefficient'], trust_ratio_mask=True, momentum=momentum)
+    return optax.lars(
+      learning_rate,
+      weight_decay=weight_decay,
+      weight_decay_mask=_weights_only,
+      trust_coefficient=protocol['trust_coefficient'],
+      trust_ratio_mask=True,
+      momentum=momentum,
+    )
   raise ValueError(f"optimizer must be 'sgd' or 'lars', got {name!r}")
 
 
-def linear_probe(encode_fn, train, test, num_classes: int, *, augment_fn, eval_preprocess_fn, epochs: int,
-                 batch_size: int, base_lr: float, optimizer: str = 'sgd', momentum: float = 0.9,
-                 trust_coefficient: float = 0.001, weight_decay: float = 0.0, seed: int = 0, log_fn=None) -> dict:
+def linear_probe(
+  encode_fn,
+  train,
+  test,
+  num_classes: int,
+  *,
+  augment_fn,
+  eval_preprocess_fn,
+  epochs: int,
+  batch_size: int,
+  base_lr: float,
+  optimizer: str = 'sgd',
+  momentum: float = 0.9,
+  trust_coefficient: float = 0.001,
+  weight_decay: float = 0.0,
+  seed: int = 0,
+  log_fn=None,
+) -> dict:
   """Standard linear evaluation of a frozen encoder; returns ``{'top1', 'top5'}`` test accuracy in percent.
 
   ``train``: a ``gsg_jax.data.TrainData`` (shuffled ``{'image', 'label'}``
@@ -194,19 +231,25 @@ def linear_probe(encode_fn, train, test, num_classes: int, *, augment_fn, eval_p
   (train_top1: accuracy on the epoch's augmented batches, percent; lr: at the epoch's end).
   """
   from gsg_jax.data.pipeline import InMemoryTrainData, Split
+
   if isinstance(train, tuple):
     train = InMemoryTrainData(Split(np.asarray(train[0]), np.asarray(train[1], np.int32)))
   if isinstance(test, tuple):
     test_images, test_labels = np.asarray(test[0]), np.asarray(test[1], np.int32)
-    test_chunks = lambda size: ((test_images[i:i + size], test_labels[i:i + size])
-                                for i in range(0, len(test_labels), size))
+    test_chunks = lambda size: (
+      (test_images[i : i + size], test_labels[i : i + size]) for i in range(0, len(test_labels), size)
+    )
   else:
     test_chunks = test.chunks
   batch = min(batch_size, train.num_examples)
   steps = train.steps_per_epoch(batch)
   schedule = optax.cosine_decay_schedule(base_lr * batch / 256, epochs * steps)
-  protocol = {'optimizer': optimizer, 'weight_decay': weight_decay, 'momentum': momentum,
-              'trust_coefficient': trust_coefficient}
+  protocol = {
+    'optimizer': optimizer,
+    'weight_decay': weight_decay,
+    'momentum': momentum,
+    'trust_coefficient': trust_coefficient,
+  }
   tx = _make_optimizer(protocol, schedule)
 
   rng, key = np.random.default_rng(seed), jax.random.key(seed)
@@ -230,8 +273,7 @@ def linear_probe(encode_fn, train, test, num_classes: int, *, augment_fn, eval_p
     metrics = []
     for s in range(steps):
       data = next(batches)
-      params, opt_state, step_metrics = train_step(params, opt_state, data['image'], data['label'],
-                                                   epoch * steps + s)
+      params, opt_state, step_metrics = train_step(params, opt_state, data['image'], data['label'], epoch * steps + s)
       metrics.append(step_metrics)
     if log_fn is not None:
       loss, top1 = np.asarray(jnp.stack(metrics).mean(0)) if metrics else (float('nan'), float('nan'))
@@ -245,14 +287,47 @@ def linear_probe(encode_fn, train, test, num_classes: int, *, augment_fn, eval_p
 # ---------------------------------------------------------------- named protocols
 
 LINEAR_PROTOCOLS = {
-    'fast': dict(inputs='features', optimizer='adamw', lr=1e-3, weight_decay=1e-4, batch_size=256, epochs=100,
-                 schedule='cosine', standardize=True),
-    'cifar': dict(inputs='images', optimizer='sgd', momentum=0.9, base_lr=30.0, batch_size=256, weight_decay=0.0,
-                  epochs=100, schedule='cosine', crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3), flip=True,
-                  crop_size=None, eval_resize=None),  # None: the run's crop size and evaluation resize.
-    'imagenet': dict(inputs='images', optimizer='lars', trust_coefficient=0.001, momentum=0.9, base_lr=0.1,
-                     batch_size=4096, weight_decay=0.0, epochs=90, schedule='cosine', crop_scale=(0.08, 1.0),
-                     crop_ratio=(3 / 4, 4 / 3), flip=True, crop_size=224, eval_resize=256),
+  'fast': dict(
+    inputs='features',
+    optimizer='adamw',
+    lr=1e-3,
+    weight_decay=1e-4,
+    batch_size=256,
+    epochs=100,
+    schedule='cosine',
+    standardize=True,
+  ),
+  'cifar': dict(
+    inputs='images',
+    optimizer='sgd',
+    momentum=0.9,
+    base_lr=30.0,
+    batch_size=256,
+    weight_decay=0.0,
+    epochs=100,
+    schedule='cosine',
+    crop_scale=(0.08, 1.0),
+    crop_ratio=(3 / 4, 4 / 3),
+    flip=True,
+    crop_size=None,
+    eval_resize=None,
+  ),  # None: the run's crop size and evaluation resize.
+  'imagenet': dict(
+    inputs='images',
+    optimizer='lars',
+    trust_coefficient=0.001,
+    momentum=0.9,
+    base_lr=0.1,
+    batch_size=4096,
+    weight_decay=0.0,
+    epochs=90,
+    schedule='cosine',
+    crop_scale=(0.08, 1.0),
+    crop_ratio=(3 / 4, 4 / 3),
+    flip=True,
+    crop_size=224,
+    eval_resize=256,
+  ),
 }
 
 
@@ -286,10 +361,12 @@ def image_protocol_configs(protocol: dict, augment_config, host_cropped: bool = 
   crop is the whole view (scale and ratio 1), leaving the flip.
   """
   import ml_collections
+
   train = ml_collections.ConfigDict(augment_config.to_dict())
   train.jitter_prob, train.grayscale_prob, train.blur_prob = 0.0, 0.0, 0.0
-  train.crop_scale, train.crop_ratio = (((1.0, 1.0), (1.0, 1.0)) if host_cropped else
-                                        (tuple(protocol['crop_scale']), tuple(protocol['crop_ratio'])))
+  train.crop_scale, train.crop_ratio = (
+    ((1.0, 1.0), (1.0, 1.0)) if host_cropped else (tuple(protocol['crop_scale']), tuple(protocol['crop_ratio']))
+  )
   train.flip_prob = 0.5 if protocol['flip'] else 0.0
   train.crop_size = protocol['crop_size']
   evaluation = ml_collections.ConfigDict(augment_config.to_dict())
@@ -297,17 +374,26 @@ def image_protocol_configs(protocol: dict, augment_config, host_cropped: bool = 
   return train, evaluation
 
 
-def run_image_protocol(protocol: dict, encode_fn, memory, test, num_classes: int, augment_config,
-                       log_fn=None) -> dict:
+def run_image_protocol(protocol: dict, encode_fn, memory, test, num_classes: int, augment_config, log_fn=None) -> dict:
   """``linear_probe`` with a resolved image protocol (``resolve_protocol``) on the ``memory`` split's images
   (a ``gsg_jax.evaluation.labelled.LabelledImages``); ``encode_fn``: normalised images → features."""
   from gsg_jax.data import augment
+
   train, host_cropped = memory.linear_train_data(protocol)
   train_cfg, eval_cfg = image_protocol_configs(protocol, augment_config, host_cropped)
-  return linear_probe(encode_fn, train, test, num_classes,
-                      augment_fn=lambda key, images: augment.augment_batch(key, images, 1, train_cfg)[:, 0],
-                      eval_preprocess_fn=lambda images: augment.preprocess_eval(images, eval_cfg),
-                      epochs=protocol['epochs'], batch_size=protocol['batch_size'], base_lr=protocol['base_lr'],
-                      optimizer=protocol['optimizer'], momentum=protocol['momentum'],
-                      trust_coefficient=protocol.get('trust_coefficient', 0.001),
-                      weight_decay=protocol['weight_decay'], log_fn=log_fn)
+  return linear_probe(
+    encode_fn,
+    train,
+    test,
+    num_classes,
+    augment_fn=lambda key, images: augment.augment_batch(key, images, 1, train_cfg)[:, 0],
+    eval_preprocess_fn=lambda images: augment.preprocess_eval(images, eval_cfg),
+    epochs=protocol['epochs'],
+    batch_size=protocol['batch_size'],
+    base_lr=protocol['base_lr'],
+    optimizer=protocol['optimizer'],
+    momentum=protocol['momentum'],
+    trust_coefficient=protocol.get('trust_coefficient', 0.001),
+    weight_decay=protocol['weight_decay'],
+    log_fn=log_fn,
+  )

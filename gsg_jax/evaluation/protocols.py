@@ -30,8 +30,12 @@ def knn_settings(eval_config) -> dict:
   """The kNN settings of ``config.eval``: configured k and T, the other k and T reported beside them."""
   k = int(eval_config.knn_k)
   temperature = float(eval_config.get('knn_temperature', REFERENCE_TEMPERATURE))
-  return {'k': k, 'temperature': temperature, 'ks': sorted({k, *REPORTED_KS}),
-          'extra_temperatures': [REFERENCE_TEMPERATURE] if temperature != REFERENCE_TEMPERATURE else []}
+  return {
+    'k': k,
+    'temperature': temperature,
+    'ks': sorted({k, *REPORTED_KS}),
+    'extra_temperatures': [REFERENCE_TEMPERATURE] if temperature != REFERENCE_TEMPERATURE else [],
+  }
 
 
 def encode_chunks(encode_fn, data, batch_size: int):
@@ -51,8 +55,18 @@ def _linear_rows(num_examples: int, dim: int, max_gb: float):
   return np.sort(np.random.default_rng(0).choice(num_examples, max(keep, 1), replace=False))
 
 
-def frozen_metrics(encode_fn, memory, heldout_features, heldout_labels, num_classes: int, *, knn: dict | None,
-                   fast_linear: dict | None, batch_size: int, max_linear_gb: float = 16.0) -> dict:
+def frozen_metrics(
+  encode_fn,
+  memory,
+  heldout_features,
+  heldout_labels,
+  num_classes: int,
+  *,
+  knn: dict | None,
+  fast_linear: dict | None,
+  batch_size: int,
+  max_linear_gb: float = 16.0,
+) -> dict:
   """kNN (``knn``: ``knn_settings``) and fast-linear (``fast_linear``: a resolved 'fast' protocol) metrics.
 
   ``encode_fn(uint8 images [batch_size, H, W, 3]) -> features``; the memory
@@ -74,16 +88,25 @@ def frozen_metrics(encode_fn, memory, heldout_features, heldout_labels, num_clas
     start += len(labels)
   metrics = {}
   if bank is not None:
-    metrics.update(bank_metrics(bank, heldout_labels, num_classes, knn['ks'], knn['temperature'],
-                                knn['extra_temperatures']))
+    metrics.update(
+      bank_metrics(bank, heldout_labels, num_classes, knn['ks'], knn['temperature'], knn['extra_temperatures'])
+    )
     metrics['knn_top1'] = metrics[f'knn_top1@{knn["k"]}']
     metrics['knn_top5'] = metrics[f'knn_top5@{knn["k"]}']
     metrics['knn_memory_examples'] = bank.size
   if fast_linear is not None:
     train, train_labels = np.concatenate(kept), np.concatenate(kept_labels)
-    r = fast_linear_probe(train, train_labels, heldout_features, heldout_labels, num_classes,
-                          epochs=fast_linear['epochs'], batch_size=fast_linear['batch_size'], lr=fast_linear['lr'],
-                          weight_decay=fast_linear['weight_decay'])
+    r = fast_linear_probe(
+      train,
+      train_labels,
+      heldout_features,
+      heldout_labels,
+      num_classes,
+      epochs=fast_linear['epochs'],
+      batch_size=fast_linear['batch_size'],
+      lr=fast_linear['lr'],
+      weight_decay=fast_linear['weight_decay'],
+    )
     metrics['fast_linear_top1'], metrics['fast_linear_top5'] = r['top1'], r['top5']
     metrics['fast_linear_train_examples'] = len(train_labels)
   return metrics

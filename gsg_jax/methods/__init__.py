@@ -28,9 +28,9 @@ and ``build_method`` both read them.
 import dataclasses
 from typing import Any, Callable
 
+from gsg_jax.errors import ConfigError
 from gsg_jax.methods import contrastive, gsg, predictors, simsiam, targets
 from gsg_jax.methods.targets import ema_update, momentum_schedule
-from gsg_jax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,45 +43,47 @@ class Loss:
 
 @dataclasses.dataclass(frozen=True)
 class Component:
-  build: Callable          # (config.method.<name> or None, ...) -> component.
+  build: Callable  # (config.method.<name> or None, ...) -> component.
   defaults: dict = dataclasses.field(default_factory=dict)
 
 
 LOSSES: dict[str, Loss] = {
-    'negcos': Loss(2, simsiam.symmetric_loss, cuts_target_gradient=True),
-    'gsg': Loss(4, gsg.guided_loss, cuts_target_gradient=True),
-    # Contrastive losses (gradients through both views). simclr-pytorch's CIFAR-10 config: τ = 0.5;
-    # Koromilas et al.'s code (DHEL-KCL losses.py): DHEL τ = 0.3 with both views' energies, KCL t = 2, γ = 16.
-    'infonce': Loss(2, contrastive.infonce_loss, cuts_target_gradient=False, defaults={'temperature': 0.5}),
-    'dcl': Loss(2, contrastive.dcl_loss, cuts_target_gradient=False, defaults={'temperature': 0.5}),
-    'dhel': Loss(2, contrastive.dhel_loss, cuts_target_gradient=False,
-                 defaults={'temperature': 0.3, 'include_augs': True}),
-    'kcl': Loss(2, contrastive.kcl_loss, cuts_target_gradient=False,
-                defaults={'t': 2.0, 'gamma': 16.0, 'kernel': 'gaussian'}),
+  'negcos': Loss(2, simsiam.symmetric_loss, cuts_target_gradient=True),
+  'gsg': Loss(4, gsg.guided_loss, cuts_target_gradient=True),
+  # Contrastive losses (gradients through both views). simclr-pytorch's CIFAR-10 config: τ = 0.5;
+  # Koromilas et al.'s code (DHEL-KCL losses.py): DHEL τ = 0.3 with both views' energies, KCL t = 2, γ = 16.
+  'infonce': Loss(2, contrastive.infonce_loss, cuts_target_gradient=False, defaults={'temperature': 0.5}),
+  'dcl': Loss(2, contrastive.dcl_loss, cuts_target_gradient=False, defaults={'temperature': 0.5}),
+  'dhel': Loss(
+    2, contrastive.dhel_loss, cuts_target_gradient=False, defaults={'temperature': 0.3, 'include_augs': True}
+  ),
+  'kcl': Loss(
+    2, contrastive.kcl_loss, cuts_target_gradient=False, defaults={'t': 2.0, 'gamma': 16.0, 'kernel': 'gaussian'}
+  ),
 }
 TARGETS: dict[str, Component] = {
-    'online': Component(targets.build_online),
-    # GSG reference: fixed 0.99; BYOL's paper: 'cosine' from 0.996 up to 1.
-    'ema': Component(targets.build_ema, {'momentum': 0.99, 'schedule': 'constant'}),
+  'online': Component(targets.build_online),
+  # GSG reference: fixed 0.99; BYOL's paper: 'cosine' from 0.996 up to 1.
+  'ema': Component(targets.build_ema, {'momentum': 0.99, 'schedule': 'constant'}),
 }
 _SET_DEFAULTS = {'rho': 0.3, 'eps': 0.1, 'freq': 1}  # Tian et al.'s code: dyn_lambda 0.3, dyn_eps 0.1, freq 1.
 PREDICTORS: dict[str, Component] = {
-    'mlp': Component(predictors.build_trained('mlp')),
-    'linear': Component(predictors.build_trained('linear')),
-    'none': Component(predictors.build_trained('none')),
-    'directpred': Component(predictors.build_set('directpred'), dict(_SET_DEFAULTS)),
-    'directcopy': Component(predictors.build_set('directcopy'), dict(_SET_DEFAULTS)),
+  'mlp': Component(predictors.build_trained('mlp')),
+  'linear': Component(predictors.build_trained('linear')),
+  'none': Component(predictors.build_trained('none')),
+  'directpred': Component(predictors.build_set('directpred'), dict(_SET_DEFAULTS)),
+  'directcopy': Component(predictors.build_set('directcopy'), dict(_SET_DEFAULTS)),
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Method:
-  name: str                 # A label for logs and reports, e.g. 'byol+gsg+directpred'.
+  name: str  # A label for logs and reports, e.g. 'byol+gsg+directpred'.
   loss: str
   num_views: int
-  loss_fn: Callable         # (predictions, targets, rng) -> (loss, aux), hyperparameters bound.
-  target: Any               # gsg_jax.methods.targets component.
-  predictor: Any            # gsg_jax.methods.predictors component.
+  loss_fn: Callable  # (predictions, targets, rng) -> (loss, aux), hyperparameters bound.
+  target: Any  # gsg_jax.methods.targets component.
+  predictor: Any  # gsg_jax.methods.predictors component.
 
   @property
   def optimizer_rules(self) -> tuple:
@@ -116,14 +118,20 @@ def build_method(config, total_steps: int = 1) -> Method:
   loss_fn = lambda p, z, rng: loss.fn(p, z, rng, **hyperparameters)
   target = TARGETS[config.target]
   predictor = PREDICTORS[config.predictor]
-  return Method(label(config.loss, config.target, config.predictor), config.loss, loss.num_views, loss_fn,
-                target.build(_sub_block(config, config.target, target.defaults), total_steps),
-                predictor.build(_sub_block(config, config.predictor, predictor.defaults)))
+  return Method(
+    label(config.loss, config.target, config.predictor),
+    config.loss,
+    loss.num_views,
+    loss_fn,
+    target.build(_sub_block(config, config.target, target.defaults), total_steps),
+    predictor.build(_sub_block(config, config.predictor, predictor.defaults)),
+  )
 
 
 def default_method_config(loss: str, target: str, predictor: str):
   """``config.method``: the three choices and a sub-block of defaults for every component that has some."""
   import ml_collections
+
   c = ml_collections.ConfigDict()
   c.loss, c.target, c.predictor = loss, target, predictor
   for registry in (LOSSES, TARGETS, PREDICTORS):
@@ -133,5 +141,15 @@ def default_method_config(loss: str, target: str, predictor: str):
   return c
 
 
-__all__ = ['LOSSES', 'Loss', 'Method', 'PREDICTORS', 'TARGETS', 'build_method', 'default_method_config',
-           'ema_update', 'label', 'momentum_schedule']
+__all__ = [
+  'LOSSES',
+  'Loss',
+  'Method',
+  'PREDICTORS',
+  'TARGETS',
+  'build_method',
+  'default_method_config',
+  'ema_update',
+  'label',
+  'momentum_schedule',
+]

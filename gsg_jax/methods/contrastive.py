@@ -59,8 +59,8 @@ projections alone are constants.
 import jax
 import jax.numpy as jnp
 
-from gsg_jax.methods.similarity import cosine_similarity, l2_normalize
 from gsg_jax.errors import ConfigError
+from gsg_jax.methods.similarity import cosine_similarity, l2_normalize
 
 KERNELS = ('gaussian', 'log', 'imq')
 _MASKED = -1e9  # A logit that contributes exp(−1e9 − max) = 0 to a log-sum-exp, with a zero gradient.
@@ -89,10 +89,12 @@ def _two_view_rows(z1, z2, temperature, drop_positive: bool):
   u, v, eye = _normalized_pair(z1, z2)
   positive = jnp.sum(u * v, axis=-1) / temperature
   cross = eye if drop_positive else None
-  lse_u = jnp.logaddexp(_row_logsumexp(_gram(u, u) / temperature, eye),
-                        _row_logsumexp(_gram(u, v) / temperature, cross))
-  lse_v = jnp.logaddexp(_row_logsumexp(_gram(v, v) / temperature, eye),
-                        _row_logsumexp(_gram(v, u) / temperature, cross))
+  lse_u = jnp.logaddexp(
+    _row_logsumexp(_gram(u, u) / temperature, eye), _row_logsumexp(_gram(u, v) / temperature, cross)
+  )
+  lse_v = jnp.logaddexp(
+    _row_logsumexp(_gram(v, v) / temperature, eye), _row_logsumexp(_gram(v, u) / temperature, cross)
+  )
   return jnp.mean(0.5 * (lse_u + lse_v) - positive)
 
 
@@ -146,6 +148,7 @@ def kcl(z1, z2, t: float = 2.0, gamma: float = 16.0, kernel: str = 'gaussian'):
 
 def _adapter(loss):
   """The registry form of ``loss``: fn(predictions [B, 2, D], targets [B, 2, D], rng, **hp) -> (loss, aux)."""
+
   def fn(predictions, targets, rng=None, **hyperparameters):
     del rng  # The views' pairing is fixed.
     p1, p2 = predictions[:, 0], predictions[:, 1]
@@ -153,9 +156,9 @@ def _adapter(loss):
     value = 0.5 * (loss(p1, z2, **hyperparameters) + loss(p2, z1, **hyperparameters))
     positive_cos = 0.5 * jnp.mean(cosine_similarity(p1, z2) + cosine_similarity(p2, z1))
     return value, {'contrastive/positive_cos': positive_cos}
+
   fn.__name__ = f'{loss.__name__}_loss'
-  fn.__doc__ = (f'½[{loss.__name__}(p₁, z₂) + {loss.__name__}(p₂, z₁)], no stop-gradient; '
-                'aux: the mean positive cosine.')
+  fn.__doc__ = f'½[{loss.__name__}(p₁, z₂) + {loss.__name__}(p₂, z₁)], no stop-gradient; aux: the mean positive cosine.'
   return fn
 
 

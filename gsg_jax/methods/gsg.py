@@ -42,12 +42,15 @@ def pair_views(x, permutation):
 
 def closest_pair(z11, z12, z21, z22):
   """Index k ∈ {0..3} of the closest cross-image pair (see BRANCHES), and the four distances [B, 4]."""
-  distances = jnp.stack([
+  distances = jnp.stack(
+    [
       jnp.linalg.norm(z11 - z21, axis=-1),
       jnp.linalg.norm(z11 - z22, axis=-1),
       jnp.linalg.norm(z12 - z21, axis=-1),
       jnp.linalg.norm(z12 - z22, axis=-1),
-  ], axis=-1)
+    ],
+    axis=-1,
+  )
   return jnp.argmin(distances, axis=-1), distances
 
 
@@ -63,12 +66,15 @@ def guided_loss_from_pairs(p, z):
   src1_is_12 = -cosine_similarity(p12, z11)  # a* = 2: p₁₂ → sg(z₁₁)
   src2_is_21 = -cosine_similarity(p21, z22)  # b* = 1: p₂₁ → sg(z₂₂)
   src2_is_22 = -cosine_similarity(p22, z21)  # b* = 2: p₂₂ → sg(z₂₁)
-  branches = jnp.stack([
+  branches = jnp.stack(
+    [
       0.5 * (src1_is_11 + src2_is_21),
       0.5 * (src1_is_11 + src2_is_22),
       0.5 * (src1_is_12 + src2_is_21),
       0.5 * (src1_is_12 + src2_is_22),
-  ], axis=-1)
+    ],
+    axis=-1,
+  )
   loss = jnp.mean(jnp.sum(one_hot * branches, axis=-1))
   fractions = jnp.mean(one_hot, axis=0)
   aux = {f'gsg/pair_{a + 1}{b + 1}': fractions[k] for k, (a, b) in enumerate(BRANCHES)}

@@ -23,14 +23,15 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from gsg_jax.errors import ConfigError
 from gsg_jax.methods import directpred
 from gsg_jax.models import heads
-from gsg_jax.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainedPredictor:
   """``mlp``, ``linear`` or ``none``: no state; trained by the optimiser like every other layer."""
+
   kind: str
   optimizer_rules: tuple = ()
 
@@ -56,6 +57,7 @@ class TrainedPredictor:
 @dataclasses.dataclass(frozen=True)
 class SetPredictor:
   """``directpred`` / ``directcopy``: W_p set from the moving correlation F̂ every ``freq`` steps."""
+
   kind: str
   rho: float
   eps: float
@@ -76,13 +78,18 @@ class SetPredictor:
   def update(self, entry, params, projections, step):
     """F̂ from this step's projections; W_p ← rule(F̂) when ``step`` (0-based) is a multiple of ``freq``."""
     correlation, count = directpred.update_correlation(
-        entry['correlation'], entry['count'], jax.lax.stop_gradient(projections), self.rho)
+      entry['correlation'], entry['count'], jax.lax.stop_gradient(projections), self.rho
+    )
     w, s, w_eigenvalues = directpred.set_predictor(correlation, self.kind, self.eps)
     kernel = params['predictor']['linear']['kernel']
     kernel = jnp.where(step % self.freq == 0, w.T.astype(kernel.dtype), kernel)
     params = {**params, 'predictor': {'linear': {'kernel': kernel}}}
-    metrics = {'predictor/correlation_eig_max': s[-1], 'predictor/correlation_eig_min': s[0],
-               'predictor/wp_eig_max': jnp.max(w_eigenvalues), 'predictor/wp_eig_min': jnp.min(w_eigenvalues)}
+    metrics = {
+      'predictor/correlation_eig_max': s[-1],
+      'predictor/correlation_eig_min': s[0],
+      'predictor/wp_eig_max': jnp.max(w_eigenvalues),
+      'predictor/wp_eig_min': jnp.min(w_eigenvalues),
+    }
     return {'correlation': correlation, 'count': count}, params, metrics
 
   def matrix(self, params):
@@ -96,7 +103,9 @@ def build_trained(kind: str):
 def build_set(kind: str):
   def build(config):
     if config.freq < 1 or not 0.0 <= config.rho < 1.0:
-      raise ConfigError(f'method.{kind}: freq must be >= 1 and rho in [0, 1); got freq={config.freq}, '
-                        f'rho={config.rho}.')
+      raise ConfigError(
+        f'method.{kind}: freq must be >= 1 and rho in [0, 1); got freq={config.freq}, rho={config.rho}.'
+      )
     return SetPredictor(kind, float(config.rho), float(config.eps), int(config.freq))
+
   return build

@@ -45,9 +45,11 @@ def momentum_schedule(base: float, schedule: str, total_steps: int) -> Callable:
   if schedule == 'constant':
     return lambda step: jnp.asarray(base, jnp.float32)
   if schedule == 'cosine':
+
     def cosine(step):
       progress = jnp.minimum(step / max(total_steps, 1), 1.0)
       return 1.0 - (1.0 - base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
+
     return cosine
   raise ConfigError(f'method.ema.schedule={schedule!r}: expected one of {SCHEDULES}.')
 
@@ -69,15 +71,19 @@ class OnlineTarget:
 @dataclasses.dataclass(frozen=True)
 class EMATarget:
   """BYOL: a moving average of the online backbone and projector."""
+
   momentum: Callable[[jax.Array], jax.Array]
 
   def init(self, params, model_state) -> dict:
-    return {'params': {k: params[k] for k in _EMA_PARTS},
-            'batch_stats': {k: model_state[k] for k in _EMA_PARTS if k in model_state}}
+    return {
+      'params': {k: params[k] for k in _EMA_PARTS},
+      'batch_stats': {k: model_state[k] for k in _EMA_PARTS if k in model_state},
+    }
 
   def projections(self, entry, network, x, num_views):
-    out, updates = network.apply(entry, x, train=True, num_views=num_views, with_predictor=False,
-                                 mutable=['batch_stats'])
+    out, updates = network.apply(
+      entry, x, train=True, num_views=num_views, with_predictor=False, mutable=['batch_stats']
+    )
     return out['projection'], {**entry, 'batch_stats': updates.get('batch_stats', {})}
 
   def update(self, entry, params, step):

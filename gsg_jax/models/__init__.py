@@ -72,8 +72,14 @@ def build_network(config, predictor: Optional[nn.Module] = None) -> SiameseNetwo
   init_scheme = config.get('init', 'flax')
   if init_scheme not in INIT_SCHEMES:
     raise ConfigError(f'model.init={init_scheme!r} is invalid: expected one of {INIT_SCHEMES}.')
-  projector = Projector(config.projector_hidden_dim, config.projection_dim, config.projector_layers, dtype,
-                        config.projector_output_bn, init_scheme)
+  projector = Projector(
+    config.projector_hidden_dim,
+    config.projection_dim,
+    config.projector_layers,
+    dtype,
+    config.projector_output_bn,
+    init_scheme,
+  )
   if predictor is not None and hasattr(predictor, 'init_scheme'):
     predictor = predictor.clone(init_scheme=init_scheme)
   return SiameseNetwork(build_backbone(config), projector, predictor)

@@ -45,6 +45,7 @@ def torch_linear_bias_init(fan_in: int):
 
   def init(key, shape, dtype=jnp.float32):
     return jax.random.uniform(key, shape, dtype, -bound, bound)
+
   return init
 
 
@@ -54,8 +55,10 @@ def dense_initializers(scheme: str, fan_in: int) -> dict:
     return {'kernel_init': nn.initializers.lecun_normal(), 'bias_init': nn.initializers.zeros}
   if scheme == 'torch':
     # U(−√(3s/fan_in), √(3s/fan_in)) with s = 1/3: PyTorch's bound 1/√fan_in.
-    return {'kernel_init': nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform'),
-            'bias_init': torch_linear_bias_init(fan_in)}
+    return {
+      'kernel_init': nn.initializers.variance_scaling(1 / 3, 'fan_in', 'uniform'),
+      'bias_init': torch_linear_bias_init(fan_in),
+    }
   raise ConfigError(f'model.init={scheme!r} is invalid: expected one of {INIT_SCHEMES}.')
 
 
@@ -65,6 +68,7 @@ class Linear(nn.Module):
   The Dense shares this module's scope, so the parameter tree is the one an
   ``nn.Dense`` in its place would have.
   """
+
   features: int
   use_bias: bool = True
   init_scheme: str = 'torch'
@@ -72,8 +76,9 @@ class Linear(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    dense = nn.Dense(self.features, use_bias=self.use_bias, dtype=self.dtype,
-                     **dense_initializers(self.init_scheme, x.shape[-1]))
+    dense = nn.Dense(
+      self.features, use_bias=self.use_bias, dtype=self.dtype, **dense_initializers(self.init_scheme, x.shape[-1])
+    )
     nn.share_scope(self, dense)
     return dense(x)
 
@@ -118,6 +123,7 @@ class LinearPredictor(nn.Module):
 
   The parameter is Flax's ``kernel`` = W_pᵀ (rows are inputs), so p = f @ kernel.
   """
+
   dim: int
   dtype: Any = jnp.float32
   init_scheme: str = 'torch'

@@ -12,10 +12,10 @@ import jax
 import orbax.checkpoint as ocp
 
 from gsg_jax import storage
+from gsg_jax.errors import ConfigError
 
 
 class Checkpointer:
-
   def __init__(self, workdir: str, every_steps: int, keep: int):
     self.every_steps = every_steps
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
@@ -31,10 +31,12 @@ class Checkpointer:
     try:
       return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
     except (ValueError, KeyError, TypeError) as e:
-      raise ValueError(
-          f'the checkpoint at step {step} in {self.manager.directory} does not match the state this config '
-          'builds (was the method, model, or online_probe.enabled changed since it was written?). Use a new '
-          f'--workdir, or the config.json saved beside it. orbax said: {str(e)[:500]}') from e
+      detail = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)[:300]
+      raise ConfigError(
+        f'the checkpoint at step {step} in {self.manager.directory} does not match the state this config builds: '
+        'it was written under another config (compare config.json beside it). Use a new --workdir, or that '
+        f'config. orbax said: {detail}'
+      ) from e
 
   def should_save(self, step: int) -> bool:
     return step % self.every_steps == 0

@@ -83,14 +83,21 @@ def _group_optimizer(config, settings: dict, steps_per_epoch: int) -> optax.Grad
   else:
     learning_rate = learning_rate_schedule(config, steps_per_epoch, settings['lr'])
   if settings['optimizer'] == 'sgd':
-    return optax.chain(optax.add_decayed_weights(settings['weight_decay']),
-                       optax.sgd(learning_rate, momentum=settings['momentum']))
-  return optax.lars(learning_rate, weight_decay=settings['weight_decay'], weight_decay_mask=_is_matrix,
-                    trust_ratio_mask=_is_matrix, momentum=settings['momentum'])
+    return optax.chain(
+      optax.add_decayed_weights(settings['weight_decay']), optax.sgd(learning_rate, momentum=settings['momentum'])
+    )
+  return optax.lars(
+    learning_rate,
+    weight_decay=settings['weight_decay'],
+    weight_decay_mask=_is_matrix,
+    trust_ratio_mask=_is_matrix,
+    momentum=settings['momentum'],
+  )
 
 
-def build_optimizer(config, steps_per_epoch: int, extra_rules=()) -> tuple[optax.GradientTransformation,
-                                                                             optax.Schedule]:
+def build_optimizer(
+  config, steps_per_epoch: int, extra_rules=()
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The optimiser for all trained parameters, and the base learning-rate schedule.
 
   ``extra_rules`` (the method's) take precedence over ``config.optim.rules``.
@@ -100,8 +107,13 @@ def build_optimizer(config, steps_per_epoch: int, extra_rules=()) -> tuple[optax
     raise ConfigError(f'config.optim.optimizer={opt.optimizer!r} is invalid: expected one of {OPTIMIZERS}.')
   rules = tuple(extra_rules) + tuple(tuple(r) for r in opt.rules)
   check_rules(rules)
-  base = {'lr': peak_learning_rate(config), 'schedule': opt.schedule, 'weight_decay': opt.weight_decay,
-          'momentum': opt.momentum, 'optimizer': opt.optimizer}
+  base = {
+    'lr': peak_learning_rate(config),
+    'schedule': opt.schedule,
+    'weight_decay': opt.weight_decay,
+    'momentum': opt.momentum,
+    'optimizer': opt.optimizer,
+  }
   compiled = [(re.compile(pattern), {**base, **dict(overrides)}) for pattern, overrides in rules]
   groups: dict[str, dict] = {'base': base}
 

@@ -25,12 +25,12 @@ def quiet_library_logs() -> None:
   """Show absl warnings and up unless ``--verbosity`` was given: orbax and clu log every checkpoint read and write
   at INFO. (``--verbosity=0`` brings them back.)"""
   from absl import flags, logging
+
   if 'verbosity' not in flags.FLAGS or not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
 
 
 class MetricsLogger:
-
   def __init__(self, workdir: str, total_steps: int, steps_per_epoch: int, batch_size: int):
     self.total_steps, self.steps_per_epoch, self.batch_size = total_steps, steps_per_epoch, batch_size
     self.is_writer = jax.process_index() == 0
@@ -39,11 +39,16 @@ class MetricsLogger:
     if self.is_writer:
       try:
         from clu import metric_writers  # Imports TensorFlow: kept off the import path of the library.
+
         self.summary_writer = metric_writers.SummaryWriter(storage.join(workdir, 'tensorboard'))
       except ImportError as e:
         from absl import logging
-        logging.warning('TensorBoard summaries off (%s); metrics.jsonl is still written. To turn them on: '
-                        '`pip install gsg-jax[tf]` (in a checkout: `pip install -e .[tf]`).', e)
+
+        logging.warning(
+          'TensorBoard summaries off (%s); metrics.jsonl is still written. To turn them on: '
+          '`pip install gsg-jax[tf]` (in a checkout: `pip install -e .[tf]`).',
+          e,
+        )
     self._last_time, self._last_step = None, None
     self._tty = sys.stdout.isatty()
 
@@ -54,11 +59,18 @@ class MetricsLogger:
     """Record ``metrics`` (python scalars) at ``step``; kinds: 'train', 'eval', 'summary'."""
     if not self.is_writer:
       return
-    record = {'step': int(step), 'epoch': step / self.steps_per_epoch, 'kind': kind, 'time': time.time(),
-              **{k: _to_python(v) for k, v in metrics.items()}}
+    record = {
+      'step': int(step),
+      'epoch': step / self.steps_per_epoch,
+      'kind': kind,
+      'time': time.time(),
+      **{k: _to_python(v) for k, v in metrics.items()},
+    }
     self.jsonl.write_line(json.dumps(record), urgent=kind != 'train')
     if self.summary_writer is not None:
-      scalars = {f'{kind}/{k}': v for k, v in record.items() if isinstance(v, (int, float)) and k not in ('step', 'time')}
+      scalars = {
+        f'{kind}/{k}': v for k, v in record.items() if isinstance(v, (int, float)) and k not in ('step', 'time')
+      }
       self.summary_writer.write_scalars(step, scalars)
       self.summary_writer.flush()
 
@@ -69,8 +81,10 @@ class MetricsLogger:
     self._last_time, self._last_step = now, step
     if self.is_writer:
       eta = (self.total_steps - step) * self.batch_size / max(rate, 1e-9)
-      line = (f'step {step}/{self.total_steps}  epoch {step / self.steps_per_epoch:.2f}  loss {loss:.4f}  '
-              f'{rate:,.0f} img/s  ETA {_duration(eta)}')
+      line = (
+        f'step {step}/{self.total_steps}  epoch {step / self.steps_per_epoch:.2f}  loss {loss:.4f}  '
+        f'{rate:,.0f} img/s  ETA {_duration(eta)}'
+      )
       print(('\r' + line + '   ') if self._tty else line, end='' if self._tty else '\n', flush=True)
     return rate
 

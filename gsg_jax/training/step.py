@@ -48,10 +48,10 @@ from gsg_jax.training.optim import build_optimizer
 @flax.struct.dataclass
 class TrainState:
   step: jax.Array
-  params: Any        # Trained by the optimiser: backbone, projector, predictor, probe.
-  model_state: Any   # The online network's BatchNorm statistics ({} for a net without BatchNorm).
+  params: Any  # Trained by the optimiser: backbone, projector, predictor, probe.
+  model_state: Any  # The online network's BatchNorm statistics ({} for a net without BatchNorm).
   opt_state: Any
-  extras: Any        # One entry per method component: 'target' (EMA network), 'predictor' (F̂, ...).
+  extras: Any  # One entry per method component: 'target' (EMA network), 'predictor' (F̂, ...).
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,8 +72,7 @@ class Trainer:
       x = jnp.zeros((2,) + row_shape, jnp.float32)
       features = jax.eval_shape(lambda: self.network.apply(variables, x, train=False)['features'])
       params['probe'] = self.probe.init(jax.random.fold_in(rng, 1), jnp.zeros(features.shape))['params']
-    extras = {'target': self.method.target.init(params, model_state),
-              'predictor': self.method.predictor.init(params)}
+    extras = {'target': self.method.target.init(params, model_state), 'predictor': self.method.predictor.init(params)}
     return TrainState(jnp.zeros((), jnp.int32), params, model_state, self.tx.init(params), extras)
 
   def network_variables(self, params, model_state) -> dict:
@@ -92,8 +91,9 @@ class Trainer:
     ``aux['loss']`` is the method's loss alone.
     """
     num_views = self.method.num_views
-    out, updates = self.network.apply(self.network_variables(params, model_state), x, train=True,
-                                      num_views=num_views, mutable=['batch_stats'])
+    out, updates = self.network.apply(
+      self.network_variables(params, model_state), x, train=True, num_views=num_views, mutable=['batch_stats']
+    )
     targets = out['projection'] if target_projections is None else target_projections
     to_views = lambda a: a.reshape(x.shape[0] // num_views, num_views, -1)
     loss, aux = self.method.loss_fn(to_views(out['prediction']), to_views(targets), rng)
@@ -117,20 +117,28 @@ class Trainer:
     view_rng, loss_rng = jax.random.split(jax.random.fold_in(rng, state.step))
     x = self.views(batch, view_rng, self.method.num_views)
     target, predictor = self.method.target, self.method.predictor
-    target_projections, target_entry = target.projections(state.extras['target'], self.network, x,
-                                                          self.method.num_views)
+    target_projections, target_entry = target.projections(
+      state.extras['target'], self.network, x, self.method.num_views
+    )
     labels = batch['label'] if self.probe is not None else None
     (_, (aux, model_state, out)), grads = jax.value_and_grad(self.loss, has_aux=True)(
-        state.params, state.model_state, x, target_projections, loss_rng, labels)
+      state.params, state.model_state, x, target_projections, loss_rng, labels
+    )
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
 
     target_entry, target_metrics = target.update(target_entry, params, state.step)
     predictor_entry, params, predictor_metrics = predictor.update(
-        state.extras['predictor'], params, out['projection'], state.step)
+      state.extras['predictor'], params, out['projection'], state.step
+    )
     extras = {**state.extras, 'target': target_entry, 'predictor': predictor_entry}
-    metrics = {'learning_rate': self.learning_rate(state.step), 'projection_std': normalized_std(out['projection']),
-               **aux, **target_metrics, **predictor_metrics}
+    metrics = {
+      'learning_rate': self.learning_rate(state.step),
+      'projection_std': normalized_std(out['projection']),
+      **aux,
+      **target_metrics,
+      **predictor_metrics,
+    }
     return TrainState(state.step + 1, params, model_state, opt_state, extras), metrics
 
   def encode(self, state: TrainState, inputs):

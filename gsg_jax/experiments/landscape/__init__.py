@@ -14,15 +14,25 @@
 """
 
 from gsg_jax.experiments.landscape.data import (
-           MaskViews,
-           init_kernel,
-           make_dataset,
-           sparsity_counts,
+  MaskViews,
+  init_kernel,
+  make_dataset,
+  sparsity_counts,
 )
 from gsg_jax.experiments.landscape.metrics import recovery, support_recovery
 from gsg_jax.experiments.landscape.model import SymReLUNetwork, sym_relu
 from gsg_jax.experiments.landscape.objectives import objective
 from gsg_jax.experiments.landscape.run import train_objective
 
-__all__ = ['MaskViews', 'SymReLUNetwork', 'init_kernel', 'make_dataset', 'objective', 'recovery',
-           'sparsity_counts', 'support_recovery', 'sym_relu', 'train_objective']
+__all__ = [
+  'MaskViews',
+  'SymReLUNetwork',
+  'init_kernel',
+  'make_dataset',
+  'objective',
+  'recovery',
+  'sparsity_counts',
+  'support_recovery',
+  'sym_relu',
+  'train_objective',
+]

@@ -96,12 +96,13 @@ def latents(rng: np.random.Generator, n: int, d: int, q: float, latent: str = 's
     raise ConfigError(f'sparsity {q} needs {num_neg + num_pos} non-zeros out of d={d}.')
   template = np.zeros(d, np.int8)
   template[:num_neg] = -1
-  template[num_neg:num_neg + num_pos] = 1
+  template[num_neg : num_neg + num_pos] = 1
   return rng.permuted(np.tile(template, (n, 1)), axis=1)
 
 
-def make_dataset(seed: int, p: int, d: int, n: int, q: float, latent: str = 'sparse',
-                 noise_std: float | None = None) -> dict:
+def make_dataset(
+  seed: int, p: int, d: int, n: int, q: float, latent: str = 'sparse', noise_std: float | None = None
+) -> dict:
   """{'x' [n, p] float32, 'z' [n, d] int8, 'M' [p, d] float32} for one seed and sparsity level."""
   rng = np.random.default_rng(seed)
   m_dict = dictionary(rng, p, d)
@@ -145,6 +146,7 @@ def bernoulli16(rng, keep_prob, shape):
 @dataclasses.dataclass(frozen=True)
 class MaskViews:
   """Random-mask views of ``batch['x']`` [B, p]: ``independent`` or ``complementary`` (module docstring)."""
+
   kind: str = 'independent'
 
   def __post_init__(self):

@@ -1,4 +1,4 @@
-r"""What a trained encoder W has learnt, from a workdir's final checkpoints (issue 20, item 5: InfoNCE's gap).
+r"""What a trained encoder W has learnt, from a workdir's final checkpoints: why InfoNCE stops short of recovery.
 
     python -m gsg_jax.experiments.landscape.diagnostics --workdir=DIR [--objective=infonce] [--out=FILE.json]
 
@@ -32,16 +32,21 @@ def describe(w: np.ndarray, m_dict: np.ndarray) -> dict:
   w = np.asarray(w, np.float64)
   m_dict = np.asarray(m_dict, np.float64)
   norms = np.linalg.norm(w, axis=1)
-  a = w @ m_dict                                   # [m, d] latent coordinates.
+  a = w @ m_dict  # [m, d] latent coordinates.
   a_norm = np.linalg.norm(a, axis=1)
-  cos = np.abs(a) / norms[:, None]                 # |cos(w_j, M_i)| (M has unit columns).
+  cos = np.abs(a) / norms[:, None]  # |cos(w_j, M_i)| (M has unit columns).
   in_span = np.abs(a) / np.maximum(a_norm, 1e-12)[:, None]
   best = cos.max(0)
   purity = in_span.max(1)
-  return {'recovery_min': float(best.min()), 'recovery_median': float(np.median(best)),
-          'span': float(np.mean(a_norm ** 2 / norms ** 2)), 'purity': float(purity.mean()),
-          'pure_neurons': float(np.mean(purity > 0.95)), 'in_span_recovery': float(in_span.max(0).min()),
-          'covered': int(np.sum(best > 0.9))}
+  return {
+    'recovery_min': float(best.min()),
+    'recovery_median': float(np.median(best)),
+    'span': float(np.mean(a_norm**2 / norms**2)),
+    'purity': float(purity.mean()),
+    'pure_neurons': float(np.mean(purity > 0.95)),
+    'in_span_recovery': float(in_span.max(0).min()),
+    'covered': int(np.sum(best > 0.9)),
+  }
 
 
 def final_encoders(workdir: str, study: str, name: str):
@@ -74,10 +79,13 @@ def main():
       for run, w, m in zip(runs, ws, ms):
         rows.append({'study': study, 'objective': name, 'epochs': done, **run, **describe(w, m)})
         r = rows[-1]
-        print(f"{study:14s} {name:20s} sparsity {run['sparsity']} seed {run['seed']} epoch {done}: "
-              f"recovery min {r['recovery_min']:.3f} | span {r['span']:.3f} | purity {r['purity']:.3f} "
-              f"(pure {r['pure_neurons']:.2f}) | in-span recovery {r['in_span_recovery']:.3f} | "
-              f"covered {r['covered']}", flush=True)
+        print(
+          f'{study:14s} {name:20s} sparsity {run["sparsity"]} seed {run["seed"]} epoch {done}: '
+          f'recovery min {r["recovery_min"]:.3f} | span {r["span"]:.3f} | purity {r["purity"]:.3f} '
+          f'(pure {r["pure_neurons"]:.2f}) | in-span recovery {r["in_span_recovery"]:.3f} | '
+          f'covered {r["covered"]}',
+          flush=True,
+        )
   if args.out:
     with open(args.out, 'w') as f:
       json.dump(rows, f, indent=1)

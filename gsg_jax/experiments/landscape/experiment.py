@@ -40,10 +40,17 @@ def provenance(argv=None) -> dict:
   """Command, UTC date, git commit of this checkout, CPU model and count, JAX version and backend."""
   here = os.path.dirname(os.path.abspath(__file__))
   try:
-    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], check=False, cwd=here, capture_output=True, text=True,
-                            timeout=10).stdout.strip()
-    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], check=False, cwd=here,
-                           capture_output=True, text=True, timeout=10).stdout.strip()
+    commit = subprocess.run(
+      ['git', 'rev-parse', 'HEAD'], check=False, cwd=here, capture_output=True, text=True, timeout=10
+    ).stdout.strip()
+    dirty = subprocess.run(
+      ['git', 'status', '--porcelain', '--untracked-files=no'],
+      check=False,
+      cwd=here,
+      capture_output=True,
+      text=True,
+      timeout=10,
+    ).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     commit, dirty = '', ''
   cpu = platform.processor()
@@ -52,10 +59,15 @@ def provenance(argv=None) -> dict:
       cpu = next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), cpu)
   except OSError:
     pass
-  return {'command': ' '.join(['python -m gsg_jax.experiments.landscape'] + list((argv or sys.argv)[1:])),
-          'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
-          'commit': commit + (' (with uncommitted changes)' if dirty else ''), 'cpu': cpu,
-          'cpu_count': os.cpu_count(), 'jax': jax.__version__, 'backend': jax.default_backend()}
+  return {
+    'command': ' '.join(['python -m gsg_jax.experiments.landscape'] + list((argv or sys.argv)[1:])),
+    'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
+    'commit': commit + (' (with uncommitted changes)' if dirty else ''),
+    'cpu': cpu,
+    'cpu_count': os.cpu_count(),
+    'jax': jax.__version__,
+    'backend': jax.default_backend(),
+  }
 
 
 def check_workdir(workdir: str) -> str:
@@ -105,7 +117,7 @@ def job_cost(cfg, study: str, name: str) -> float:
   if name == 'fullrank':
     block = cfg.study[study]
     runs = len(fullrank.settings(block, cfg.num_seeds, cfg.seed))
-    per_step = 6 * cfg.batch_size * 2 * block.p ** 2 * 2 + 5e6
+    per_step = 6 * cfg.batch_size * 2 * block.p**2 * 2 + 5e6
     return runs * block.num_epochs * -(-cfg.n // cfg.batch_size) * per_step
   info = run_lib.study_config(cfg, study)
   c = run_lib.study_cfg(cfg, info)
@@ -124,8 +136,12 @@ def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
   """The full-rank study (``fullrank.py``) for every setting of the block, resuming; its result."""
   block = cfg.study[study_name]
   settings = fullrank.settings(block, cfg.num_seeds, cfg.seed)
-  meta = {'study': jsonable(block.to_dict(), 6), 'objective': 'fullrank', 'runs': settings,
-          'config': {'n': cfg.n, 'batch_size': cfg.batch_size, 'lr': cfg.lr, 'seed': cfg.seed}}
+  meta = {
+    'study': jsonable(block.to_dict(), 6),
+    'objective': 'fullrank',
+    'runs': settings,
+    'config': {'n': cfg.n, 'batch_size': cfg.batch_size, 'lr': cfg.lr, 'seed': cfg.seed},
+  }
   storage.makedirs(out_dir)
   result_path, ckpt_path = storage.join(out_dir, 'result.json'), storage.join(out_dir, 'checkpoint.npz')
   if storage.exists(result_path):
@@ -134,8 +150,9 @@ def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
     return result
   start = time.time()
   host = [fullrank.init_run(r, block.p, cfg.n) for r in settings]
-  runs = jax.tree_util.tree_map(lambda *a: jnp.asarray(np.stack(a)), *[{k: v for k, v in h.items() if k != 'params'}
-                                                                      for h in host])
+  runs = jax.tree_util.tree_map(
+    lambda *a: jnp.asarray(np.stack(a)), *[{k: v for k, v in h.items() if k != 'params'} for h in host]
+  )
   params = jax.tree_util.tree_map(lambda *a: jnp.asarray(np.stack(a)), *[h['params'] for h in host])
   rngs = jax.vmap(lambda s: run_lib.run_key(cfg, s))(jnp.asarray([r['seed'] for r in settings]))
   chunk = fullrank.make_chunk(cfg.batch_size, cfg.lr, cfg.log_every_epochs)
@@ -158,15 +175,29 @@ def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
     store.save(ckpt_path, params, {k: np.stack(v, 1) for k, v in history.items()}, done, meta)
     rate = num_logs * cfg.log_every_epochs / (time.time() - t0)
     mins = np.asarray(history['min'][-1])
-    progress(f'[{study_name}] fullrank: epoch {done}/{total}, {len(settings)} runs | min max|cos| {mins.mean():.3f} '
-             f'(runs {mins.min():.3f}..{mins.max():.3f}) | {rate:.1f} epochs/s | '
-             f'ETA {store.duration((total - done) / rate)}')
+    progress(
+      f'[{study_name}] fullrank: epoch {done}/{total}, {len(settings)} runs | min max|cos| {mins.mean():.3f} '
+      f'(runs {mins.min():.3f}..{mins.max():.3f}) | {rate:.1f} epochs/s | '
+      f'ETA {store.duration((total - done) / rate)}'
+    )
   curves = {k: np.stack(v, 1) for k, v in history.items()}
-  result = {'meta': meta, 'objective': 'fullrank', 'label': 'simplified-pred, full rank',
-            'epochs': np.arange(curves['min'].shape[1]) * cfg.log_every_epochs, 'wall_s': time.time() - start,
-            'settings': len(settings),
-            'runs': [{**r, 'stands_for': [r], 'end': {k: curves[k][i, -1] for k in curves},
-                      'curves': {k: curves[k][i] for k in curves}} for i, r in enumerate(settings)]}
+  result = {
+    'meta': meta,
+    'objective': 'fullrank',
+    'label': 'simplified-pred, full rank',
+    'epochs': np.arange(curves['min'].shape[1]) * cfg.log_every_epochs,
+    'wall_s': time.time() - start,
+    'settings': len(settings),
+    'runs': [
+      {
+        **r,
+        'stands_for': [r],
+        'end': {k: curves[k][i, -1] for k in curves},
+        'curves': {k: curves[k][i] for k in curves},
+      }
+      for i, r in enumerate(settings)
+    ],
+  }
   result = jsonable(result, 6)
   storage.write_json(result_path, result)
   return result
@@ -197,10 +228,12 @@ def run(cfg, workdir: str, progress=print, argv=None) -> dict:
     if fresh:
       trained_cost += sizes[i]
       trained_s += time.time() - t0
-    left = sum(sizes[i + 1:])
+    left = sum(sizes[i + 1 :])
     eta = store.duration(left * trained_s / trained_cost) if trained_cost else '?'
-    progress(f'[{i + 1}/{len(jobs)}] {s}/{o} done ({time.time() - t0:.1f}s): {summary_line(res)} | '
-             f'elapsed {store.duration(time.time() - start)}, overall ETA {eta}')
+    progress(
+      f'[{i + 1}/{len(jobs)}] {s}/{o} done ({time.time() - t0:.1f}s): {summary_line(res)} | '
+      f'elapsed {store.duration(time.time() - start)}, overall ETA {eta}'
+    )
   results['wall_s'] = time.time() - start
   results['summary'] = summary_table(results)
   storage.write_json(storage.join(workdir, 'results.json'), jsonable(results, 6))
@@ -229,12 +262,22 @@ def summary_table(results: dict) -> dict:
       for r in res['runs']:
         label = ' = '.join(dict.fromkeys(label_of(x) for x in r.get('stands_for', [r])))
         groups.setdefault(label, []).append(r['end'])
-      keys = [k for k in ('min', 'median', 'max', 'match', 'false_support', 'normalized_std', 'output_variance')
-              if k in res['runs'][0]['end']]
+      keys = [
+        k
+        for k in ('min', 'median', 'max', 'match', 'false_support', 'normalized_std', 'output_variance')
+        if k in res['runs'][0]['end']
+      ]
       out.setdefault(s, {})[o] = {
-          label: {k: {'mean': float(np.nanmean([e[k] for e in ends])), 'std': float(np.nanstd([e[k] for e in ends])),
-                      'n': len(ends)} for k in keys}
-          for label, ends in groups.items()}
+        label: {
+          k: {
+            'mean': float(np.nanmean([e[k] for e in ends])),
+            'std': float(np.nanstd([e[k] for e in ends])),
+            'n': len(ends),
+          }
+          for k in keys
+        }
+        for label, ends in groups.items()
+      }
   return out
 
 
@@ -243,8 +286,8 @@ def main():
   from ml_collections import config_flags
 
   from gsg_jax import cli
-  config = config_flags.DEFINE_config_file('config', None, 'configs/landscape.py[:reduced|:quick]',
-                                           lock_config=True)
+
+  config = config_flags.DEFINE_config_file('config', None, 'configs/landscape.py[:reduced|:quick]', lock_config=True)
   flags.DEFINE_string('workdir', None, 'Output directory (resumable).')
   flags.mark_flags_as_required(['config', 'workdir'])
 
@@ -254,8 +297,7 @@ def main():
     if not flags.FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
     start = time.time()
-    results = run(cli.config_value(config), flags.FLAGS.workdir, progress=lambda s: print(s, flush=True),
-                  argv=sys.argv)
+    results = run(cli.config_value(config), flags.FLAGS.workdir, progress=lambda s: print(s, flush=True), argv=sys.argv)
     print(f'all done in {time.time() - start:.1f}s -> {flags.FLAGS.workdir}/results.json', flush=True)
     for s, table in results['summary'].items():
       print(f'\n[{s}] end of training: min / median / max over latents of max_j|cos(w_j, M_i)|, mean over seeds')
@@ -263,4 +305,5 @@ def main():
         for label, v in settings.items():
           print(f'  {o:24s} {label:60s} {v["min"]["mean"]:.3f} / {v["median"]["mean"]:.3f} / {v["max"]["mean"]:.3f}')
     sys.stdout.flush()
+
   cli.run(_main)

@@ -38,8 +38,10 @@ def _curve_runs(res, mask_prob, sparsity):
 def write_all(results: dict, cfg, workdir: str) -> None:
   """Every figure whose study is in ``results``, into ``workdir``."""
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+
   grid = results['studies'].get('grid') or next(iter(results['studies'].values()), None)
   if grid:
     names = list(grid)
@@ -57,11 +59,13 @@ def write_all(results: dict, cfg, workdir: str) -> None:
         ax.fill_between(epochs, y.min(0), y.max(0), color=color, alpha=0.2)
       ax.set(title=name, ylim=(0, 1.02), xlabel='epoch', ylabel=r'max$_j$|cos(w$_j$, M$_i$)|')
       ax.grid(alpha=0.3)
-    for ax in axes.flat[len(names):]:
+    for ax in axes.flat[len(names) :]:
       ax.axis('off')
     axes.flat[0].legend(fontsize=7, loc='lower right')
-    fig.suptitle(f'Dictionary recovery (mask {mp}, sparsity {q}; InfoNCE: complementary masks); '
-                 f'mean over {cfg.num_seeds} seeds, band = seed range')
+    fig.suptitle(
+      f'Dictionary recovery (mask {mp}, sparsity {q}; InfoNCE: complementary masks); '
+      f'mean over {cfg.num_seeds} seeds, band = seed range'
+    )
     fig.tight_layout()
     storage.save_figure(fig, storage.join(workdir, 'recovery_curves.png'), dpi=100)
     plt.close(fig)
@@ -78,8 +82,16 @@ def write_all(results: dict, cfg, workdir: str) -> None:
           ax.semilogy(epochs, np.maximum(y, 1e-12), **style)
         else:
           ax.plot(epochs, y, **style)
-    for ax, title in zip(axes, ('output variance (collapse check)', 'std of f/|f| (collapse: 0, healthy ~1/sqrt(m))',
-                                'support match', 'false support', 'sparsity gap')):
+    for ax, title in zip(
+      axes,
+      (
+        'output variance (collapse check)',
+        'std of f/|f| (collapse: 0, healthy ~1/sqrt(m))',
+        'support match',
+        'false support',
+        'sparsity gap',
+      ),
+    ):
       ax.set(title=title, xlabel='epoch')
       ax.grid(alpha=0.3)
     axes[-1].legend(fontsize=6)
@@ -99,12 +111,14 @@ def write_all(results: dict, cfg, workdir: str) -> None:
         cs = sorted({r['c'] for r in res['runs']})
         end = [np.array([r['end']['min'] for r in _select(res, sparsity=q, c=c)], float) for c in cs]
         start = [np.mean([r['curves']['min'][0] for r in _select(res, sparsity=q, c=c)]) for c in cs]
-        ax.errorbar(cs, [e.mean() for e in end], [e.std() for e in end], color=f'C{i % 10}', marker='o',
-                    capsize=3, label=name)
+        ax.errorbar(
+          cs, [e.mean() for e in end], [e.std() for e in end], color=f'C{i % 10}', marker='o', capsize=3, label=name
+        )
         if i == 0:
           ax.plot(cs, start, 'k:', label='at initialisation')
-      ax.set(title=f'warm start, sparsity {q}', xlabel='c (noise std p$^{-c/2}$)', ylabel='end min max|cos|',
-             ylim=(0, 1.02))
+      ax.set(
+        title=f'warm start, sparsity {q}', xlabel='c (noise std p$^{-c/2}$)', ylabel='end min max|cos|', ylim=(0, 1.02)
+      )
       ax.grid(alpha=0.3)
     axes[0, -1].legend(fontsize=6)
     fig.tight_layout()
@@ -127,10 +141,10 @@ def _end_plot(plt, grid, x_key, panel_key, xlabel, path):
       xs = sorted({r[x_key] for r in runs if r[x_key] is not None})
       ends = [np.array([r['end']['min'] for r in runs if r[x_key] == x], float) for x in xs]
       if xs:
-        ax.errorbar(xs, [e.mean() for e in ends], [e.std() for e in ends], marker='o', capsize=3, label=name,
-                    **style)
-    ax.set(title=f'{panel_key} {v}', xlabel=xlabel, ylabel='end min$_i$ max$_j$|cos| (mean ± std over seeds)',
-           ylim=(0, 1.02))
+        ax.errorbar(xs, [e.mean() for e in ends], [e.std() for e in ends], marker='o', capsize=3, label=name, **style)
+    ax.set(
+      title=f'{panel_key} {v}', xlabel=xlabel, ylabel='end min$_i$ max$_j$|cos| (mean ± std over seeds)', ylim=(0, 1.02)
+    )
     ax.grid(alpha=0.3)
   axes[0, -1].legend(fontsize=6)
   fig.tight_layout()
@@ -140,6 +154,7 @@ def _end_plot(plt, grid, x_key, panel_key, xlabel, path):
 
 def _mean_curve(res, key, **fixed):
   from gsg_jax.experiments.landscape.report import matches
+
   runs = [r for r in res['runs'] if matches(r, **fixed)]
   return np.asarray(res['epochs']), np.array([r['curves'][key] for r in runs], float)
 
@@ -149,12 +164,21 @@ def write_report_figures(results: dict, long_results, out: str) -> None:
   import types
 
   import matplotlib
+
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+
   studies = results['studies']
-  cfg = types.SimpleNamespace(**{'figure_mask_prob': 0.5, 'figure_sparsity': 0.1, 'num_seeds': '',
-                                 **{k: v for k, v in results.get('config', {}).items()
-                                    if k in ('figure_mask_prob', 'figure_sparsity', 'num_seeds')}})
+  cfg = types.SimpleNamespace(
+    **{
+      'figure_mask_prob': 0.5,
+      'figure_sparsity': 0.1,
+      'num_seeds': '',
+      **{
+        k: v for k, v in results.get('config', {}).items() if k in ('figure_mask_prob', 'figure_sparsity', 'num_seeds')
+      },
+    }
+  )
   write_all(results, cfg, out)
   full = studies.get('fullrank', {}).get('fullrank')
   if full:
@@ -167,8 +191,12 @@ def write_report_figures(results: dict, long_results, out: str) -> None:
         ax.fill_between(epochs, y.min(0), y.max(0), color=f'C{i}', alpha=0.2)
         ax.plot(epochs, _mean_curve(full, 'median', loss=loss, norm=norm, c=c)[1].mean(0), color=f'C{i}', ls=':')
       dictionary = next(r['dictionary'] for r in full['runs'] if r['loss'] == loss)
-      ax.set(title=f'{loss} loss, M={dictionary}, {norm} norm', xlabel='epoch', ylim=(0, 1.02),
-             ylabel='max|cos| (min: solid, median: dotted)')
+      ax.set(
+        title=f'{loss} loss, M={dictionary}, {norm} norm',
+        xlabel='epoch',
+        ylim=(0, 1.02),
+        ylabel='max|cos| (min: solid, median: dotted)',
+      )
       ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
     fig.suptitle('Full rank p = d = m = 20, warm start, alternating, weight normalisation (band: seed range)')

@@ -63,12 +63,24 @@ def settings(block, num_seeds: int, seed: int) -> list[dict]:
   """Every run: (loss, dictionary) variant × norm × c × sparsity × mask probability × seed."""
   out = []
   for (loss, dictionary), norm, c, q, mp, i in itertools.product(
-      block.variants, block.norms, block.warm_start, block.sparsities, block.mask_probs, range(num_seeds)):
+    block.variants, block.norms, block.warm_start, block.sparsities, block.mask_probs, range(num_seeds)
+  ):
     if loss not in LOSSES or norm not in NORMS or dictionary not in DICTIONARIES:
-      raise ConfigError(f'fullrank variant ({loss}, {dictionary}, {norm}): expected loss in {LOSSES}, '
-                        f'dictionary in {DICTIONARIES}, norm in {NORMS}.')
-    out.append({'loss': loss, 'dictionary': dictionary, 'norm': norm, 'c': float(c), 'sparsity': q,
-                'mask_prob': mp, 'seed': seed + 1 + i})
+      raise ConfigError(
+        f'fullrank variant ({loss}, {dictionary}, {norm}): expected loss in {LOSSES}, '
+        f'dictionary in {DICTIONARIES}, norm in {NORMS}.'
+      )
+    out.append(
+      {
+        'loss': loss,
+        'dictionary': dictionary,
+        'norm': norm,
+        'c': float(c),
+        'sparsity': q,
+        'mask_prob': mp,
+        'seed': seed + 1 + i,
+      }
+    )
   return out
 
 
@@ -84,14 +96,23 @@ def init_run(run: dict, p: int, n: int) -> dict:
   x = z @ m_dict.T
   noise = lambda: rng.normal(0.0, 1.0 / p ** (run['c'] / 2), (p, p))
   bound = 1.0 / np.sqrt(p)
-  params = {'Wo': (m_dict + noise()).T, 'Wt': (m_dict + noise()).T,
-            'bo': rng.uniform(-bound, bound, p), 'bt': rng.uniform(-bound, bound, p),
-            'Wp': rng.uniform(-bound, bound, (p, p))}
+  params = {
+    'Wo': (m_dict + noise()).T,
+    'Wt': (m_dict + noise()).T,
+    'bo': rng.uniform(-bound, bound, p),
+    'bt': rng.uniform(-bound, bound, p),
+    'Wp': rng.uniform(-bound, bound, (p, p)),
+  }
   is_row = float(run['norm'] == 'row')  # The weights are normalised after every step (not at init, as theirs).
   f32 = lambda a: np.asarray(a, np.float32)
-  return {'x': f32(x), 'M': f32(m_dict), 'params': {k: f32(v) for k, v in params.items()},
-          'keep': np.float32(1.0 - run['mask_prob']), 'cosine': np.float32(run['loss'] == 'cosine'),
-          'row': np.float32(is_row)}
+  return {
+    'x': f32(x),
+    'M': f32(m_dict),
+    'params': {k: f32(v) for k, v in params.items()},
+    'keep': np.float32(1.0 - run['mask_prob']),
+    'cosine': np.float32(run['loss'] == 'cosine'),
+    'row': np.float32(is_row),
+  }
 
 
 def _encode(w, b, x):
@@ -128,9 +149,9 @@ def epoch(params, run, rng, e, batch_size: int, lr: float):
   n = run['x'].shape[0]
   perm = jnp.argsort(jax.random.bits(jax.random.fold_in(jax.random.fold_in(rng, 1), e), (n,)))
   full = n // batch_size
-  batches = [perm[k * batch_size:(k + 1) * batch_size] for k in range(full)]
+  batches = [perm[k * batch_size : (k + 1) * batch_size] for k in range(full)]
   if n % batch_size:
-    batches.append(perm[full * batch_size:])
+    batches.append(perm[full * batch_size :])
   losses = []
   for k, idx in enumerate(batches):  # 6 steps at n = 3000: unrolled, each with its static online/target role.
     step_rng = jax.random.fold_in(jax.random.fold_in(rng, 2), e * len(batches) + k)
@@ -151,16 +172,18 @@ def evaluate(params, run):
   m = w.shape[0]
   coherence = (jnp.sum(jnp.abs(unit @ unit.T)) - m) / (m * (m - 1))
   sv = jnp.linalg.svd(w, compute_uv=False)
-  return {**metrics_lib.recovery(w, run['M']), 'row_coherence': coherence,
-          'top_share': sv[0] ** 2 / jnp.sum(sv ** 2)}
+  return {**metrics_lib.recovery(w, run['M']), 'row_coherence': coherence, 'top_share': sv[0] ** 2 / jnp.sum(sv**2)}
 
 
 def make_chunk(batch_size: int, lr: float, epochs_per_log: int):
   """jit(vmap) of ``num_logs`` log intervals of ``epochs_per_log`` epochs over stacked runs."""
+
   def one(params, run, rng, first_epoch, num_logs):
     def interval(params, k):
       es = first_epoch + k * epochs_per_log + jnp.arange(epochs_per_log)
       params, losses = jax.lax.scan(lambda p, e: epoch(p, run, rng, e, batch_size, lr), params, es)
       return params, {'loss': losses[-1], **evaluate(params, run)}
+
     return jax.lax.scan(interval, params, jnp.arange(num_logs))
+
   return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, None, None)), static_argnums=(4,), donate_argnums=(0,))

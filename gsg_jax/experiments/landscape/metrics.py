@@ -88,4 +88,3 @@ def output_variance(representation):
 
 def collapse(representation) -> dict:
   return {'output_variance': output_variance(representation), 'normalized_std': normalized_std(representation)}
-

@@ -69,6 +69,7 @@ def _torch_bias_init(fan_in: int):
 
 class _Tower(nn.Module):
   """One tower's parameters: ``kernel`` [p, m] (= Wᵀ) and, with BatchNorm, its ``scale`` and ``offset``."""
+
   p: int
   m: int
   batch_norm: bool
@@ -87,6 +88,7 @@ class _Tower(nn.Module):
 
 class _Threshold(nn.Module):
   """One tower's SymReLU bias b [m], torch's ``nn.Linear`` bias init U(−1/√p, 1/√p)."""
+
   p: int
   m: int
 
@@ -97,6 +99,7 @@ class _Threshold(nn.Module):
 
 class _Group(nn.Module):
   """A named group (``backbone``, ``projector``) holding one parameter module per tower."""
+
   make: Any
   towers: int
 
@@ -114,14 +117,15 @@ class SymReLUNetwork(nn.Module):
   ``guide`` adds ``out['guide']``: tower A applied to every view (stop-gradient), the image-based guide
   of GSG's two-encoder arms.
   """
+
   m: int
   towers: int = 1
   batch_norm: bool = False
   predictor: nn.Module | None = None
   kernel_std: float = 0.05  # Replaced by ``data.init_kernel`` in the experiments.
-  momentum: float = 0.9     # Running BatchNorm statistics (PyTorch's 0.1), for evaluation mode only.
+  momentum: float = 0.9  # Running BatchNorm statistics (PyTorch's 0.1), for evaluation mode only.
   epsilon: float = 1e-5
-  frozen_tower: int = -1    # -1: every tower trains.
+  frozen_tower: int = -1  # -1: every tower trains.
   guide: bool = False
 
   def _encode(self, xv, kernels, biases, affines, stats, views_of_tower, train):
@@ -151,14 +155,16 @@ class SymReLUNetwork(nn.Module):
       raise ConfigError(f'towers={self.towers}: expected 1 or 2.')
     x = x.astype(jnp.float32)
     p, batch = x.shape[-1], x.shape[0] // num_views
-    params = _Group(functools.partial(_Tower, p, self.m, self.batch_norm, self.kernel_std), self.towers,
-                    name='backbone')()
+    params = _Group(
+      functools.partial(_Tower, p, self.m, self.batch_norm, self.kernel_std), self.towers, name='backbone'
+    )()
     biases = _Group(functools.partial(_Threshold, p, self.m), self.towers, name='projector')()
     frozen = lambda t, a: jax.lax.stop_gradient(a) if t == self.frozen_tower else a
     kernels = [frozen(t, params[t]['kernel']) for t in range(self.towers)]
     bias = [frozen(t, b) for t, b in enumerate(biases)]
-    affines = ([(frozen(t, s['scale']), frozen(t, s['offset'])) for t, s in enumerate(params)]
-               if self.batch_norm else None)
+    affines = (
+      [(frozen(t, s['scale']), frozen(t, s['offset'])) for t, s in enumerate(params)] if self.batch_norm else None
+    )
     xv = x.reshape(batch, num_views, p)
     views = [np.arange(t, num_views, self.towers) for t in range(self.towers)]  # View v → tower v mod T.
     z, bn = self._encode(xv, kernels, bias, affines, params, views, train)

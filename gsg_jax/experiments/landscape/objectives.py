@@ -71,10 +71,10 @@ _MASKED = -1e9  # exp(−1e9 − max) = 0 in a log-sum-exp, with a zero (finite)
 class Objective:
   name: str
   loss: str
-  target: str          # TARGETS key.
-  predictor: str       # PREDICTORS key.
+  target: str  # TARGETS key.
+  predictor: str  # PREDICTORS key.
   towers: int
-  views: str           # data.VIEW_KINDS
+  views: str  # data.VIEW_KINDS
   drop_last: bool
   encoder_lr_scale: float
   predictor_lr_scale: float
@@ -91,14 +91,21 @@ def objective(name: str) -> Objective:
   if name == 'infonce_independent':  # The same on independent masks (the non-contrastive arms' views).
     return Objective(name, 'infonce', 'online', 'none', 1, 'independent', True, 1.0, 1.0)
   parts = name.split('_')
-  if (len(parts) != 3 or parts[0] not in NONCONTRASTIVE_LOSSES or parts[1] not in SCHEMES
-      or parts[2] not in methods.PREDICTORS):
-    raise ConfigError(f'objective {name!r}: expected infonce or <loss>_<scheme>_<predictor> with loss in '
-                      f'{NONCONTRASTIVE_LOSSES}, scheme in {tuple(SCHEMES)}, predictor in {tuple(methods.PREDICTORS)}.')
+  if (
+    len(parts) != 3
+    or parts[0] not in NONCONTRASTIVE_LOSSES
+    or parts[1] not in SCHEMES
+    or parts[2] not in methods.PREDICTORS
+  ):
+    raise ConfigError(
+      f'objective {name!r}: expected infonce or <loss>_<scheme>_<predictor> with loss in '
+      f'{NONCONTRASTIVE_LOSSES}, scheme in {tuple(SCHEMES)}, predictor in {tuple(methods.PREDICTORS)}.'
+    )
   loss, scheme, predictor = parts
   alt = scheme == 'alt'
-  return Objective(name, loss, SCHEMES[scheme], predictor, 2 if alt else 1, 'independent', False,
-                   4.0 if alt else 2.0, 2.0)
+  return Objective(
+    name, loss, SCHEMES[scheme], predictor, 2 if alt else 1, 'independent', False, 4.0 if alt else 2.0, 2.0
+  )
 
 
 def uses_batch_norm(obj: Objective, setting: str) -> bool:
@@ -111,6 +118,7 @@ def uses_batch_norm(obj: Objective, setting: str) -> bool:
 
 def alternate_towers() -> optax.GradientTransformation:
   """Zero everything of ``tower_1`` on even steps and of ``tower_0`` on odd ones (other leaves pass)."""
+
   def init(params):
     return {'count': jnp.zeros((), jnp.int32)}
 
@@ -123,7 +131,9 @@ def alternate_towers() -> optax.GradientTransformation:
         if f'tower_{t}' in name:
           return jnp.where(active == t, u, jnp.zeros_like(u))
       return u
+
     return jax.tree_util.tree_map_with_path(gate, updates), {'count': state['count'] + 1}
+
   return optax.GradientTransformation(init, update)
 
 
@@ -144,6 +154,7 @@ def learning_rates(obj: Objective, cfg) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- landscape-only losses
+
 
 def nt_xent(z1, z2, temperature: float):
   """SimCLR's NT-Xent over the 2B rows, from three Gram blocks; equals ``methods.contrastive.infonce``.
@@ -186,18 +197,19 @@ def image_guided_loss(predictions, targets, guide, rng):
 @dataclasses.dataclass(frozen=True)
 class LandscapeTrainer(Trainer):
   """The step core's Trainer with the landscape's loss (module docstring); everything else is inherited."""
+
   obj: Objective = None
   temperature: float = 0.05
   fast_infonce: bool = True  # False: the registry's ½[ℓ(z₁, z₂) + ℓ(z₂, z₁)] (the same value, twice the work).
 
   def loss(self, params, model_state, x, target_projections, rng, labels=None):
     num_views = self.method.num_views
-    out, updates = self.network.apply(self.network_variables(params, model_state), x, train=True,
-                                      num_views=num_views, mutable=['batch_stats'])
+    out, updates = self.network.apply(
+      self.network_variables(params, model_state), x, train=True, num_views=num_views, mutable=['batch_stats']
+    )
     targets = out['projection'] if target_projections is None else target_projections
     to_views = lambda a: a.reshape(x.shape[0] // num_views, num_views, -1)
-    if (self.fast_infonce and self.obj.loss == 'infonce' and self.obj.predictor == 'none'
-        and target_projections is None):
+    if self.fast_infonce and self.obj.loss == 'infonce' and self.obj.predictor == 'none' and target_projections is None:
       z = to_views(out['projection'])
       loss, aux = nt_xent(z[:, 0], z[:, 1], self.temperature), {}
     elif 'guide' in out:
@@ -209,6 +221,7 @@ class LandscapeTrainer(Trainer):
 
 # ----------------------------------------------------------------------------- building the step core
 
+
 def build_trainers(obj: Objective, cfg, m: int, steps_per_epoch: int, image_guide: bool = True):
   """(generic trainer, per-tower trainers or None) for ``obj``: registry method, SymReLU network, plain SGD.
 
@@ -217,20 +230,42 @@ def build_trainers(obj: Objective, cfg, m: int, steps_per_epoch: int, image_guid
   """
   method = methods.build_method(method_config(obj, cfg), cfg.num_epochs * steps_per_epoch)
   model_cfg = ml_collections.ConfigDict({'projection_dim': m})
-  network = SymReLUNetwork(m, obj.towers, uses_batch_norm(obj, cfg.batch_norm),
-                           method.predictor.module(model_cfg, jnp.float32),
-                           guide=image_guide and obj.loss == 'gsg' and obj.towers == 2)
+  network = SymReLUNetwork(
+    m,
+    obj.towers,
+    uses_batch_norm(obj, cfg.batch_norm),
+    method.predictor.module(model_cfg, jnp.float32),
+    guide=image_guide and obj.loss == 'gsg' and obj.towers == 2,
+  )
   encoder_lr, predictor_lr = learning_rates(obj, cfg)
-  opt = ml_collections.ConfigDict({
-      'optim': {'optimizer': 'sgd', 'base_lr': encoder_lr * 256 / cfg.batch_size, 'momentum': 0.0,
-                'weight_decay': 0.0, 'warmup_epochs': 0.0, 'schedule': 'constant',
-                'rules': (('predictor/.*', {'lr': predictor_lr, 'schedule': 'constant'}),)},
-      'batch_size': cfg.batch_size, 'num_epochs': cfg.num_epochs})
+  opt = ml_collections.ConfigDict(
+    {
+      'optim': {
+        'optimizer': 'sgd',
+        'base_lr': encoder_lr * 256 / cfg.batch_size,
+        'momentum': 0.0,
+        'weight_decay': 0.0,
+        'warmup_epochs': 0.0,
+        'schedule': 'constant',
+        'rules': (('predictor/.*', {'lr': predictor_lr, 'schedule': 'constant'}),),
+      },
+      'batch_size': cfg.batch_size,
+      'num_epochs': cfg.num_epochs,
+    }
+  )
   tx, schedule = build_optimizer(opt, steps_per_epoch, method.optimizer_rules)
   if obj.towers == 2:
     tx = optax.chain(alternate_towers(), tx, alternate_towers())  # Gate the gradients and the updates.
-  make = lambda net: LandscapeTrainer(net, method, data_lib.MaskViews(obj.views), tx, schedule, obj=obj,
-                                      temperature=cfg.temperature, fast_infonce=cfg.fast_infonce)
+  make = lambda net: LandscapeTrainer(
+    net,
+    method,
+    data_lib.MaskViews(obj.views),
+    tx,
+    schedule,
+    obj=obj,
+    temperature=cfg.temperature,
+    fast_infonce=cfg.fast_infonce,
+  )
   per_tower = None
   if obj.towers == 2:
     per_tower = tuple(make(network.clone(frozen_tower=1 - t)) for t in range(2))
@@ -244,6 +279,8 @@ def init_state(trainer: Trainer, rng, kernels) -> TrainState:
   for t in range(kernels.shape[0]):
     backbone[f'tower_{t}'] = {**backbone[f'tower_{t}'], 'kernel': kernels[t]}
   params = {**state.params, 'backbone': backbone}
-  extras = {'target': trainer.method.target.init(params, state.model_state),
-            'predictor': trainer.method.predictor.init(params)}
+  extras = {
+    'target': trainer.method.target.init(params, state.model_state),
+    'predictor': trainer.method.predictor.init(params),
+  }
   return state.replace(params=params, opt_state=trainer.tx.init(params), extras=extras)

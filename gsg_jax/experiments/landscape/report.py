@@ -83,8 +83,10 @@ def settled(res: dict, **fixed) -> float:
   runs = [r for r in res['runs'] if matches(r, **fixed)]
   epochs = np.asarray(res['epochs'])
   i = int(np.searchsorted(epochs, 0.75 * epochs[-1]))
-  moves = [abs(np.mean([r['curves'][k][-1] for r in runs]) - np.mean([r['curves'][k][i] for r in runs]))
-           for k in ('min', 'median', 'max')]
+  moves = [
+    abs(np.mean([r['curves'][k][-1] for r in runs]) - np.mean([r['curves'][k][i] for r in runs]))
+    for k in ('min', 'median', 'max')
+  ]
   return float(max(moves))
 
 
@@ -108,19 +110,27 @@ def claims(results: dict) -> list[dict]:
     others = [res for name, res in grid.items() if not name.startswith('infonce')]
     for s in settings_of(inf):
       e = ends(inf, sparsity=s['sparsity'])
-      best_other = max((e2.mean() for e2 in (ends(r, sparsity=s['sparsity']) for r in others) if e2.size),
-                       default=np.nan)
-      ev.append(f"sparsity {s['sparsity']}: min {ms(e)}, median {ms(ends(inf, 'median', sparsity=s['sparsity']))}"
-                f" (best non-contrastive arm's min {best_other:.3f})")
+      best_other = max(
+        (e2.mean() for e2 in (ends(r, sparsity=s['sparsity']) for r in others) if e2.size), default=np.nan
+      )
+      ev.append(
+        f'sparsity {s["sparsity"]}: min {ms(e)}, median {ms(ends(inf, "median", sparsity=s["sparsity"]))}'
+        f" (best non-contrastive arm's min {best_other:.3f})"
+      )
       flags.append(e.mean() >= RECOVERED)
       near.append(e.mean() >= BAD or e.mean() > best_other + 0.1)
   v = verdict(flags)
   if v == 'not reproduced' and any(near):
     v = 'partly'
-  rows.append({'claim': 'C1: contrastive (InfoNCE) recovers the dictionary from a random init, every sparsity',
-               'evidence': '; '.join(ev) or 'n/a', 'verdict': v,
-               'rule': f'reproduced: min ≥ {RECOVERED} at every sparsity; partly: some sparsity has min ≥ {BAD} '
-                       f'or above every non-contrastive arm by > 0.1'})
+  rows.append(
+    {
+      'claim': 'C1: contrastive (InfoNCE) recovers the dictionary from a random init, every sparsity',
+      'evidence': '; '.join(ev) or 'n/a',
+      'verdict': v,
+      'rule': f'reproduced: min ≥ {RECOVERED} at every sparsity; partly: some sparsity has min ≥ {BAD} '
+      f'or above every non-contrastive arm by > 0.1',
+    }
+  )
 
   def bad_minima(names, claim):
     ev, flags = [], []
@@ -132,15 +142,24 @@ def claims(results: dict) -> list[dict]:
         e = ends(res, mask_prob=s['mask_prob'], sparsity=s['sparsity'])
         nstd = ends(res, 'normalized_std', mask_prob=s['mask_prob'], sparsity=s['sparsity'])
         flags.append(e.mean() < BAD and nstd.mean() > std_floor)
-      all_e = ends(res)
-      ev.append(f"{name}: min {ms(all_e)} over {len(settings_of(res))} settings (worst setting "
-                f"{min(ends(res, mask_prob=s['mask_prob'], sparsity=s['sparsity']).mean() for s in settings_of(res)):.3f},"
-                f" best {max(ends(res, mask_prob=s['mask_prob'], sparsity=s['sparsity']).mean() for s in settings_of(res)):.3f})")
-    rows.append({'claim': claim, 'evidence': '; '.join(ev) or 'n/a', 'verdict': verdict(flags),
-                 'rule': f'every (mask, sparsity): min < {BAD} and std of f/|f| > 0.25/sqrt(m)'})
+      per_setting = [ends(res, mask_prob=s['mask_prob'], sparsity=s['sparsity']).mean() for s in settings_of(res)]
+      ev.append(
+        f'{name}: min {ms(ends(res))} over {len(per_setting)} settings (worst setting {min(per_setting):.3f}, '
+        f'best {max(per_setting):.3f})'
+      )
+    rows.append(
+      {
+        'claim': claim,
+        'evidence': '; '.join(ev) or 'n/a',
+        'verdict': verdict(flags),
+        'rule': f'every (mask, sparsity): min < {BAD} and std of f/‖f‖ > 0.25/sqrt(m)',
+      }
+    )
 
-  bad_minima(['negcos_alt_none', 'negcos_simsiam_none'],
-             'C2: non-contrastive training ends at non-collapsed bad minima, every mask probability and sparsity')
+  bad_minima(
+    ['negcos_alt_none', 'negcos_simsiam_none'],
+    'C2: non-contrastive training ends at non-collapsed bad minima, every mask probability and sparsity',
+  )
   bad_minima(['negcos_alt_linear'], 'C3: a linear predictor with BatchNorm does not rescue it')
 
   warm, ev, flags = st.get('warm_start', {}), [], []
@@ -152,20 +171,34 @@ def claims(results: dict) -> list[dict]:
     near, far = max(cs), min(cs)
     flags.append(ends(res, c=near).mean() >= starts(res, c=near).mean() - STAY)
     flags.append(ends(res, c=far).mean() < starts(res, c=far).mean() - DRIFT)
-  rows.append({'claim': 'C4: from a warm start near the ground truth training stays; from a far one it drifts',
-               'evidence': '; '.join(ev) or 'n/a', 'verdict': verdict(flags),
-               'rule': f'largest c: end ≥ start − {STAY}; smallest c: end < start − {DRIFT} (min, per arm)'})
+  rows.append(
+    {
+      'claim': 'C4: from a warm start near the ground truth training stays; from a far one it drifts',
+      'evidence': '; '.join(ev) or 'n/a',
+      'verdict': verdict(flags),
+      'rule': f'largest c: end ≥ start − {STAY}; smallest c: end < start − {DRIFT} (min, per arm)',
+    }
+  )
 
   ev, flags = [], []
   for name, res in grid.items():
     nstd = ends(res, 'normalized_std')
     ev.append(f'{name}: {ms(nstd)}')
     if not name.startswith('infonce'):
-      flags.append(all(ends(res, 'normalized_std', mask_prob=s['mask_prob'], sparsity=s['sparsity']).mean()
-                       > std_floor for s in settings_of(res)))
-  rows.append({'claim': 'C5: the failure is not collapse (std of f/|f|, comparable across arms)',
-               'evidence': f'1/sqrt(m) = {1 / np.sqrt(m):.3f}; ' + '; '.join(ev) if ev else 'n/a',
-               'verdict': verdict(flags), 'rule': 'every non-contrastive setting: std of f/|f| > 0.25/sqrt(m)'})
+      flags.append(
+        all(
+          ends(res, 'normalized_std', mask_prob=s['mask_prob'], sparsity=s['sparsity']).mean() > std_floor
+          for s in settings_of(res)
+        )
+      )
+  rows.append(
+    {
+      'claim': 'C5: the failure is not collapse (std of f/‖f‖, comparable across arms)',
+      'evidence': f'1/sqrt(m) = {1 / np.sqrt(m):.3f}; ' + '; '.join(ev) if ev else 'n/a',
+      'verdict': verdict(flags),
+      'rule': 'every non-contrastive setting: std of f/‖f‖ > 0.25/sqrt(m)',
+    }
+  )
 
   ev, flags = [], []
   m10 = st.get('m10', {})
@@ -179,15 +212,20 @@ def claims(results: dict) -> list[dict]:
     has_share = 'top_share' in full['runs'][0]['end']
     for key in settings_of(full, ('loss', 'norm', 'c')):
       e, s0 = ends(full, **key), starts(full, **key)
-      share = f", σ₁² share {ms(ends(full, 'top_share', **key))}" if has_share else ''
-      ev.append(f"full rank {key['loss']}/{key['norm']} c={key['c']}: {ms(s0)} → {ms(e)}{share}")
+      share = f', σ₁² share {ms(ends(full, "top_share", **key))}' if has_share else ''
+      ev.append(f'full rank {key["loss"]}/{key["norm"]} c={key["c"]}: {ms(s0)} → {ms(e)}{share}')
       if key['c'] == far:  # Drifts from the far start, without W collapsing to rank one.
         collapsed = has_share and ends(full, 'top_share', **key).mean() > 0.5
         flags.append(e.mean() < s0.mean() - DRIFT and not collapsed)
-  rows.append({'claim': 'C6: not an artefact of over-parameterisation (m = 10; full rank p = d = m = 20)',
-               'evidence': '; '.join(ev) or 'n/a', 'verdict': verdict(flags),
-               'rule': f'm = 10: non-contrastive min < {BAD} and below InfoNCE; full rank, per loss and norm at the '
-                       f'smallest c: end < start − {DRIFT} with σ₁²/Σσ² of W ≤ 0.5 (not collapsed to rank one)'})
+  rows.append(
+    {
+      'claim': 'C6: not an artefact of over-parameterisation (m = 10; full rank p = d = m = 20)',
+      'evidence': '; '.join(ev) or 'n/a',
+      'verdict': verdict(flags),
+      'rule': f'm = 10: non-contrastive min < {BAD} and below InfoNCE; full rank, per loss and norm at the '
+      f'smallest c: end < start − {DRIFT} with σ₁²/Σσ² of W ≤ 0.5 (not collapsed to rank one)',
+    }
+  )
   return rows
 
 
@@ -197,7 +235,7 @@ def gsg_effect(results: dict) -> list[dict]:
   for name, res in grid.items():
     if not name.startswith('gsg_'):
       continue
-    base = grid.get('negcos_' + name[len('gsg_'):])
+    base = grid.get('negcos_' + name[len('gsg_') :])
     if not base:
       continue
     pairs = {(r['mask_prob'], r['sparsity'], r['seed']): r['end'] for r in base['runs']}
@@ -207,15 +245,32 @@ def gsg_effect(results: dict) -> list[dict]:
       if b:
         for k in diffs:
           diffs[k].append(r['end'][k] - b[k])
-    fractions = {k: ms([r['end'][k] for r in res['runs']]) for k in ('pair_11', 'pair_12', 'pair_21', 'pair_22')
-                 if k in res['runs'][0]['end']}
+    fractions = {
+      k: ms([r['end'][k] for r in res['runs']])
+      for k in ('pair_11', 'pair_12', 'pair_21', 'pair_22')
+      if k in res['runs'][0]['end']
+    }
     d = np.array(diffs['min'])
     se = d.std(ddof=1) / np.sqrt(d.size) if d.size > 1 else np.inf
-    answer = ('toward recovery' if d.mean() > 2 * se and d.mean() > 0.02 else
-              'away from recovery' if d.mean() < -2 * se and d.mean() < -0.02 else 'no clear change')
-    out.append({'arm': name, 'base': base['objective'], 'pairs': int(d.size),
-                'delta': {k: ms(v) for k, v in diffs.items()}, 'gsg_min': ms(ends(res)), 'base_min': ms(ends(base)),
-                'pair_fractions': fractions, 'answer': answer})
+    answer = (
+      'toward recovery'
+      if d.mean() > 2 * se and d.mean() > 0.02
+      else 'away from recovery'
+      if d.mean() < -2 * se and d.mean() < -0.02
+      else 'no clear change'
+    )
+    out.append(
+      {
+        'arm': name,
+        'base': base['objective'],
+        'pairs': int(d.size),
+        'delta': {k: ms(v) for k, v in diffs.items()},
+        'gsg_min': ms(ends(res)),
+        'base_min': ms(ends(base)),
+        'pair_fractions': fractions,
+        'answer': answer,
+      }
+    )
   return out
 
 
@@ -223,15 +278,25 @@ def infonce_probes(results: dict) -> list[dict]:
   st, out = results['studies'], []
   base = st.get('grid', {}).get('infonce')
   if base:
-    out.append({'study': 'grid (baseline)', 'settings': 'τ 0.05, lr 0.005, BN, noise σ₀, complementary masks',
-                **{k: ms(ends(base, k, sparsity=0.1)) for k in ('min', 'median', 'max')}})
+    out.append(
+      {
+        'study': 'grid (baseline)',
+        'settings': 'τ 0.05, lr 0.005, BN, noise σ₀, complementary masks',
+        **{k: ms(ends(base, k, sparsity=0.1)) for k in ('min', 'median', 'max')},
+      }
+    )
   for study, objectives in st.items():
     if study.startswith('infonce_'):
       for name, res in objectives.items():
         overrides = {k: v for k, v in res['meta']['study'].get('overrides', {}).items() if k != 'num_seeds'}
         change = ', '.join(f'{k} = {v}' for k, v in overrides.items()) or 'independent masks (mask 0.5)'
-        out.append({'study': study, 'settings': f"{change} ({name}, {len(res['runs'])} seeds)",
-                    **{k: ms(ends(res, k)) for k in ('min', 'median', 'max')}})
+        out.append(
+          {
+            'study': study,
+            'settings': f'{change} ({name}, {len(res["runs"])} seeds)',
+            **{k: ms(ends(res, k)) for k in ('min', 'median', 'max')},
+          }
+        )
   return out
 
 
@@ -245,21 +310,35 @@ def diagnostics_table(path: str) -> str:
   for r in rows:
     groups.setdefault((r['study'], r['objective'], r['sparsity'], r['epochs']), []).append(r)
   keys = ('recovery_min', 'in_span_recovery', 'span', 'purity', 'pure_neurons', 'covered')
-  lines = ['| study | objective | sparsity | epochs | runs | ' + ' | '.join(keys) + ' |', '|---' * (5 + len(keys)) + '|']
+  lines = [
+    '| study | objective | sparsity | epochs | runs | ' + ' | '.join(keys) + ' |',
+    '|---' * (5 + len(keys)) + '|',
+  ]
   for (study, name, q, epochs), rs in groups.items():
-    lines.append(f'| {study} | {name} | {q} | {epochs} | {len(rs)} | '
-                 + ' | '.join(ms([r[k] for r in rs]) for k in keys) + ' |')
+    lines.append(
+      f'| {study} | {name} | {q} | {epochs} | {len(rs)} | ' + ' | '.join(ms([r[k] for r in rs]) for k in keys) + ' |'
+    )
   return '\n'.join(lines) + '\n'
 
 
 def long_candidates(results: dict, mask_prob=0.5, sparsity=0.1) -> list[str]:
   """Grid arms whose seed-mean curve still moves by more than SETTLED over the last quarter of training."""
   grid = results['studies'].get('grid', {})
-  return [name for name, res in grid.items()
-          if any(matches(r, sparsity=sparsity) for r in res['runs'])
-          and settled(res, sparsity=sparsity, **({} if res['objective'].startswith('infonce') and
-                                                  res['runs'][0]['mask_prob'] is None else {'mask_prob': mask_prob}))
-          > SETTLED]
+  return [
+    name
+    for name, res in grid.items()
+    if any(matches(r, sparsity=sparsity) for r in res['runs'])
+    and settled(
+      res,
+      sparsity=sparsity,
+      **(
+        {}
+        if res['objective'].startswith('infonce') and res['runs'][0]['mask_prob'] is None
+        else {'mask_prob': mask_prob}
+      ),
+    )
+    > SETTLED
+  ]
 
 
 def long_table(long_results: dict, at=(1000, 2000, 8000)) -> str:
@@ -273,7 +352,7 @@ def long_table(long_results: dict, at=(1000, 2000, 8000)) -> str:
     cells = []
     for e in at:
       i = epochs.index(e) if e in epochs else None
-      cells.append('n/a' if i is None else ' / '.join(f"{run['curves'][k][i]:.3f}" for k in ('min', 'median', 'max')))
+      cells.append('n/a' if i is None else ' / '.join(f'{run["curves"][k][i]:.3f}' for k in ('min', 'median', 'max')))
     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   return '\n'.join(lines) + '\n'
 
@@ -281,23 +360,38 @@ def long_table(long_results: dict, at=(1000, 2000, 8000)) -> str:
 def markdown(results: dict) -> str:
   lines = ['| claim | evidence (end of training, mean ± std over seeds) | verdict |', '|---|---|---|']
   for row in claims(results):
-    lines.append(f"| {row['claim']} | {row['evidence']} | **{row['verdict']}** ({row['rule']}) |")
-  lines += ['', '**GSG (guided by image) against its base arm**, paired by mask, sparsity and seed '
-            '(end min/median/max differences, GSG − base):', '',
-            '| GSG arm | base | pairs | Δmin | Δmedian | Δmax | pair fractions 11/12/21/22 | answer |',
-            '|---|---|---|---|---|---|---|---|']
+    lines.append(f'| {row["claim"]} | {row["evidence"]} | **{row["verdict"]}** ({row["rule"]}) |')
+  lines += [
+    '',
+    '**GSG (guided by image) against its base arm**, paired by mask, sparsity and seed '
+    '(end min/median/max differences, GSG − base):',
+    '',
+    '| GSG arm | base | pairs | Δmin | Δmedian | Δmax | pair fractions 11/12/21/22 | answer |',
+    '|---|---|---|---|---|---|---|---|',
+  ]
   for g in gsg_effect(results):
     fr = ' / '.join(v.split(' ±')[0] for v in g['pair_fractions'].values())
-    lines.append(f"| {g['arm']} | {g['base']} | {g['pairs']} | {g['delta']['min']} | {g['delta']['median']} | "
-                 f"{g['delta']['max']} | {fr} | {g['answer']} |")
-  lines += ['', '**InfoNCE probes** (sparsity 0.1; one factor changed each):', '',
-            '| study | change | min | median | max |', '|---|---|---|---|---|']
+    lines.append(
+      f'| {g["arm"]} | {g["base"]} | {g["pairs"]} | {g["delta"]["min"]} | {g["delta"]["median"]} | '
+      f'{g["delta"]["max"]} | {fr} | {g["answer"]} |'
+    )
+  lines += [
+    '',
+    '**InfoNCE probes** (sparsity 0.1; one factor changed each):',
+    '',
+    '| study | change | min | median | max |',
+    '|---|---|---|---|---|',
+  ]
   for p in infonce_probes(results):
-    lines.append(f"| {p['study']} | {p['settings']} | {p['min']} | {p['median']} | {p['max']} |")
+    lines.append(f'| {p["study"]} | {p["settings"]} | {p["min"]} | {p["median"]} | {p["max"]} |')
   grid = results['studies'].get('grid', {})
   if grid:
-    lines += ['', '**Settledness** (largest move of the seed-mean min/median/max curve over the last quarter of '
-              'training, sparsity 0.1, mask 0.5):', '']
+    lines += [
+      '',
+      '**Settledness** (largest move of the seed-mean min/median/max curve over the last quarter of '
+      'training, sparsity 0.1, mask 0.5):',
+      '',
+    ]
     for name, res in grid.items():
       fixed = {'sparsity': 0.1} if res['runs'][0]['mask_prob'] is None else {'sparsity': 0.1, 'mask_prob': 0.5}
       lines.append(f'- {name}: {settled(res, **fixed):.3f}')
@@ -318,9 +412,11 @@ def provenance_line(results: dict) -> str:
   parts = []
   for key, jobs in launches.items():
     p = json.loads(key)
-    parts.append(f"`{p.get('command', '?')}` started {p.get('date', '?')} at commit {p.get('commit', '?')} on "
-                 f"{p.get('cpu', '?')} ({p.get('cpu_count', '?')} cores, shared) trained {len(jobs)} job(s)"
-                 + (f" ({', '.join(jobs)})" if len(jobs) <= 3 else ''))
+    parts.append(
+      f'`{p.get("command", "?")}` started {p.get("date", "?")} at commit {p.get("commit", "?")} on '
+      f'{p.get("cpu", "?")} ({p.get("cpu_count", "?")} cores, shared) trained {len(jobs)} job(s)'
+      + (f' ({", ".join(jobs)})' if len(jobs) <= 3 else '')
+    )
   return f'Generated by `python -m gsg_jax.experiments.landscape.report` ({state}): ' + '; '.join(parts) + '.'
 
 
@@ -340,16 +436,23 @@ def main():
   parser.add_argument('--workdir', required=True)
   parser.add_argument('--long', default='', help='workdir of the 8000-epoch runs (long preset), for the figure.')
   parser.add_argument('--out', default='', help='output folder (default: the workdir).')
-  parser.add_argument('--long-command', action='store_true', help='print the long runs\' command and exit.')
-  parser.add_argument('--readme', default='', help='a Markdown file whose block between the markers '
-                      f'{START!r} and {END!r} is replaced by the generated tables.')
+  parser.add_argument('--long-command', action='store_true', help="print the long runs' command and exit.")
+  parser.add_argument(
+    '--readme',
+    default='',
+    help=f'a Markdown file whose block between the markers {START!r} and {END!r} is replaced by the generated tables.',
+  )
   args = parser.parse_args()
   results = load(args.workdir)
   if args.long_command:
     names = long_candidates(results)
     listed = ','.join(f"'{n}'" for n in names)
-    print("python -m gsg_jax.experiments.landscape --config=configs/landscape.py:long "
-          f'--config.objectives="({listed},)" --workdir=<DIR>' if names else '# every arm settled: no long run')
+    print(
+      'python -m gsg_jax.experiments.landscape --config=configs/landscape.py:long '
+      f'--config.objectives="({listed},)" --workdir=<DIR>'
+      if names
+      else '# every arm settled: no long run'
+    )
     return
   out = args.out or args.workdir
   os.makedirs(out, exist_ok=True)
@@ -357,26 +460,36 @@ def main():
   if args.long:
     long_results = load(args.long)
     p = long_results.get('provenance') or {}
-    text += ('\n**8,000 epochs, one seed** (mask 0.5, sparsity 0.1; the arms whose reduced curves moved by more '
-             f"than {SETTLED} over their last quarter; `long` preset; results.json of `{p.get('command', '?')}`, "
-             f"started {p.get('date', '?')} at commit {p.get('commit', '?')}; jobs already finished in that "
-             'workdir by an earlier launch are reused, not retrained):\n\n' + long_table(long_results))
+    text += (
+      '\n**8,000 epochs, one seed** (mask 0.5, sparsity 0.1; the arms whose reduced curves moved by more '
+      f'than {SETTLED} over their last quarter; `long` preset; results.json of `{p.get("command", "?")}`, '
+      f'started {p.get("date", "?")} at commit {p.get("commit", "?")}; jobs already finished in that '
+      'workdir by an earlier launch are reused, not retrained):\n\n' + long_table(long_results)
+    )
   diag = diagnostics_table(os.path.join(out, 'diagnostics.json'))
   if diag:
-    text += ('\n**What InfoNCE\'s W holds** (`diagnostics.py`: span = share of a neuron\'s weight inside span(M); '
-             'purity = its largest latent coordinate over the norm of its latent coordinates; in-span recovery = '
-             'the recovery with the out-of-span weight removed; covered = latents with a neuron at |cos| > 0.9 '
-             'out of d):\n\n' + diag)
+    text += (
+      "\n**What InfoNCE's W holds** (`diagnostics.py`: span = share of a neuron's weight inside span(M); "
+      'purity = its largest latent coordinate over the norm of its latent coordinates; in-span recovery = '
+      'the recovery with the out-of-span weight removed; covered = latents with a neuron at |cos| > 0.9 '
+      'out of d):\n\n' + diag
+    )
   with open(os.path.join(out, 'claims.md'), 'w') as f:
     f.write(text)
-  summary = {'provenance': results.get('provenance'), 'partial': results.get('partial', False),
-             'claims': claims(results), 'gsg': gsg_effect(results), 'infonce_probes': infonce_probes(results),
-             'long_candidates': long_candidates(results)}
+  summary = {
+    'provenance': results.get('provenance'),
+    'partial': results.get('partial', False),
+    'claims': claims(results),
+    'gsg': gsg_effect(results),
+    'infonce_probes': infonce_probes(results),
+    'long_candidates': long_candidates(results),
+  }
   with open(os.path.join(out, 'results_summary.json'), 'w') as f:
     json.dump(summary, f, indent=1)
   if args.readme:
     replace_block(args.readme, provenance_line(results) + '\n\n' + text)
   from gsg_jax.experiments.landscape import figures
+
   figures.write_report_figures(results, load(args.long) if args.long else None, out)
   print(text)
 

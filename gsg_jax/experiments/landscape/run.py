@@ -69,12 +69,26 @@ from gsg_jax.experiments.landscape.objectives import (
 )
 from gsg_jax.training.step import Trainer
 
-CURVE_KEYS = ('loss', 'max', 'median', 'min', 'match', 'false_support', 'sparsity_gap', 'output_variance',
-              'normalized_std', 'pair_11', 'pair_12', 'pair_21', 'pair_22')
+CURVE_KEYS = (
+  'loss',
+  'max',
+  'median',
+  'min',
+  'match',
+  'false_support',
+  'sparsity_gap',
+  'output_variance',
+  'normalized_std',
+  'pair_11',
+  'pair_12',
+  'pair_21',
+  'pair_22',
+)
 PAIR_KEYS = ('gsg/pair_11', 'gsg/pair_12', 'gsg/pair_21', 'gsg/pair_22')
 
 
 # ----------------------------------------------------------------------------- runs
+
 
 def study_config(cfg, study: str):
   """The study block with the top-level defaults filled in: p, d, m, masks, sparsities, warm_start, objectives.
@@ -111,8 +125,10 @@ def run_settings(obj: Objective, study: dict, num_seeds: int, seed: int) -> list
   """Every setting of ``obj`` in ``study``: mask probability (None for complementary masks), sparsity, c, seed."""
   masks = (None,) if obj.contrastive else study.get('mask_probs_for', {}).get(obj.name, study['mask_probs'])
   cs = study['warm_start'] or (None,)
-  return [{'mask_prob': mp, 'sparsity': q, 'c': c, 'seed': seed + 1 + i}
-          for mp, q, c, i in itertools.product(masks, study['sparsities'], cs, range(num_seeds))]
+  return [
+    {'mask_prob': mp, 'sparsity': q, 'c': c, 'seed': seed + 1 + i}
+    for mp, q, c, i in itertools.product(masks, study['sparsities'], cs, range(num_seeds))
+  ]
 
 
 def setting_label(run: dict) -> str:
@@ -163,8 +179,9 @@ def distinct_runs(runs: list[dict], study: dict, cfg, towers: int) -> tuple[list
   host, keep, kernels = make_run_data(runs, study, cfg, towers)
   groups: dict[str, list[int]] = {}
   for i, run in enumerate(runs):
-    key = fingerprint(host['x'][i], host['z'][i], host['M'][i], kernels[i], keep[i],
-                      jax.random.key_data(run_key(cfg, run['seed'])))
+    key = fingerprint(
+      host['x'][i], host['z'][i], host['M'][i], kernels[i], keep[i], jax.random.key_data(run_key(cfg, run['seed']))
+    )
     groups.setdefault(key, []).append(i)
   members = list(groups.values())
   return [runs[g[0]] for g in members], members
@@ -173,13 +190,14 @@ def distinct_runs(runs: list[dict], study: dict, cfg, towers: int) -> tuple[list
 @dataclasses.dataclass
 class Program:
   """The compiled pieces for one (study, objective): init, evaluate and train ``chunk`` over stacked runs."""
+
   trainer: Trainer
   obj: Objective
   n: int
   batch_size: int
   eval_size: int
   epochs_per_log: int
-  vmap_width: int = 0   # Runs per vmapped group (0: all); ``lax.map`` runs the groups one after the other.
+  vmap_width: int = 0  # Runs per vmapped group (0: all); ``lax.map`` runs the groups one after the other.
   per_tower: tuple | None = None  # (A-step, B-step) trainers of a two-encoder objective.
 
   @property
@@ -190,14 +208,18 @@ class Program:
   def _evaluate(self, state, data, rng):
     """Metrics of one run: recovery of tower A's W, support and collapse on a fixed batch's first view."""
     w = encoder_matrix(state.params)
-    x, z = data['x'][:self.eval_size], data['z'][:self.eval_size]
-    rows = self.trainer.views({'x': x, 'keep_prob': data['keep']}, jax.random.fold_in(rng, 2 ** 30), 2)
+    x, z = data['x'][: self.eval_size], data['z'][: self.eval_size]
+    rows = self.trainer.views({'x': x, 'keep_prob': data['keep']}, jax.random.fold_in(rng, 2**30), 2)
     variables = self.trainer.network_variables(state.params, state.model_state)
-    out, _ = self.trainer.network.apply(variables, rows, train=True, num_views=2, with_predictor=False,
-                                        mutable=['batch_stats'])
+    out, _ = self.trainer.network.apply(
+      variables, rows, train=True, num_views=2, with_predictor=False, mutable=['batch_stats']
+    )
     rep = out['projection'].reshape(x.shape[0], 2, -1)[:, 0]
-    return {**metrics_lib.recovery(w, data['M']), **metrics_lib.support_recovery(w, data['M'], z, rep),
-            **metrics_lib.collapse(rep)}
+    return {
+      **metrics_lib.recovery(w, data['M']),
+      **metrics_lib.support_recovery(w, data['M'], z, rep),
+      **metrics_lib.collapse(rep),
+    }
 
   def _epoch(self, state, data, rng, epoch):
     """One epoch of steps; returns the state and the epoch's mean loss (and GSG's pair fractions)."""
@@ -205,13 +227,14 @@ class Program:
     # The epoch's shuffle: argsort of n random words (one sort; jax.random.permutation takes several).
     perm = jnp.argsort(jax.random.bits(jax.random.fold_in(jax.random.fold_in(rng, 1), epoch), (self.n,)))
     step_rng = jax.random.fold_in(rng, 0)
-    batches = perm[:full * self.batch_size].reshape(full, self.batch_size)
-    last = perm[full * self.batch_size:] if self.steps_per_epoch > full else None
+    batches = perm[: full * self.batch_size].reshape(full, self.batch_size)
+    last = perm[full * self.batch_size :] if self.steps_per_epoch > full else None
 
     def step_of(trainer):
       def step(state, idx):
         state, m = trainer.train_step(state, {'x': data['x'][idx], 'keep_prob': data['keep']}, step_rng)
-        return state, {'loss': m['loss'], **{k[len('gsg/'):]: m[k] for k in PAIR_KEYS if k in m}}
+        return state, {'loss': m['loss'], **{k[len('gsg/') :]: m[k] for k in PAIR_KEYS if k in m}}
+
       return step
 
     if self.per_tower is not None and self.steps_per_epoch % 2 == 0:
@@ -222,8 +245,9 @@ class Program:
         state, ma = step_a(state, idx[0])
         state, mb = step_b(state, idx[1])
         return state, jax.tree_util.tree_map(lambda a, b: jnp.stack([a, b]), ma, mb)
+
       pairs = full // 2
-      state, ms = jax.lax.scan(pair, state, batches[:2 * pairs].reshape(pairs, 2, self.batch_size))
+      state, ms = jax.lax.scan(pair, state, batches[: 2 * pairs].reshape(pairs, 2, self.batch_size))
       ms = [jax.tree_util.tree_map(lambda a: a.reshape(-1), ms)]
       rest = [batches[k] for k in range(2 * pairs, full)] + ([last] if last is not None else [])
       for k, idx in enumerate(rest):
@@ -243,6 +267,7 @@ class Program:
       epochs = first_epoch + k * self.epochs_per_log + jnp.arange(self.epochs_per_log)
       state, ms = jax.lax.scan(lambda s, e: self._epoch(s, data, rng, e), state, epochs)
       return state, {**jax.tree_util.tree_map(lambda a: a[-1], ms), **self._evaluate(state, data, rng)}
+
     return jax.lax.scan(interval, state, jnp.arange(num_logs))
 
   def __post_init__(self):
@@ -263,18 +288,31 @@ class Program:
 def build_program(cfg, study: dict, obj: Objective, runs: list[dict]):
   """(program, stacked device data, per-run keys, initial stacked state) for ``runs`` of ``obj``."""
   host_data, keep, kernels = make_run_data(runs, study, cfg, obj.towers)
-  data = {'x': jnp.asarray(host_data['x']), 'z': jnp.asarray(host_data['z']), 'M': jnp.asarray(host_data['M']),
-          'keep': jnp.asarray(keep)}
+  data = {
+    'x': jnp.asarray(host_data['x']),
+    'z': jnp.asarray(host_data['z']),
+    'M': jnp.asarray(host_data['M']),
+    'keep': jnp.asarray(keep),
+  }
   full, rest = divmod(cfg.n, cfg.batch_size)
   steps_per_epoch = full + (1 if rest and not obj.drop_last else 0)
   trainer, per_tower = build_trainers(obj, cfg, study['m'], steps_per_epoch, cfg.gsg_guide == 'image')
-  program = Program(trainer, obj, cfg.n, cfg.batch_size, min(cfg.eval_size, cfg.n), cfg.log_every_epochs,
-                    cfg.vmap_width, per_tower if cfg.skip_idle_tower and obj.loss != 'gsg' else None)
+  program = Program(
+    trainer,
+    obj,
+    cfg.n,
+    cfg.batch_size,
+    min(cfg.eval_size, cfg.n),
+    cfg.log_every_epochs,
+    cfg.vmap_width,
+    per_tower if cfg.skip_idle_tower and obj.loss != 'gsg' else None,
+  )
   rngs = jax.vmap(lambda s: run_key(cfg, s))(jnp.asarray([r['seed'] for r in runs]))
   return program, data, rngs, program.init(rngs, jnp.asarray(kernels))
 
 
 # ----------------------------------------------------------------------------- one objective
+
 
 def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=print) -> dict:
   """Train every run of objective ``name`` in ``study_name`` (resuming), write and return its result."""
@@ -283,8 +321,12 @@ def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=prin
   obj = objective(name)
   settings = run_settings(obj, study, cfg.num_seeds, cfg.seed)
   runs, members = distinct_runs(settings, study, cfg, obj.towers)
-  meta = {'study': {k: v for k, v in study.items() if k != 'objectives'}, 'objective': name, 'runs': settings,
-          'config': store.run_config(cfg)}  # What decides this objective's runs (not the list of other objectives).
+  meta = {
+    'study': {k: v for k, v in study.items() if k != 'objectives'},
+    'objective': name,
+    'runs': settings,
+    'config': store.run_config(cfg),
+  }  # What decides this objective's runs (not the list of other objectives).
   storage.makedirs(out_dir)
   result_path, ckpt_path = storage.join(out_dir, 'result.json'), storage.join(out_dir, 'checkpoint.npz')
   if storage.exists(result_path):
@@ -324,24 +366,40 @@ def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=prin
     store.save(ckpt_path, state, {k: np.stack(v, 1) for k, v in history.items()}, done, meta)
     rate = (trained_epochs if train_s else num_logs * cfg.log_every_epochs) * steps_per_epoch / (train_s or elapsed)
     mins = np.asarray(history['min'][-1])
-    speed = (f'{rate:.0f} steps/s = {rate * len(runs):.0f} run-steps/s' if train_s else
-             f'first chunk {elapsed:.1f}s with compilation')
+    speed = (
+      f'{rate:.0f} steps/s = {rate * len(runs):.0f} run-steps/s'
+      if train_s
+      else f'first chunk {elapsed:.1f}s with compilation'
+    )
     loss = np.nanmean(history['loss'][-1])
-    progress(f'[{study_name}] {name}: epoch {done}/{total}, {len(runs)} runs ({len(settings)} settings) | min max|cos| '
-             f'{mins.mean():.3f} (runs {mins.min():.3f}..{mins.max():.3f}) | loss {loss:.4f} '
-             f'| {speed} | ETA {store.duration((total - done) * steps_per_epoch / rate)}')
+    progress(
+      f'[{study_name}] {name}: epoch {done}/{total}, {len(runs)} runs ({len(settings)} settings) | min max|cos| '
+      f'{mins.mean():.3f} (runs {mins.min():.3f}..{mins.max():.3f}) | loss {loss:.4f} '
+      f'| {speed} | ETA {store.duration((total - done) * steps_per_epoch / rate)}'
+    )
   wall = time.time() - start
   curves = {k: np.stack(v, 1) for k, v in history.items()}  # [R, T].
   epochs = np.arange(curves['min'].shape[1]) * cfg.log_every_epochs
-  result = {'meta': meta, 'objective': name, 'label': methods.label(obj.loss, obj.target, obj.predictor),
-            'epochs': epochs, 'steps_per_epoch': steps_per_epoch, 'wall_s': wall, 'first_chunk_s': first_chunk_s,
-            'steps_per_s': (trained_epochs * steps_per_epoch / train_s) if train_s else None,
-            'settings': len(settings),
-            'runs': [{**run, 'stands_for': [settings[j] for j in members[i]],
-                      'end': {k: curves[k][i, -1] for k in curves},
-                      'curves': {k: curves[k][i] for k in CURVE_KEYS if k in curves}} for i, run in enumerate(runs)]}
+  result = {
+    'meta': meta,
+    'objective': name,
+    'label': methods.label(obj.loss, obj.target, obj.predictor),
+    'epochs': epochs,
+    'steps_per_epoch': steps_per_epoch,
+    'wall_s': wall,
+    'first_chunk_s': first_chunk_s,
+    'steps_per_s': (trained_epochs * steps_per_epoch / train_s) if train_s else None,
+    'settings': len(settings),
+    'runs': [
+      {
+        **run,
+        'stands_for': [settings[j] for j in members[i]],
+        'end': {k: curves[k][i, -1] for k in curves},
+        'curves': {k: curves[k][i] for k in CURVE_KEYS if k in curves},
+      }
+      for i, run in enumerate(runs)
+    ],
+  }
   result = jsonable(result, 6)
   storage.write_json(result_path, result)
   return result
-
-

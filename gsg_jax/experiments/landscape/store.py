@@ -22,7 +22,7 @@ def load(path: str, template):
   f = storage.load_npz(path)
   leaves, treedef = jax.tree_util.tree_flatten(template)
   state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(f[f'leaf_{i}']) for i in range(len(leaves))])
-  history = {k[len('history_'):]: v for k, v in f.items() if k.startswith('history_')}
+  history = {k[len('history_') :]: v for k, v in f.items() if k.startswith('history_')}
   return state, history, int(f['epochs_done']), json.loads(str(f['meta']))
 
 
@@ -32,15 +32,29 @@ def duration(seconds: float) -> str:
 
 
 def run_config(cfg) -> dict:
-  keys = ('seed', 'num_seeds', 'n', 'latent', 'noise_std', 'num_epochs', 'batch_size', 'lr', 'match_lr',
-          'batch_norm', 'temperature', 'ema_momentum', 'log_every_epochs', 'eval_size', 'gsg_guide')
+  keys = (
+    'seed',
+    'num_seeds',
+    'n',
+    'latent',
+    'noise_std',
+    'num_epochs',
+    'batch_size',
+    'lr',
+    'match_lr',
+    'batch_norm',
+    'temperature',
+    'ema_momentum',
+    'log_every_epochs',
+    'eval_size',
+    'gsg_guide',
+  )
   return jsonable({**{k: cfg[k] for k in keys}, 'directpred': cfg.directpred.to_dict()}, 6)
 
 
 def check_meta(saved: dict, meta: dict, path: str) -> None:
   if jsonable(saved, 6) != jsonable(meta, 6):
     diff = sorted(k for k in meta if jsonable(saved.get(k), 6) != jsonable(meta[k], 6))
-    raise ConfigError(f'{path} was written by a different configuration (differs in {diff}): '
-                      'use a fresh --workdir or delete that file.')
-
-
+    raise ConfigError(
+      f'{path} was written by a different configuration (differs in {diff}): use a fresh --workdir or delete that file.'
+    )

@@ -1,0 +1,153 @@
+"""Run directories → a results record (docs/development/results_schema.md): kNN curves and a summary table.
+
+    python benchmarks/collect_runs.py --study=cifar10_cpu --name=curves_e32 \
+        --title='SimSiam and SimSiam+GSG to 32 epochs' --command='...' \
+        --label=SimSiam=RUN_A --label=SimSiam+GSG=RUN_B
+
+Reads each run's ``metrics.jsonl`` (the monitor's held-out kNN and its floors
+at every evaluation), ``run.json`` / ``summary.json`` (steps, parts, training
+time) and ``eval/latest.json`` where ``gsg_jax.evaluate`` has run (the fast
+linear probe). Writes ``benchmarks/results/<study>/<name>_curves.json`` (kNN
+against epoch, with the floors) and ``<name>_table.json`` (one row per run:
+epochs reached of those configured, kNN, linear, training time), each with the
+command, date, commit and machine. A run still training is collected as far as
+it got: the table says how far, so a partial curve is never read as a finished
+one.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from gsg_jax import run_dir, storage  # noqa: E402 (after the path: runs from a checkout)
+from gsg_jax.errors import MissingPathError  # noqa: E402
+
+SCHEMA = 'gsg_jax.results/1'
+FLOOR_KEYS = {'raw pixels': 'floors/raw_pixels/knn_top1', 'random init': 'floors/random_init/knn_top1'}
+
+
+def git_commit() -> str | None:
+  try:
+    return subprocess.run(
+      ['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return None
+
+
+def curve(workdir: str) -> tuple[list, list, dict]:
+  """(epochs, kNN top-1, floors {label: value}) of the run's monitor, the last record of each step."""
+  evals = {r['step']: r for r in run_dir.load_metrics(workdir) if r.get('kind') == 'eval' and 'knn_top1' in r}
+  records = [evals[s] for s in sorted(evals)]
+  floors = {}
+  for label, key in FLOOR_KEYS.items():
+    values = {r[key] for r in records if key in r}
+    if len(values) > 1:
+      raise ValueError(f'{workdir}: the floor {label!r} changed during the run: {sorted(values)}')
+    if values:
+      floors[label] = values.pop()
+  return [r['epoch'] for r in records], [r['knn_top1'] for r in records], floors
+
+
+def row(label: str, workdir: str) -> dict:
+  config = run_dir.saved_config(workdir)
+  if config is None:
+    raise MissingPathError(f'{workdir} holds no run (no config.json).')
+  epochs, knn, _ = curve(workdir)
+  summary = run_dir.read_summary(workdir) or {}
+  record = storage.read_json_if_present(storage.join(workdir, run_dir.RECORD_FILE)) or {}
+  steps_per_epoch = record.get('steps_per_epoch')
+  parts = record.get('parts', [])
+  reached = max([p['end_step'] for p in parts] + [summary.get('steps', 0)])
+  evaluated = storage.read_json_if_present(storage.join(workdir, 'eval', 'latest.json')) or {}
+  linear = evaluated.get('metrics', {}).get('fast_linear_top1') if evaluated.get('step') == reached else None
+  return {
+    'run': label,
+    'seed': config['seed'],
+    'epochs': reached / steps_per_epoch if steps_per_epoch else (epochs[-1] if epochs else None),
+    'configured_epochs': config['num_epochs'],
+    'finished': bool(summary) and summary.get('steps') == reached,
+    'knn_top1': knn[-1] if knn else None,
+    'fast_linear_top1': linear,
+    'train_minutes': sum(p['seconds'] for p in parts) / 60 if parts else summary.get('train_seconds', 0) / 60,
+  }
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument('--study', required=True)
+  parser.add_argument('--name', required=True, help='file stem under benchmarks/results/<study>/')
+  parser.add_argument('--title', required=True)
+  parser.add_argument('--command', required=True, help='the commands that made the runs')
+  parser.add_argument('--machine', default='2 CPU cores, shared with other work: training times are wall time')
+  parser.add_argument('--note', action='append', default=[], help='a sentence under the table (repeatable)')
+  parser.add_argument('--label', action='append', required=True, help='LABEL=RUN_DIR (repeatable, in order)')
+  args = parser.parse_args()
+
+  runs = [spec.split('=', 1) for spec in args.label]
+  if any(len(r) != 2 for r in runs):
+    parser.error('--label takes LABEL=RUN_DIR')
+  series, floors = [], {}
+  for label, workdir in runs:
+    epochs, knn, run_floors = curve(workdir)
+    for name, value in run_floors.items():
+      if floors.setdefault(name, value) != value:
+        raise ValueError(f'{workdir}: floor {name!r} is {value}, another run has {floors[name]}: not one footing.')
+    series.append({'label': label, 'x': epochs, 'y': knn})
+  rows = [row(label, workdir) for label, workdir in runs]
+  common = {
+    'schema': SCHEMA,
+    'study': args.study,
+    'command': args.command,
+    'date': datetime.date.today().isoformat(),
+    'commit': git_commit(),
+    'machine': args.machine,
+    'source': "the runs' metrics.jsonl, run.json, summary.json and eval/latest.json, read by "
+    'benchmarks/collect_runs.py',
+  }
+  out_dir = os.path.join(REPO, 'benchmarks', 'results', args.study)
+  os.makedirs(out_dir, exist_ok=True)
+  floor_list = [{'label': k, 'y': v} for k, v in floors.items()]
+  curves = {
+    **common,
+    'kind': 'curves',
+    'title': f'{args.title}: held-out kNN top-1 during training',
+    'x': {'label': 'epoch'},
+    'y': {'label': 'kNN top-1 (%), k = 200, T = 0.2', 'metric': 'knn_top1'},
+    'series': series,
+    'floors': floor_list,
+    'reference_lines': [],
+  }
+  table = {
+    **common,
+    'kind': 'table',
+    'title': args.title,
+    'columns': [
+      {'key': 'run', 'label': 'run'},
+      {'key': 'seed', 'label': 'seed'},
+      {'key': 'epochs', 'label': 'epochs reached', 'format': '.2f'},
+      {'key': 'configured_epochs', 'label': 'of'},
+      {'key': 'finished', 'label': 'finished'},
+      {'key': 'knn_top1', 'label': 'kNN top-1 (%)', 'format': '.2f'},
+      {'key': 'fast_linear_top1', 'label': 'linear top-1, fast (%)', 'format': '.2f'},
+      {'key': 'train_minutes', 'label': 'train time (min)', 'format': '.1f'},
+    ],
+    'floors': [{'label': k, 'values': {'knn_top1': v}} for k, v in floors.items()],
+    'rows': rows,
+    'notes': args.note,
+  }
+  for suffix, record in (('curves', curves), ('table', table)):
+    path = os.path.join(out_dir, f'{args.name}_{suffix}.json')
+    with open(path, 'w') as f:
+      json.dump(record, f, indent=1)
+    print(f'wrote {path}')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,91 @@
+"""The floors of a config's data at a given kNN setting, without a run: raw pixels and the random-init encoder.
+
+    python benchmarks/floors.py --configs=simsiam:quick,simclr:quick --knn-temperature=0.1 --out=FILE.json
+
+Computes what ``gsg_jax.evaluate`` puts beside every figure (``gsg_jax.evaluate.compute_floors``: kNN and the
+fast linear probe of raw pixels and of the random-init encoder, on the config's memory and held-out splits) for
+each config, and writes ``{"command", "date", "commit", "knn", "floors": [{"label", "values"}], "per_config"}``.
+A results record (``docs/development/results_schema.md``) names such a file in its ``"floors"`` to draw them.
+Used for studies whose runs were evaluated at another kNN temperature than the one their floors were taken at.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--configs', required=True, help='comma-separated NAME:PRESET (configs/NAME.py)')
+  parser.add_argument('--knn-temperature', type=float, default=None, help='override config.eval.knn_temperature')
+  parser.add_argument('--knn-k', type=int, default=None, help='override config.eval.knn_k')
+  parser.add_argument('--out', required=True)
+  args = parser.parse_args(argv)
+
+  from gsg_jax import config_lib, data
+  from gsg_jax.evaluate import compute_floors, knn_settings
+  from gsg_jax.evaluation import labelled
+  from gsg_jax.evaluation.linear_probe import resolve_protocol
+  from gsg_jax.training import build_trainer
+
+  per_config, knn = {}, None
+  with tempfile.TemporaryDirectory() as scratch:
+    for spec in args.configs.split(','):
+      name, _, preset = spec.partition(':')
+      config = config_lib.named_config(name, preset or None)
+      if args.knn_temperature is not None:
+        config.eval.knn_temperature = args.knn_temperature
+      if args.knn_k is not None:
+        config.eval.knn_k = args.knn_k
+      config.eval.floor_cache_dir = os.path.join(scratch, 'cache')
+      dataset = data.load_dataset(config.data)
+      memory, heldout = labelled.run_memory(dataset, config), labelled.run_heldout(dataset, config)
+      trainer = build_trainer(config, dataset.train.steps_per_epoch(config.batch_size), dataset.num_classes)
+      knn = knn_settings(config.eval)
+      floors = compute_floors(
+        config,
+        os.path.join(scratch, 'run'),
+        trainer,
+        memory,
+        heldout,
+        dataset.num_classes,
+        knn,
+        resolve_protocol('fast', {}),
+        tuple(dataset.train.image_shape),
+      )
+      per_config[spec] = {
+        kind: {key: round(float(floors[kind][key]), 2) for key in ('knn_top1', 'fast_linear_top1')}
+        for kind in ('raw_pixels', 'random_init')
+      }
+      print(spec, per_config[spec], flush=True)
+  distinct = {json.dumps(v, sort_keys=True) for v in per_config.values()}
+  commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True, text=True).stdout
+  record = {
+    'command': 'python benchmarks/floors.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
+    'date': datetime.date.today().isoformat(),
+    'commit': commit.strip() or None,
+    'knn': {k: v for k, v in knn.items()} if isinstance(knn, dict) else knn,
+    'per_config': per_config,
+  }
+  if len(distinct) == 1:  # The same floors for every config (same data, same backbone and seed): one set to draw.
+    values = next(iter(per_config.values()))
+    record['floors'] = [
+      {'label': 'raw pixels', 'values': values['raw_pixels']},
+      {'label': 'random init', 'values': values['random_init']},
+    ]
+  with open(args.out, 'w', encoding='utf-8') as f:
+    json.dump(record, f, indent=1)
+    f.write('\n')
+  print('wrote', args.out)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

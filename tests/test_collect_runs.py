@@ -1,0 +1,109 @@
+"""benchmarks/collect_runs.py: run directories → results records the documentation generator accepts."""
+
+import importlib.util
+import json
+import os
+import sys
+
+import pytest
+from conftest import REPO, tiny_config
+
+from gsg_jax import run_dir
+
+
+def _load(name: str, path: str):
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _fake_run(folder, evals, steps_per_epoch=10, finished=True, raw=37.8):
+  os.makedirs(folder)
+  run_dir.write_config(str(folder), tiny_config('simsiam', num_epochs=4))
+  records = [{'kind': 'train', 'step': 5, 'epoch': 0.5, 'loss': -0.1}]
+  records += [
+    {
+      'kind': 'eval',
+      'step': step,
+      'epoch': step / steps_per_epoch,
+      'knn_top1': knn,
+      'floors/raw_pixels/knn_top1': raw,
+      'floors/random_init/knn_top1': 33.3,
+    }
+    for step, knn in evals
+  ]
+  with open(folder / 'metrics.jsonl', 'w') as f:
+    f.write(''.join(json.dumps(r) + '\n' for r in records))
+  last = evals[-1][0]
+  with open(folder / 'run.json', 'w') as f:
+    json.dump(
+      {
+        'steps_per_epoch': steps_per_epoch,
+        'parts': [
+          {'start_step': 0, 'end_step': 20, 'seconds': 60.0},
+          {'start_step': 20, 'end_step': last, 'seconds': 30.0},
+        ],
+      },
+      f,
+    )
+  if finished:
+    run_dir.write_summary(str(folder), {'steps': last})
+
+
+def test_records_of_a_finished_and_a_partial_run(tmp_path, monkeypatch):
+  collect = _load('collect_runs', os.path.join(REPO, 'benchmarks', 'collect_runs.py'))
+  generator = _load('generate_results', os.path.join(REPO, 'docs', 'generate_results.py'))
+  done, partial = tmp_path / 'done', tmp_path / 'partial'
+  # Step 20 logged twice: a crashed part's record, then the resumed part's, which wins.
+  _fake_run(done, [(0, 33.3), (20, 39.0), (20, 40.0), (40, 41.5)])
+  _fake_run(partial, [(0, 33.3), (20, 38.0)], finished=False)
+  monkeypatch.setattr(collect, 'REPO', str(tmp_path))
+  monkeypatch.setattr(
+    sys,
+    'argv',
+    [
+      'collect_runs.py',
+      '--study=demo',
+      '--name=c',
+      '--title=Demo',
+      '--command=cmd',
+      f'--label=A={done}',
+      f'--label=B={partial}',
+    ],
+  )
+  collect.main()
+  with open(tmp_path / 'benchmarks' / 'results' / 'demo' / 'c_curves.json') as f:
+    curves = json.load(f)
+  with open(tmp_path / 'benchmarks' / 'results' / 'demo' / 'c_table.json') as f:
+    table = json.load(f)
+  assert curves['series'][0] == {'label': 'A', 'x': [0.0, 2.0, 4.0], 'y': [33.3, 40.0, 41.5]}
+  assert curves['floors'] == [{'label': 'raw pixels', 'y': 37.8}, {'label': 'random init', 'y': 33.3}]
+  a, b = table['rows']
+  assert (a['epochs'], a['configured_epochs'], a['finished'], a['knn_top1']) == (4.0, 4, True, 41.5)
+  assert a['train_minutes'] == pytest.approx(1.5)
+  assert (b['epochs'], b['finished'], b['knn_top1']) == (2.0, False, 38.0)
+  for path, record in (('c_curves.json', curves), ('c_table.json', table)):
+    generator.check_record(record, str(tmp_path / 'benchmarks' / 'results' / 'demo' / path))  # The docs take both.
+
+
+def test_runs_on_different_floors_are_refused(tmp_path, monkeypatch):
+  collect = _load('collect_runs', os.path.join(REPO, 'benchmarks', 'collect_runs.py'))
+  _fake_run(tmp_path / 'a', [(0, 33.3), (20, 39.0)])
+  _fake_run(tmp_path / 'b', [(0, 33.3), (20, 39.0)], raw=41.0)
+  monkeypatch.setattr(collect, 'REPO', str(tmp_path))
+  monkeypatch.setattr(
+    sys,
+    'argv',
+    [
+      'collect_runs.py',
+      '--study=demo',
+      '--name=c',
+      '--title=Demo',
+      '--command=cmd',
+      f'--label=A={tmp_path / "a"}',
+      f'--label=B={tmp_path / "b"}',
+    ],
+  )
+  with pytest.raises(ValueError, match='not one footing'):
+    collect.main()
