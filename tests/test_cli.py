@@ -126,7 +126,7 @@ def places(tmp_path_factory):
 
 
 TRAIN, GSG = 'gsg_jax.main', '--config=configs/simsiam_gsg.py:quick'
-LINEAR_DYNAMICS = 'gsg_jax.experiments.linear_dynamics'
+LINEAR_DYNAMICS, LANDSCAPE = 'gsg_jax.experiments.linear_dynamics', 'gsg_jax.experiments.landscape'
 
 
 def _console_script(name: str, module: str) -> list[str]:
@@ -202,6 +202,11 @@ BATTERY = [
     ('sweeping a key the config lacks', 'gsg_jax.sweep', ['--config=configs/simsiam.py:quick', '--grid=batch_sizes=16',
                                                          '--workdir={root}/s1'], 1,
      "--grid: the config has no key 'batch_sizes'.", None),
+    ('landscape into a file', LANDSCAPE, ['--config=configs/landscape.py:reduced', '--workdir={file}'], 1,
+     'is a file, not a folder', None),
+    ('landscape into a read-only folder', LANDSCAPE, ['--config=configs/landscape.py:reduced',
+                                                      '--workdir={read_only}/landscape'], 1, 'is not writable',
+     'read_only'),
     ('linear dynamics into a file', LINEAR_DYNAMICS, ['--out={file}', '--quick'], 1, 'is a file, not a folder', None),
     ('linear dynamics with a misspelt key', LINEAR_DYNAMICS, ['--out={root}/ld', '--quick', '--config.etta=1'], 1,
      'no config key \'etta\'. Did you mean "eta"', None),

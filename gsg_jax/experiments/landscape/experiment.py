@@ -19,14 +19,13 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gsg_jax import errors, storage
+from gsg_jax import storage
 from gsg_jax.errors import ConfigError
 from gsg_jax.experiments import jsonable
 from gsg_jax.experiments.landscape import figures, fullrank, store
@@ -68,24 +67,6 @@ def provenance(argv=None) -> dict:
     'jax': jax.__version__,
     'backend': jax.default_backend(),
   }
-
-
-def check_workdir(workdir: str) -> str:
-  """The resolved ``workdir``, created if absent; a file there, or a folder that cannot be written: an error."""
-  path = storage.resolve(workdir)
-  if storage.exists(path) and not os.path.isdir(path) and '://' not in path:
-    raise errors.UnusablePathError(f'--workdir={workdir} is a file, not a folder.')
-  try:
-    storage.makedirs(path)
-  except OSError as e:
-    raise errors.UnusablePathError(f'--workdir={workdir} cannot be created: {e.strerror or e}.') from e
-  if '://' not in path:
-    try:  # A real write: permission bits alone say nothing for root or on a read-only mount.
-      with tempfile.TemporaryFile(dir=path):
-        pass
-    except OSError as e:
-      raise errors.UnusablePathError(f'--workdir={workdir} is not writable: {e.strerror or e}.') from e
-  return path
 
 
 def jobs_of(cfg) -> list[tuple[str, str]]:
@@ -206,7 +187,7 @@ def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
 def run(cfg, workdir: str, progress=print, argv=None) -> dict:
   """Every study and objective of ``cfg`` (skipping finished ones), then results.json and the figures."""
   jobs = jobs_of(cfg)  # Fail on a misspelt name before training anything.
-  workdir = check_workdir(workdir)
+  workdir = storage.ensure_writable_dir(workdir, '--workdir')  # A file or unwritable folder: before any compute.
   storage.write_json(storage.join(workdir, 'config.json'), jsonable(cfg.to_dict(), 6), indent=1)
   start = time.time()
   results = {'provenance': provenance(argv), 'config': jsonable(cfg.to_dict(), 6), 'studies': {}}
