@@ -222,3 +222,20 @@ def test_readme_points_at_pages_that_exist():
   assert links
   for link in links:
     assert os.path.exists(os.path.join(REPO, link)), link
+
+
+def test_landscape_tables_equal_what_their_json_generates():
+  """The landscape page's tables (between the report's markers) are ``report.py --readme``'s output on the committed
+  results: a changed JSON, or a hand edit of the block, fails here."""
+  from gsg_jax.experiments.landscape import report
+
+  results_dir = os.path.join(REPO, 'benchmarks', 'results')
+  reduced = os.path.join(results_dir, 'landscape_reduced')
+  results = report.load(reduced)
+  text = report.report_text(
+    results, report.load(os.path.join(results_dir, 'landscape_long')), os.path.join(reduced, 'diagnostics.json')
+  )
+  with open(os.path.join(REPO, 'docs', 'results', 'text', 'landscape.md')) as f:
+    page = f.read()
+  block = page.split(report.START, 1)[1].split(report.END, 1)[0]
+  assert block == '\n' + report.provenance_line(results) + '\n\n' + text
