@@ -478,15 +478,20 @@ def mathless(name: str) -> str:
   return name.replace('$W_p=I$', 'W_p = I').replace('$\\epsilon$', 'ε').replace('$s_{max}$', 's_max')
 
 
+def result_files(record: dict):
+  """(name, parsed JSON) of each file a record lists in ``files`` (under ``benchmarks/results/``)."""
+  for name in record['files']:
+    with open(os.path.join(RESULTS, name), encoding='utf-8') as f:
+      yield name, json.load(f)
+
+
 def throughput_section(record: dict) -> list[str]:
   """Train-step throughput from ``benchmarks/train_step.py``'s JSON files (``{"date", "command", "results"}``)."""
   lines = [
     '| file | date | method | backbone | width | dtype | batch | devices | images/s | step (s) |',
     '|---|---|---|---|---:|---|---:|---:|---:|---:|',
   ]
-  for name in record['files']:
-    with open(os.path.join(RESULTS, name), encoding='utf-8') as f:
-      data = json.load(f)
+  for name, data in result_files(record):
     for r in data['results']:
       if r.get('images_per_second') is None:
         continue
@@ -496,9 +501,7 @@ def throughput_section(record: dict) -> list[str]:
         f'| {r["images_per_second"]:.1f} | {r["step_seconds"]:.2f} |'
       )
   lines += ['', "Each file's command:", '']
-  for name in record['files']:
-    with open(os.path.join(RESULTS, name), encoding='utf-8') as f:
-      data = json.load(f)
+  for name, data in result_files(record):
     lines += [f'* `{name}`: `python {data["command"]}`']
   return lines + ['']
 
@@ -509,9 +512,7 @@ def flops_section(record: dict) -> list[str]:
     '| method | backbone | width | dtype | crop | batch | TFLOP per step | GFLOP per image |',
     '|---|---|---:|---|---:|---:|---:|---:|',
   ]
-  for name in record['files']:
-    with open(os.path.join(RESULTS, name), encoding='utf-8') as f:
-      data = json.load(f)
+  for name, data in result_files(record):
     for r in data['results']:
       lines.append(
         f'| {r["method"]} | {r["backbone"]} | {r["width"]} | {r["dtype"]} | {r["crop_size"]} '
@@ -524,9 +525,7 @@ def flops_section(record: dict) -> list[str]:
 def landscape_timing_section(record: dict) -> list[str]:
   """``benchmarks/landscape.py``'s timing of the paper's grid: measured epochs per objective, the whole extrapolated."""
   lines = []
-  for name in record['files']:
-    with open(os.path.join(RESULTS, name), encoding='utf-8') as f:
-      data = json.load(f)
+  for name, data in result_files(record):
     c = data['config']
     lines += [
       f'`{name}`: `python {data["command"]}` ({data["date"]}; {c["num_epochs"]} epochs, {c["num_seeds"]} '

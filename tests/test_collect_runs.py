@@ -51,32 +51,27 @@ def _fake_run(folder, evals, steps_per_epoch=10, finished=True, raw=37.8):
     run_dir.write_summary(str(folder), {'steps': last})
 
 
-def test_records_of_a_finished_and_a_partial_run(tmp_path, monkeypatch):
+def _collect(monkeypatch, root, **labels):
+  """benchmarks/collect_runs.py's command line, writing under ``root`` instead of the checkout."""
   collect = _load('collect_runs', os.path.join(REPO, 'benchmarks', 'collect_runs.py'))
+  monkeypatch.setattr(collect, 'REPO', str(root))
+  args = ['--study=demo', '--name=c', '--title=Demo', '--command=cmd']
+  monkeypatch.setattr(sys, 'argv', ['collect_runs.py', *args, *[f'--label={k}={v}' for k, v in labels.items()]])
+  collect.main()
+  records = []
+  for suffix in ('curves', 'table'):
+    with open(root / 'benchmarks' / 'results' / 'demo' / f'c_{suffix}.json') as f:
+      records.append(json.load(f))
+  return records
+
+
+def test_records_of_a_finished_and_a_partial_run(tmp_path, monkeypatch):
   generator = _load('generate_results', os.path.join(REPO, 'docs', 'generate_results.py'))
   done, partial = tmp_path / 'done', tmp_path / 'partial'
   # Step 20 logged twice: a crashed part's record, then the resumed part's, which wins.
   _fake_run(done, [(0, 33.3), (20, 39.0), (20, 40.0), (40, 41.5)])
   _fake_run(partial, [(0, 33.3), (20, 38.0)], finished=False)
-  monkeypatch.setattr(collect, 'REPO', str(tmp_path))
-  monkeypatch.setattr(
-    sys,
-    'argv',
-    [
-      'collect_runs.py',
-      '--study=demo',
-      '--name=c',
-      '--title=Demo',
-      '--command=cmd',
-      f'--label=A={done}',
-      f'--label=B={partial}',
-    ],
-  )
-  collect.main()
-  with open(tmp_path / 'benchmarks' / 'results' / 'demo' / 'c_curves.json') as f:
-    curves = json.load(f)
-  with open(tmp_path / 'benchmarks' / 'results' / 'demo' / 'c_table.json') as f:
-    table = json.load(f)
+  curves, table = _collect(monkeypatch, tmp_path, A=done, B=partial)
   assert curves['series'][0] == {'label': 'A', 'x': [0.0, 2.0, 4.0], 'y': [33.3, 40.0, 41.5]}
   assert curves['floors'] == [{'label': 'raw pixels', 'y': 37.8}, {'label': 'random init', 'y': 33.3}]
   a, b = table['rows']
@@ -88,22 +83,7 @@ def test_records_of_a_finished_and_a_partial_run(tmp_path, monkeypatch):
 
 
 def test_runs_on_different_floors_are_refused(tmp_path, monkeypatch):
-  collect = _load('collect_runs', os.path.join(REPO, 'benchmarks', 'collect_runs.py'))
   _fake_run(tmp_path / 'a', [(0, 33.3), (20, 39.0)])
   _fake_run(tmp_path / 'b', [(0, 33.3), (20, 39.0)], raw=41.0)
-  monkeypatch.setattr(collect, 'REPO', str(tmp_path))
-  monkeypatch.setattr(
-    sys,
-    'argv',
-    [
-      'collect_runs.py',
-      '--study=demo',
-      '--name=c',
-      '--title=Demo',
-      '--command=cmd',
-      f'--label=A={tmp_path / "a"}',
-      f'--label=B={tmp_path / "b"}',
-    ],
-  )
   with pytest.raises(ValueError, match='not one footing'):
-    collect.main()
+    _collect(monkeypatch, tmp_path, A=tmp_path / 'a', B=tmp_path / 'b')

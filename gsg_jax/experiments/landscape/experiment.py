@@ -123,12 +123,9 @@ def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
     'runs': settings,
     'config': {'n': cfg.n, 'batch_size': cfg.batch_size, 'lr': cfg.lr, 'seed': cfg.seed},
   }
-  storage.makedirs(out_dir)
-  result_path, ckpt_path = storage.join(out_dir, 'result.json'), storage.join(out_dir, 'checkpoint.npz')
-  if storage.exists(result_path):
-    result = storage.read_json(result_path)
-    store.check_meta(result['meta'], meta, result_path)
-    return result
+  result_path, ckpt_path, finished = store.job_files(out_dir, meta)
+  if finished is not None:
+    return finished
   start = time.time()
   host = [fullrank.init_run(r, block.p, cfg.n) for r in settings]
   runs = jax.tree_util.tree_map(

@@ -327,12 +327,9 @@ def train_objective(cfg, study_name: str, name: str, out_dir: str, progress=prin
     'runs': settings,
     'config': store.run_config(cfg),
   }  # What decides this objective's runs (not the list of other objectives).
-  storage.makedirs(out_dir)
-  result_path, ckpt_path = storage.join(out_dir, 'result.json'), storage.join(out_dir, 'checkpoint.npz')
-  if storage.exists(result_path):
-    result = storage.read_json(result_path)
-    store.check_meta(result['meta'], meta, result_path)
-    return result
+  result_path, ckpt_path, finished = store.job_files(out_dir, meta)
+  if finished is not None:
+    return finished
 
   start = time.time()
   program, data, rngs, state = build_program(cfg, study, obj, runs)

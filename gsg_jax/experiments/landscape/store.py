@@ -58,3 +58,15 @@ def check_meta(saved: dict, meta: dict, path: str) -> None:
     raise ConfigError(
       f'{path} was written by a different configuration (differs in {diff}): use a fresh --workdir or delete that file.'
     )
+
+
+def job_files(out_dir: str, meta: dict) -> tuple[str, str, dict | None]:
+  """(result path, checkpoint path, the finished result or None) of a job's folder, created if absent; a finished
+  result written under another configuration is refused (``check_meta``) rather than reused."""
+  storage.makedirs(out_dir)
+  result_path, ckpt_path = storage.join(out_dir, 'result.json'), storage.join(out_dir, 'checkpoint.npz')
+  if not storage.exists(result_path):
+    return result_path, ckpt_path, None
+  result = storage.read_json(result_path)
+  check_meta(result['meta'], meta, result_path)
+  return result_path, ckpt_path, result
