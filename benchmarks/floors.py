@@ -2,8 +2,8 @@
 
     python benchmarks/floors.py --configs=simsiam:quick,simclr:quick --knn-temperature=0.1 --out=FILE.json
 
-Computes what ``gsg_jax.evaluate`` puts beside every figure (``gsg_jax.evaluate.compute_floors``: kNN and the
-fast linear probe of raw pixels and of the random-init encoder, on the config's memory and held-out splits) for
+Computes what ``gsg_jax.evaluate`` puts beside every figure (the ``floors`` evaluator: kNN and the fast linear
+probe of raw pixels and of the random-init encoder, on the config's memory and held-out splits) for
 each config, and writes ``{"command", "date", "commit", "knn", "floors": [{"label", "values"}], "per_config"}``.
 A results record (``docs/development/results_schema.md``) names such a file in its ``"floors"`` to draw them.
 Used for studies whose runs were evaluated at another kNN temperature than the one their floors were taken at.
@@ -30,9 +30,10 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
 
   from gsg_jax import config_lib, data
-  from gsg_jax.evaluate import compute_floors, knn_settings
-  from gsg_jax.evaluation import labelled
-  from gsg_jax.evaluation.linear_probe import resolve_protocol
+  from gsg_jax.evaluation import floors, labelled
+  from gsg_jax.evaluation.evaluator import get_evaluators, run_evaluators
+  from gsg_jax.evaluation.knn import knn_settings
+  from gsg_jax.evaluation.run import build_context
   from gsg_jax.training import build_trainer
 
   per_config, knn = {}, None
@@ -49,19 +50,13 @@ def main(argv=None) -> int:
       memory, heldout = labelled.run_memory(dataset, config), labelled.run_heldout(dataset, config)
       trainer = build_trainer(config, dataset.train.steps_per_epoch(config.batch_size), dataset.num_classes)
       knn = knn_settings(config.eval)
-      floors = compute_floors(
-        config,
-        os.path.join(scratch, 'run'),
-        trainer,
-        memory,
-        heldout,
-        dataset.num_classes,
-        knn,
-        resolve_protocol('fast', {}),
-        tuple(dataset.train.image_shape),
+      state = floors.random_init_state(trainer, config, dataset.train.image_shape)
+      ctx = build_context(
+        config, os.path.join(scratch, 'run'), dataset, memory, heldout, dataset.num_classes, trainer, state
       )
+      metrics = run_evaluators(get_evaluators(['floors']), ctx)[0]
       per_config[spec] = {
-        kind: {key: round(float(floors[kind][key]), 2) for key in ('knn_top1', 'fast_linear_top1')}
+        kind: {key: round(float(metrics[f'floors/{kind}/{key}']), 2) for key in ('knn_top1', 'fast_linear_top1')}
         for kind in ('raw_pixels', 'random_init')
       }
       print(spec, per_config[spec], flush=True)

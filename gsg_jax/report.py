@@ -3,16 +3,17 @@
     python -m gsg_jax.report RUN [RUN ...] [--out=DIR]
 
 or ``make_report(workdirs, out_dir) -> str`` (the Markdown). Each run's
-``eval/latest.json`` is used (``gsg_jax.evaluate.evaluate_run`` with its
-default protocols is run first when it is missing or lacks the kNN, fast
-linear or diagnostics metrics). Written to ``out_dir`` (default ``./report``):
+``eval/latest.json`` is used (``gsg_jax.evaluation.run.evaluate_run`` with
+the run's ``config.eval.protocols`` is run first when it is missing or lacks
+one of them). Written to ``out_dir`` (default ``./report``):
 
-* ``report.md``: method, dataset, backbone, epochs, batch size, kNN top-1
-  (the run's k and T), linear top-1 (standard protocol when evaluated, named,
-  else the fast probe, marked "(fast)"), each with its floors (raw pixels /
-  random-init encoder on the same splits; the fast probe's beside linear
-  figures), whether the row beats raw pixels (**no** marks one that does not),
-  effective rank of the held-out features, collapse flag;
+* ``report.md``: method, dataset, backbone, epochs, batch size, training
+  time, then the report columns of the evaluators the runs ran
+  (``gsg_jax.evaluation.evaluator``: kNN top-1 at the run's k and T, the fast
+  and standard linear probes, effective rank, collapse flag, ...), each
+  figure with a floor beside it (raw pixels / random-init encoder on the same
+  splits; the fast probe's beside linear figures), and whether the row beats
+  raw pixels (**no** marks one that does not);
 * ``loss_knn.png``: training loss (left) and kNN top-1 (right) against epoch,
   all runs on shared axes, from each run's ``metrics.jsonl``, with the kNN
   floors (raw pixels, random init) that the training monitor logged dashed;
@@ -58,16 +59,13 @@ def _save(fig, path: str):
   plt.close(fig)
 
 
-_NEEDED = ('knn_top1@20', 'fast_linear_top1', 'features/effective_rank', 'features/singular_values')
-
-
 def load_eval(workdir: str) -> dict:
   """``<workdir>/eval/latest.json``, running the evaluation first if it is missing or incomplete."""
   if _has_complete_eval(workdir):
     return storage.read_json(storage.join(workdir, 'eval', 'latest.json'))
-  from gsg_jax.evaluate import evaluate_run
+  from gsg_jax.evaluation.run import evaluate_run
 
-  return evaluate_run(workdir)  # Default protocols; metrics saved earlier at the same step are kept.
+  return evaluate_run(workdir)  # The run's protocols; metrics saved earlier at the same step are kept.
 
 
 def run_label(result: dict, workdir: str) -> str:
@@ -78,44 +76,55 @@ def _fmt(value, spec='.2f'):
   return '–' if value is None else format(value, spec)
 
 
-def _floors_cell(floors: dict, key: str) -> str:
-  raw, init = (floors.get(kind, {}).get(key) for kind in ('raw_pixels', 'random_init'))
+def _cell(m: dict, column) -> str:
+  value = m.get(column.key)
+  if isinstance(value, bool):
+    return 'yes' if value else 'no'
+  return _fmt(value, column.format) if isinstance(value, (int, float)) or value is None else str(value)
+
+
+def _floors_cell(m: dict, key: str) -> str:
+  raw, init = (m.get(f'floors/{kind}/{key}') for kind in ('raw_pixels', 'random_init'))
   return '–' if raw is None and init is None else f'{_fmt(raw)} / {_fmt(init)}'
 
 
 def markdown_table(results: list[dict], labels: list[str], train_seconds: list[float | None] | None = None) -> str:
-  """One row per run: its kNN and linear top-1 with their floors, marked where raw pixels are not beaten, and its
-  training wall time (``summary.json``'s, evaluations during training included) where known."""
+  """One row per run: the report columns of its evaluators, a floor cell beside each figure that has floors, whether
+  it beats raw pixels, and its training wall time (``summary.json``'s, evaluations during training included)."""
+  from gsg_jax.evaluation.evaluator import columns
+
+  cols = columns({p for r in results for p in r.get('protocols', [])})
+  headers = []
+  for c in cols:
+    headers.append(c.header + (f' (k, T: {_knn_settings(results)})' if c.key == 'knn_top1' else ''))
+    if c.floor:
+      headers.append('floors: raw / init' + ('' if c.floor == c.key else f' ({c.floor})'))
   lines = [
-    '| run | method | dataset | backbone | epochs | batch size | train time | kNN k, T | kNN top-1 (%) '
-    '| floors: raw / init | linear top-1 (%) | floors: raw / init (fast) | beats raw pixels '
-    '| effective rank | collapsed |',
-    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+    '| run | method | dataset | backbone | epochs | batch size | train time | '
+    + ' | '.join(headers)
+    + ' | beats raw pixels |',
+    '|---|---|---|---|---|---|---|' + '---|' * (len(headers) + 1),
   ]
   for result, label, seconds in zip(results, labels, train_seconds or [None] * len(results)):
-    m, floors = result.get('metrics', {}), result.get('floors') or {}
-    knn = m.get('knn_top1', m.get('knn_top1@20'))
-    settings = result.get('knn')
-    knn_setting = f'{settings["k"]}, {settings["temperature"]:g}' if settings else '20, 0.1'  # Before the config's.
-    if m.get('linear_top1') is not None:
-      linear = _fmt(m['linear_top1']) + (
-        f' ({result["linear_protocol"]["name"]})' if result.get('linear_protocol') else ''
-      )
-    elif m.get('fast_linear_top1') is not None:
-      linear = _fmt(m['fast_linear_top1']) + ' (fast)'
-    else:
-      linear = '–'
+    m = result.get('metrics', {})
+    cells = []
+    for c in cols:
+      cells.append(_cell(m, c))
+      if c.floor:
+        cells.append(_floors_cell(m, c.floor))
     beats = result.get('beats_raw_pixels')
-    collapsed = m.get('collapsed')
     lines.append(
       f'| {label} | {result["method"]} | {result["dataset"]} | {result["backbone"]} '
-      f'| {result["epochs"]:.3g} | {result["batch_size"]} | {_minutes(seconds)} | {knn_setting} | {_fmt(knn)} '
-      f'| {_floors_cell(floors, "knn_top1")} | {linear} | {_floors_cell(floors, "fast_linear_top1")} '
-      f'| {"–" if beats is None else ("yes" if beats else "**no**")} '
-      f'| {_fmt(m.get("features/effective_rank"), ".1f")} '
-      f'| {"–" if collapsed is None else ("yes" if collapsed else "no")} |'
+      f'| {result["epochs"]:.3g} | {result["batch_size"]} | {_minutes(seconds)} | '
+      + ' | '.join(cells)
+      + f' | {"–" if beats is None else ("yes" if beats else "**no**")} |'
     )
   return '\n'.join(lines)
+
+
+def _knn_settings(results) -> str:
+  settings = sorted({(s['k'], s['temperature']) for r in results for s in [r.get('settings', {}).get('knn')] if s})
+  return '; '.join(f'{k}, {t:g}' for k, t in settings) or '–'
 
 
 def _minutes(seconds: float | None) -> str:
@@ -293,11 +302,10 @@ def make_report(workdirs, out_dir: str) -> str:
       '',
       markdown_table(results, labels, [train_seconds(w) for w in workdirs]),
       '',
-      "kNN: weighted, at each run's k and T. Linear: standard protocol when evaluated (its name in "
-      'brackets), otherwise the fast probe on frozen features. Floors: raw pixels / random-init encoder, '
-      'same splits and protocol (the fast probe beside every linear figure); beats raw pixels: kNN and linear '
-      'top-1 both above the raw-pixel floors. Effective rank of held-out backbone features; collapsed: '
-      "projections' normalised std < 0.1/√D.",
+      "kNN: weighted, at each run's k and T. Fast linear: the fast probe on frozen features; linear: the "
+      'standard protocol. Floors: raw pixels / random-init encoder, same splits and protocol (the fast probe '
+      'beside every linear figure); beats raw pixels: kNN and linear top-1 both above the raw-pixel floors. '
+      "Effective rank of held-out backbone features; collapsed: projections' normalised std < 0.1/√D.",
       '',
       f'Figures ({FIGURE_SIZE_PX[0]}×{FIGURE_SIZE_PX[1]} px): ![loss and kNN](loss_knn.png) '
       '![spectra](spectra.png) ![embedding](embedding.png) '
@@ -324,15 +332,16 @@ def check_runs(workdirs) -> list[str]:
 
 
 def _has_complete_eval(workdir: str) -> bool:
+  """An ``eval/latest.json`` of every protocol the run's config names, with the embedding beside it."""
+  from gsg_jax.encoder import load_config
+  from gsg_jax.evaluation.run import configured_protocols
+
   result = (
     storage.read_json_if_present(storage.join(workdir, 'eval', 'latest.json')) if storage.isdir(workdir) else None
   )
-  return (
-    bool(result)
-    and all(k in result.get('metrics', {}) for k in _NEEDED)
-    and 'floors' in result
-    and storage.exists(storage.join(workdir, 'eval', 'embedding_latest.npz'))
-  )
+  if not result or not storage.exists(storage.join(workdir, 'eval', 'embedding_latest.npz')):
+    return False
+  return set(configured_protocols(load_config(workdir))) <= set(result.get('protocols', []))
 
 
 def main(argv):

@@ -7,7 +7,7 @@
 A point of the grid (the product of the ``--grid`` axes, ``--config.*``
 overrides under them) trains in ``DIR/<key>=<value>[,<key>=<value>]`` with
 ``gsg_jax.train.train_and_evaluate`` and is then evaluated with
-``gsg_jax.evaluate.evaluate_run`` (kNN, fast linear probe, diagnostics).
+``gsg_jax.evaluation.run.evaluate_run`` (the config's ``eval.protocols``).
 Every point's config is validated before the first one trains; a grid key
 the config lacks, or a value of the wrong type, stops at once with a
 one-line error.
@@ -20,11 +20,12 @@ command, run again, finishes an interrupted sweep; on a cluster, one job per
 point can run the same command with a one-value ``--grid``.
 
 Then ``DIR/sweep.md`` (a row per point: method, batch size, the peak
-learning rate actually used, kNN and fast-linear top-1, RankMe of
-projections and features, Wasserstein and Wang–Isola uniformity, wall time)
-and ``DIR/sweep.png`` (those against batch size, one line per method) are
-written. ``--report DIR1 DIR2 ...`` writes the same for several sweeps
-together (e.g. one per method, in sibling directories) to ``--out``.
+learning rate actually used, epochs, the report columns of every evaluator
+the points ran (``gsg_jax.evaluation.evaluator``: kNN and fast-linear top-1,
+RankMe, uniformity, ...), wall time) and ``DIR/sweep.png`` (the first four of
+those against batch size, one line per method) are written.
+``--report DIR1 DIR2 ...`` writes the same for several sweeps together (e.g.
+one per method, in sibling directories) to ``--out``.
 """
 
 import copy
@@ -36,7 +37,6 @@ from gsg_jax import storage
 from gsg_jax.errors import ConfigError, MissingPathError
 from gsg_jax.run_dir import check_config
 
-_PROTOCOLS = ('knn', 'fast_linear', 'diagnostics')
 _POINT_FILE = 'sweep_point.json'
 
 
@@ -117,7 +117,7 @@ def _record(run_dir: str, point: dict, **seconds) -> None:
 def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) -> str:
   """Train and evaluate every grid point of ``config`` under ``workdir``; returns the report's Markdown.
 
-  ``evaluate_kwargs`` go to ``gsg_jax.evaluate.evaluate_run`` (e.g. ``fast_linear_epochs``).
+  ``evaluate_kwargs`` go to ``gsg_jax.evaluation.run.evaluate_run`` (e.g. ``fast_linear_epochs``).
   """
   from gsg_jax import config_lib
 
@@ -136,7 +136,8 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
       raise ConfigError(f'grid point {point_name(point)}: {e}') from None
 
   from gsg_jax import train
-  from gsg_jax.evaluate import evaluate_run
+  from gsg_jax.evaluation.evaluator import columns
+  from gsg_jax.evaluation.run import evaluate_run
 
   for index, (point, c) in enumerate(zip(points, configs), 1):
     name, run_dir = point_name(point), storage.join(workdir, point_name(point))
@@ -154,13 +155,11 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
         if storage.isdir(run_dir):
           _record(run_dir, point, train_wall_seconds=time.perf_counter() - start)
     start = time.perf_counter()
-    result = evaluate_run(run_dir, protocols=_PROTOCOLS, **evaluate_kwargs)
+    result = evaluate_run(run_dir, **evaluate_kwargs)
     _record(run_dir, point, eval_seconds=time.perf_counter() - start)
     m = result['metrics']
-    log(
-      f'{prefix} kNN top-1 {m["knn_top1"]:.2f}%, fast linear {m["fast_linear_top1"]:.2f}%, '
-      f'RankMe {m["projections/rankme"]:.1f}, W-uniformity {m["projections/wasserstein_uniformity"]:.4f}'
-    )
+    shown = [c for c in columns(result['protocols']) if isinstance(m.get(c.key), float)][:4]
+    log(f'{prefix} ' + ', '.join(f'{c.header} {m[c.key]:{c.format}}' for c in shown))
   text = write_report([workdir], workdir)
   log(f'Report: {storage.join(workdir, "sweep.md")}, {storage.join(workdir, "sweep.png")}')
   return text
@@ -187,7 +186,7 @@ def collect(sweep_dirs) -> list[dict]:
       wall = record.get('train_wall_seconds', summary.get('train_seconds'))
       if wall is not None:
         wall += record.get('eval_seconds', 0.0)
-      m, knn = result['metrics'], result.get('knn') or {}
+      knn = result.get('settings', {}).get('knn') or {}
       rows.append(
         {
           'sweep': storage.basename(sweep_dir),
@@ -198,19 +197,19 @@ def collect(sweep_dirs) -> list[dict]:
           # The linear scaling rule of gsg_jax.training.optim.peak_learning_rate.
           'peak_lr': config['optim']['base_lr'] * config['batch_size'] / 256,
           'epochs': result['epochs'],
-          'knn': m.get('knn_top1', m.get('knn_top1@20')),
-          # Evaluations before the kNN settings were recorded used k = 20, T = 0.1.
-          'knn_k': knn.get('k', 20),
-          'knn_t': knn.get('temperature', 0.1),
-          'linear': m.get('fast_linear_top1'),
-          'rankme_projections': m.get('projections/rankme'),
-          'rankme_features': m.get('features/rankme'),
-          'w_uniformity': m.get('projections/wasserstein_uniformity'),
-          'uniformity': m.get('projections/uniformity'),
+          'knn_setting': (knn['k'], knn['temperature']) if knn else None,
+          'protocols': result.get('protocols', []),
+          'metrics': result['metrics'],
           'wall_seconds': wall,
         }
       )
   return rows
+
+
+def _columns(rows):
+  from gsg_jax.evaluation.evaluator import columns
+
+  return columns({p for r in rows for p in r['protocols']})
 
 
 def _line_labels(rows) -> list[str]:
@@ -225,55 +224,57 @@ def _fmt(value, spec):
   return '–' if value is None else format(value, spec)
 
 
+def _cell(value, column) -> str:
+  if value is None:
+    return '–'
+  if isinstance(value, bool):
+    return 'yes' if value else 'no'
+  return format(value, column.format) if isinstance(value, (int, float)) else str(value)
+
+
 def markdown(rows) -> str:
   labels, keys = _line_labels(rows)
   by_key = dict(zip(keys, labels))
-  settings = sorted({(r['knn_k'], r['knn_t']) for r in rows})
-  knn_text = '; '.join(f'k = {k}, T = {t:g}' for k, t in settings)
+  cols = _columns(rows)
+  settings = sorted({r['knn_setting'] for r in rows if r['knn_setting']})
+  knn_text = '; '.join(f'kNN: k = {k}, T = {t:g}' for k, t in settings)
   lines = [
     "Peak learning rate = base_lr × batch/256 (each config's linear scaling rule), then its schedule. "
-    f'kNN: {knn_text}; linear: the fast probe on frozen features; RankMe (Garrido et al. 2023) and '
-    'Wasserstein uniformity (Koromilas et al. 2024, 0 = as uniform as random points) of held-out '
-    'projections; uniformity: Wang & Isola, t = 2. Wall time: training and evaluation.',
+    + (f'{knn_text}. ' if knn_text else '')
+    + 'Columns: the evaluators the points ran (gsg_jax.evaluation.evaluator). Wall time: training and evaluation.',
     '',
-    '| method | batch size | peak lr | epochs | kNN top-1 (%) | linear top-1 (%) | RankMe proj. '
-    '| RankMe feat. | W-uniformity | uniformity | wall time |',
-    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    '| method | batch size | peak lr | epochs | ' + ' | '.join(c.header for c in cols) + ' | wall time |',
+    '|---|---:|---:|---:|' + '---:|' * len(cols) + '---:|',
   ]
   order = {k: i for i, k in enumerate(keys)}
   for r in sorted(rows, key=lambda r: (order[(r['sweep'], r['method'], r['extra'])], r['batch_size'])):
     wall = '–' if r['wall_seconds'] is None else f'{r["wall_seconds"] / 60:.1f} min'
+    cells = ' | '.join(_cell(r['metrics'].get(c.key), c) for c in cols)
     lines.append(
       f'| {by_key[(r["sweep"], r["method"], r["extra"])]} | {r["batch_size"]} | {r["peak_lr"]:.4g} '
-      f'| {r["epochs"]:.3g} | {_fmt(r["knn"], ".2f")} | {_fmt(r["linear"], ".2f")} '
-      f'| {_fmt(r["rankme_projections"], ".1f")} | {_fmt(r["rankme_features"], ".1f")} '
-      f'| {_fmt(r["w_uniformity"], ".4f")} | {_fmt(r["uniformity"], ".3f")} | {wall} |'
+      f'| {r["epochs"]:.3g} | {cells} | {wall} |'
     )
   return '\n'.join(lines) + '\n'
 
 
 def plot(rows, path: str) -> None:
-  """2×2 panels against batch size (log₂ axis), one line per method: kNN, linear, RankMe, W-uniformity."""
+  """2×2 panels against batch size (log₂ axis), one line per method: the first four numeric report columns."""
   import matplotlib
 
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
 
-  panels = (
-    ('knn', 'kNN top-1 (%)'),
-    ('linear', 'fast linear top-1 (%)'),
-    ('rankme_projections', 'RankMe of projections'),
-    ('w_uniformity', 'Wasserstein uniformity (lower: more uniform)'),
-  )
+  panels = [c for c in _columns(rows) if c.format][:4]
   fig, axes = plt.subplots(2, 2, figsize=(12, 9), dpi=100)
   labels, keys = _line_labels(rows)
   sizes = sorted({r['batch_size'] for r in rows})
-  for ax, (field, title) in zip(axes.ravel(), panels):
+  for ax, column in zip(axes.ravel(), panels):
+    title, field = column.header, column.key
     for key, label in zip(keys, labels):
       line = sorted(
-        (r['batch_size'], r[field])
+        (r['batch_size'], r['metrics'][field])
         for r in rows
-        if (r['sweep'], r['method'], r['extra']) == key and r[field] is not None
+        if (r['sweep'], r['method'], r['extra']) == key and isinstance(r['metrics'].get(field), (int, float))
       )
       if line:
         ax.plot(*zip(*line), marker='o', label=label)

@@ -68,7 +68,9 @@ def tiny_config(name='simsiam', **overrides):
   c.eval_every_epochs = 1
   c.eval.batch_size = 256
   c.eval.knn_k = 20
-  c.eval.floors = False  # Tests of the floors switch them on; the rest need not pay for them.
+  # Tests of the floors switch them on; the rest need not pay for them.
+  c.eval.monitor = ('knn', 'online_probe')
+  c.eval.protocols = ('knn', 'fast_linear', 'diagnostics', 'predictor')
   c.distributed.mode = 'off'
   for key, value in overrides.items():
     target = c

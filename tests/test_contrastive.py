@@ -165,18 +165,18 @@ def test_registered_without_cutting_the_target_gradient(name):
   rng = np.random.default_rng(2)
   z = jnp.asarray(rng.normal(size=(8, 2, 6)), jnp.float32)
   pure = getattr(contrastive, name)
-  value, aux = method.loss_fn(z, z, None)
+  value, aux = method.loss_fn(z, z, None, None)[:2]
   np.testing.assert_allclose(value, pure(z[:, 0], z[:, 1]), rtol=1e-6)
   np.testing.assert_allclose(
     aux['contrastive/positive_cos'], np.mean(np.sum(unit(z[:, 0]) * unit(z[:, 1]), -1)), rtol=1e-5
   )
   # Gradients reach both views' rows, through predictions and targets alike.
-  grad_shared = jax.grad(lambda x: method.loss_fn(x, x, None)[0])(z)
+  grad_shared = jax.grad(lambda x: method.loss_fn(x, x, None, None)[0])(z)
   np.testing.assert_allclose(grad_shared, jax.grad(lambda x: pure(x[:, 0], x[:, 1]))(z), rtol=1e-5, atol=1e-7)
   p = jnp.asarray(rng.normal(size=(8, 2, 6)), jnp.float32)
-  assert float(jnp.abs(jax.grad(lambda t: method.loss_fn(p, t, None)[0])(z)).min()) > 0
+  assert float(jnp.abs(jax.grad(lambda t: method.loss_fn(p, t, None, None)[0])(z)).min()) > 0
   # With an EMA target the targets are constants: ℓ(p₁, z₂) and ℓ(p₂, z₁) both push the predictions.
-  value, _ = method.loss_fn(p, z, None)
+  value, _, _ = method.loss_fn(p, z, None, None)
   np.testing.assert_allclose(value, 0.5 * (pure(p[:, 0], z[:, 1]) + pure(p[:, 1], z[:, 0])), rtol=1e-6)
   assert methods.label(name, 'ema', 'mlp') == f'{name}+ema+mlp'
   assert methods.label('negcos', 'online', 'mlp') == 'simsiam'  # Existing labels unchanged.

@@ -134,7 +134,7 @@ def test_checkpoint_with_extras_restores_exactly_and_resumes(tmp_path):
 
 
 def test_evaluate_reads_the_set_predictor_and_its_moving_correlation():
-  from gsg_jax.evaluate import predictor_diagnostics
+  from gsg_jax.evaluation.predictor import predictor_diagnostics
 
   trainer, step, state, batch = _trainer_and_batch(freq=1)
   for _ in range(2):

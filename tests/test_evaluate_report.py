@@ -15,7 +15,8 @@ _SMALL = {
   'data.builtin_num_train': 256,
   'data.builtin_num_heldout': 128,
   'eval.batch_size': 128,
-  'eval.floors': True,
+  'eval.monitor': ('knn', 'online_probe', 'floors'),
+  'eval.protocols': ('knn', 'fast_linear', 'diagnostics', 'predictor', 'floors'),
 }
 
 
@@ -32,7 +33,7 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def evaluated(runs):
-  from gsg_jax.evaluate import evaluate_run
+  from gsg_jax.evaluation.run import evaluate_run
 
   # The ImageNet protocol, shrunk by overrides to one epoch at the run's resolution.
   evaluate_run(
@@ -42,7 +43,7 @@ def evaluated(runs):
     linear_overrides={'epochs': 1, 'batch_size': 128, 'crop_size': 16, 'eval_resize': 0},
   )
   # A later evaluation of the same step keeps the earlier protocols' metrics in the JSON.
-  return evaluate_run(runs[0], protocols=('knn', 'fast_linear', 'diagnostics'))
+  return evaluate_run(runs[0])  # The config's protocols.
 
 
 def test_evaluate_json(runs, evaluated):
@@ -74,8 +75,8 @@ def test_evaluate_json(runs, evaluated):
     assert json.load(f) == on_disk
   assert on_disk['metrics']['knn_top1@20'] == m['knn_top1@20']
   assert 0 <= on_disk['metrics']['linear_top1'] <= on_disk['metrics']['linear_top5'] <= 100
-  assert set(on_disk['protocols']) == {'knn', 'fast_linear', 'diagnostics', 'linear'}
-  protocol = on_disk['linear_protocol']  # Named, with its hyperparameters and the overrides used.
+  assert set(on_disk['protocols']) == {'knn', 'fast_linear', 'diagnostics', 'predictor', 'floors', 'linear'}
+  protocol = on_disk['settings']['linear']  # Named, with its hyperparameters and the overrides used.
   assert (protocol['name'], protocol['optimizer'], protocol['trust_coefficient'], protocol['epochs']) == (
     'imagenet',
     'lars',
@@ -83,10 +84,10 @@ def test_evaluate_json(runs, evaluated):
     1,
   )
   assert protocol['overrides'] == {'epochs': 1, 'batch_size': 128, 'crop_size': 16, 'eval_resize': 0}
-  assert on_disk['fast_linear_protocol']['name'] == 'fast'
+  assert on_disk['settings']['fast_linear']['name'] == 'fast'
   # The report's t-SNE input: a fixed subset of the held-out features, stored so the report need not re-encode.
   from gsg_jax import report
-  from gsg_jax.evaluate import EMBEDDING_FEATURES_MAX
+  from gsg_jax.evaluation.run import EMBEDDING_FEATURES_MAX
 
   with np.load(os.path.join(runs[0], 'eval', 'embedding_latest.npz')) as d:
     rows = min(result['num_heldout'], EMBEDDING_FEATURES_MAX)
@@ -99,14 +100,17 @@ def test_evaluate_json(runs, evaluated):
 def test_knn_bank_temperature_and_floors(runs, evaluated):
   result, m = evaluated, evaluated['metrics']
   # The config's k and T (tiny preset: k = 20; T = 0.2, the default), T = 0.1 beside them; the whole split as bank.
-  assert result['knn'] == {'k': 20, 'temperature': 0.2, 'ks': [20, 200], 'extra_temperatures': [0.1]}
+  assert result['settings']['knn'] == {'k': 20, 'temperature': 0.2, 'ks': [20, 200], 'extra_temperatures': [0.1]}
   assert m['knn_top1'] == m['knn_top1@20'] and 0 <= m['knn_top1@20_t0.1'] <= m['knn_top5@20_t0.1'] <= 100
   assert m['knn_memory_examples'] == result['num_memory'] == 256 and m['fast_linear_train_examples'] == 256
   assert result['data']['memory']['kind'] == 'run' and result['data']['heldout']['num_examples'] == 128
-  floors = result['floors']
-  for kind in ('raw_pixels', 'random_init'):
-    assert set(m) >= {k for k in floors[kind] if k.startswith(('knn_top', 'fast_linear_top'))}
-  assert isinstance(result['beats_raw_pixels'], bool)
+  floors = {
+    kind: {k: m[f'floors/{kind}/{k}'] for k in ('knn_top1', 'fast_linear_top1')}
+    for kind in ('raw_pixels', 'random_init')
+  }
+  assert result['beats_raw_pixels'] == (
+    m['knn_top1'] > floors['raw_pixels']['knn_top1'] and m['linear_top1'] > floors['raw_pixels']['fast_linear_top1']
+  )
   # The monitor logged the same floors, and its step-0 kNN (the training's own random init) is the
   # random-init floor that evaluate derives from the seed.
   with open(os.path.join(runs[0], 'metrics.jsonl')) as f:
@@ -117,7 +121,7 @@ def test_knn_bank_temperature_and_floors(runs, evaluated):
     for kind in ('raw_pixels', 'random_init'):
       assert record[f'floors/{kind}/knn_top1'] == pytest.approx(floors[kind]['knn_top1'])
   # Computed once: the raw-pixel floor is shared by both runs, each architecture has its random-init floor.
-  names = sorted(os.listdir(floors['cache_dir']))
+  names = sorted(os.listdir(result['settings']['floors']['cache_dir']))
   assert len(names) == 3 and sum(n.startswith('floors-raw_pixels-') for n in names) == 1
 
 
@@ -135,7 +139,7 @@ def _image_folder(root, splits, rng):
 
 
 def test_evaluate_on_other_labelled_data(runs, evaluated, tmp_path):
-  from gsg_jax.evaluate import evaluate_run
+  from gsg_jax.evaluation.run import evaluate_run
 
   rng = np.random.default_rng(0)
   _image_folder(tmp_path / 'splits', (('train', 6), ('test', 3)), rng)  # <split>/<class>/<image>
@@ -151,7 +155,6 @@ def test_evaluate_on_other_labelled_data(runs, evaluated, tmp_path):
     runs[0],
     protocols=('knn', 'fast_linear'),
     fast_linear_epochs=2,
-    floors=False,
     memory_data=str(tmp_path / 'splits'),
     heldout_data=str(held),
   )
@@ -164,7 +167,8 @@ def test_evaluate_on_other_labelled_data(runs, evaluated, tmp_path):
   )
   assert (heldout['kind'], heldout['path'], heldout['split'], heldout['num_examples']) == ('folder', str(held), None, 6)
   assert result['metrics']['knn_memory_examples'] == 18 and 0 <= result['metrics']['knn_top1'] <= 100
-  assert result['metrics']['fast_linear_train_examples'] == 18 and 'floors' not in result
+  assert result['metrics']['fast_linear_train_examples'] == 18
+  assert not any(k.startswith('floors/') for k in result['metrics']) and 'beats_raw_pixels' not in result
   # Written beside the run's own evaluation, which stays the run's.
   assert os.path.dirname(result['eval_dir']) == os.path.join(runs[0], 'eval')
   with open(os.path.join(result['eval_dir'], 'latest.json')) as f:
@@ -205,7 +209,7 @@ def test_report(runs, evaluated, tmp_path):
 
 
 def test_evaluate_empty_workdir(tmp_path):
-  from gsg_jax.evaluate import evaluate_run
+  from gsg_jax.evaluation.run import evaluate_run
 
   with pytest.raises(FileNotFoundError, match='config.json'):
     evaluate_run(str(tmp_path))
@@ -214,7 +218,7 @@ def test_evaluate_empty_workdir(tmp_path):
 def test_evaluate_no_checkpoint(runs, tmp_path):
   import shutil
 
-  from gsg_jax.evaluate import evaluate_run
+  from gsg_jax.evaluation.run import evaluate_run
 
   workdir = tmp_path / 'no_ckpt'
   workdir.mkdir()

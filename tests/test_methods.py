@@ -153,9 +153,9 @@ def test_every_loss_keeps_its_declared_stop_gradient_contract(name):
   rng = jax.random.key(0)
   p = jax.random.normal(jax.random.key(1), (8, loss.num_views, 16))
   z = jax.random.normal(jax.random.key(2), (8, loss.num_views, 16))
-  grad_z = jax.grad(lambda z: loss_fn(p, z, rng)[0])(z)
-  shared = jax.grad(lambda x: loss_fn(x, x, rng)[0])(p)
-  predictions_only = jax.grad(lambda x: loss_fn(x, p, rng)[0])(p)
+  grad_z = jax.grad(lambda z: loss_fn(p, z, rng, None)[0])(z)
+  shared = jax.grad(lambda x: loss_fn(x, x, rng, None)[0])(p)
+  predictions_only = jax.grad(lambda x: loss_fn(x, p, rng, None)[0])(p)
   assert float(jnp.abs(predictions_only).max()) > 0
   if loss.cuts_target_gradient:
     assert float(jnp.abs(grad_z).max()) == 0.0

@@ -65,8 +65,9 @@ def test_run_directory_in_an_object_store_trains_resumes_and_reads_back(
 ):
   """Train into gs://, resume from the same URL, then evaluate, export and report from it: every file lands in
   the store and no local ``gs:`` folder appears."""
-  from gsg_jax import evaluate, export, report, train
+  from gsg_jax import export, report, train
   from gsg_jax.encoder import checkpoint_steps
+  from gsg_jax.evaluation import run as evaluate
 
   monkeypatch.chdir(tmp_path)
   url, root = 'gs://bucket/runs/a', os.path.join(fake_gcs, 'bucket', 'runs', 'a')

@@ -1,8 +1,17 @@
-"""Feature extraction over a whole in-memory split, batched and sharded."""
+"""The one feature path: an encoder over fixed-size, zero-padded batches of a split, chunk by chunk.
+
+An *encoder* maps uint8 images [B, H, W, 3] (B = the evaluation batch size) to
+``{'features': [B, D], ...}`` (a network encoder adds ``'projection'``).
+``network_encoder`` builds one from a trainer's network at a state, jitted
+with the batch laid out over the device mesh and gathered back to every host;
+``encode_split`` runs any encoder over a ``LabelledImages`` split.
+"""
 
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+
+from gsg_jax import parallel
 
 
 def to_global_array(batch: np.ndarray, sharding) -> jax.Array:
@@ -25,10 +34,35 @@ def map_in_batches(fn, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
   return [np.concatenate(parts) for parts in zip(*outputs)]
 
 
-def extract_features(encode_fn, state, images_u8: np.ndarray, batch_size: int, sharding) -> np.ndarray:
-  """``encode_fn(state, images)`` over ``images_u8`` [N, H, W, C] in batches laid out by ``sharding``;
-  float32 [N, D]."""
-  encode = lambda batch, start: (
-    multihost_utils.process_allgather(encode_fn(state, to_global_array(batch, sharding)), tiled=True),
-  )
-  return map_in_batches(encode, images_u8, batch_size)[0]
+def encode_split(encoder, data, batch_size: int):
+  """(outputs {name: float32 [n, ...]}, labels int32 [n]) per chunk of ``data`` (a ``LabelledImages``)."""
+  for images, labels in data.chunks(batch_size):
+    names, values = None, None
+
+    def run(batch, start):
+      nonlocal names
+      out = encoder(batch)
+      names = list(out)
+      return tuple(out[n] for n in names)
+
+    values = map_in_batches(run, images, batch_size)
+    yield dict(zip(names, values)), np.asarray(labels, np.int32)
+
+
+def jit_encode(trainer, mesh):
+  """``trainer.encode`` jitted with the batch laid out over ``mesh``: build it once per trainer, it compiles once."""
+  replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+  return jax.jit(trainer.encode, in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding)
+
+
+def network_encoder(apply, state, mesh):
+  """The encoder of a trained network at ``state``: ``apply`` is ``jit_encode``'s, in evaluation mode (running
+  BatchNorm statistics); returns ``{'features', 'projection'}`` gathered to every host."""
+  state = jax.device_put(state, parallel.replicated(mesh))
+  batch_sharding = parallel.batch_sharding(mesh)
+
+  def encode(images):
+    out = apply(state, to_global_array(images, batch_sharding))
+    return {k: multihost_utils.process_allgather(v, tiled=True) for k, v in out.items()}
+
+  return encode

@@ -1,8 +1,8 @@
 """Floors: what raw pixels and the random-init encoder score, beside every kNN and linear figure.
 
 A figure means something only against what needs no training: the same kNN
-and fast linear probe (``protocols.frozen_metrics``), on the same memory and
-held-out splits, of
+and fast linear probe (the ``knn`` and ``fast_linear`` evaluators), on the
+same memory and held-out splits, of
 
 * ``raw_pixels``: the evaluation view of each image (``preprocess_eval``: the
   run's resize / centre crop to its evaluation resolution and its mean/std
@@ -21,6 +21,9 @@ directory is ``floor_cache/`` beside the run directory (``<workdir>/../floor_cac
 ``config.eval.floor_cache_dir`` to change it), so runs kept side by side
 share it: the training monitor and ``gsg_jax.evaluate`` read what either
 computed, and a sweep computes the raw-pixel floors once.
+
+The ``floors`` evaluator returns ``floors/<kind>/<metric>`` for the top-1 and
+top-5 of both protocols; ``beats_raw_pixels`` compares a result with them.
 """
 
 import hashlib
@@ -30,8 +33,11 @@ import jax
 
 from gsg_jax import storage
 from gsg_jax.data import augment
+from gsg_jax.evaluation.evaluator import Evaluator, get_evaluators, register_evaluator, run_evaluators
 
 KINDS = ('raw_pixels', 'random_init')
+PROTOCOLS = ('knn', 'fast_linear')
+METRICS = ('knn_top1', 'knn_top5', 'fast_linear_top1', 'fast_linear_top5')
 
 
 def cache_dir(config, workdir: str) -> str:
@@ -116,8 +122,40 @@ def get_or_compute(directory: str, keys: dict, compute: dict) -> dict:
   return result
 
 
-def beats_raw_pixels(metrics: dict, floors: dict, keys=('knn_top1', 'fast_linear_top1')) -> bool | None:
-  """Whether every figure among ``keys`` present in both is above the raw-pixel floor (None: nothing to compare)."""
-  raw = (floors or {}).get('raw_pixels', {})
-  pairs = [(metrics[k], raw[k]) for k in keys if metrics.get(k) is not None and raw.get(k) is not None]
+def beats_raw_pixels(metrics: dict, keys=('knn_top1', 'fast_linear_top1')) -> bool | None:
+  """Whether every figure among ``keys`` in ``metrics`` is above its raw-pixel floor there (None: nothing to
+  compare). The standard linear figure, where there is one, stands for the fast probe's."""
+  figure = lambda k: metrics.get('linear_top1', metrics.get(k)) if k == 'fast_linear_top1' else metrics.get(k)
+  pairs = [(figure(k), metrics.get(f'floors/raw_pixels/{k}')) for k in keys]
+  pairs = [(value, floor) for value, floor in pairs if value is not None and floor is not None]
   return None if not pairs else all(value > floor for value, floor in pairs)
+
+
+class Floors(Evaluator):
+  """``floors/<raw_pixels|random_init>/<metric>``: kNN and the fast probe of the floors' encoders, cached."""
+
+  name = 'floors'
+
+  def settings(self, ctx) -> dict:
+    return {'cache_dir': cache_dir(ctx.config, ctx.workdir), 'protocols': list(PROTOCOLS)}
+
+  def evaluate(self, ctx, sink) -> dict:
+    evaluators = get_evaluators(PROTOCOLS)
+    knn, fast = (e.settings(ctx) for e in evaluators)
+    keys = {kind: floor_key(kind, ctx.config, ctx.memory, ctx.heldout, knn, fast) for kind in KINDS}
+    raw = raw_pixel_encoder(ctx.config.augment)
+
+    def random_init():
+      initial = ctx.state is not None and int(ctx.state.step) == 0  # A step-0 state is the random-init one.
+      state = ctx.state if initial else random_init_state(ctx.trainer, ctx.config, ctx.image_shape)
+      return run_evaluators(evaluators, ctx.at_state(state))[0]
+
+    compute = {
+      'raw_pixels': lambda: run_evaluators(evaluators, ctx.with_encoder(lambda x: {'features': raw(x)}))[0],
+      'random_init': random_init,
+    }
+    floors = get_or_compute(cache_dir(ctx.config, ctx.workdir), keys, compute)
+    return {f'floors/{kind}/{k}': v for kind, m in floors.items() for k, v in m.items() if k in METRICS}
+
+
+register_evaluator(Floors())

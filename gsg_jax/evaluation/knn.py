@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gsg_jax.evaluation.evaluator import Column, Evaluator, register_evaluator
 from gsg_jax.methods.similarity import l2_normalize
 
 _HIGHEST = jax.lax.Precision.HIGHEST  # Full float32 matmuls (no TF32 on GPUs), so rankings match NumPy.
@@ -189,3 +190,51 @@ def weighted_knn(
   for start in range(0, len(memory), memory_chunk_size):
     bank.add(memory[start : start + memory_chunk_size], labels[start : start + memory_chunk_size])
   return bank_metrics(bank, query_labels, num_classes, ks, temperature)
+
+
+# ---------------------------------------------------------------- the evaluator
+
+REPORTED_KS = (20, 200)
+REFERENCE_TEMPERATURE = 0.1  # InstDisc / SimSiam-monitor T, reported beside the configured one.
+
+
+def knn_settings(eval_config) -> dict:
+  """The kNN settings of ``config.eval``: configured k and T, the other k and T reported beside them."""
+  k, temperature = int(eval_config.knn_k), float(eval_config.knn_temperature)
+  return {
+    'k': k,
+    'temperature': temperature,
+    'ks': sorted({k, *REPORTED_KS}),
+    'extra_temperatures': [REFERENCE_TEMPERATURE] if temperature != REFERENCE_TEMPERATURE else [],
+  }
+
+
+class KNN(Evaluator):
+  """Weighted kNN of the held-out features against the memory split's, merged chunk by chunk (``KNNBank``).
+
+  Keys: ``knn_top1`` / ``knn_top5`` at the configured k and T
+  (``config.eval.knn_k``, ``knn_temperature``); ``knn_top1@k`` for k in
+  ``knn_settings``' ks at the configured T; ``knn_top1@k_t0.1`` at T = 0.1;
+  ``knn_memory_examples``, the bank's size. Percent.
+  """
+
+  name = 'knn'
+  columns = (Column('knn_top1', 'kNN top-1 (%)', floor='knn_top1'),)
+
+  def settings(self, ctx) -> dict:
+    return knn_settings(ctx.config.eval)
+
+  def memory_sink(self, ctx):
+    ks = self.settings(ctx)['ks']
+    return KNNBank(ctx.heldout_outputs['features'], min(max(ks), max(ctx.memory.num_examples, 1)))
+
+  def evaluate(self, ctx, bank) -> dict:
+    s = self.settings(ctx)
+    labels = ctx.heldout_outputs['labels']
+    metrics = bank_metrics(bank, labels, ctx.num_classes, s['ks'], s['temperature'], s['extra_temperatures'])
+    metrics['knn_top1'], metrics['knn_top5'] = metrics[knn_key(1, s['k'])], metrics[knn_key(5, s['k'])]
+    metrics['knn_memory_examples'] = bank.size
+    return metrics
+
+
+register_evaluator(KNN())

@@ -146,6 +146,19 @@ def kcl(z1, z2, t: float = 2.0, gamma: float = 16.0, kernel: str = 'gaussian'):
   return -2.0 * alignment + gamma * energy_weight * energy
 
 
+def checker(name: str):
+  """The hyperparameter check of loss ``name`` (``config.method.<name>``), run by ``build_method``."""
+
+  def check(temperature=None, t=None, kernel=None, **_):
+    for key, value in (('temperature', temperature), ('t', t)):
+      if value is not None and not value > 0:
+        raise ConfigError(f'config.method.{name}.{key}={value!r} is invalid: expected positive.')
+    if kernel is not None and kernel not in KERNELS:
+      raise ConfigError(f'config.method.{name}.kernel={kernel!r} is invalid: expected one of {KERNELS}.')
+
+  return check
+
+
 def _adapter(loss):
   """The registry form of ``loss``: fn(predictions [B, 2, D], targets [B, 2, D], rng, **hp) -> (loss, aux)."""
 

@@ -10,7 +10,9 @@ state ``TrainState.extras['predictor']``:
   every view [N, d]; a set predictor may overwrite ``params['predictor']``;
 * ``optimizer_rules``: rules it adds in front of ``config.optim.rules``
   (a predictor set every step is frozen in the optimiser);
-* ``matrix(params) -> W_p | None``: the linear map p = W_p f, for diagnostics.
+* ``matrix(params) -> W_p | None``: the linear map p = W_p f, for diagnostics;
+* ``correlation(entry) -> F̂ | None``: the moving correlation of its inputs it
+  keeps, once it has seen a batch (None: it keeps none).
 
 Kinds: ``mlp`` (SimSiam/BYOL's bottleneck MLP, trained), ``linear`` (a
 bias-free d×d layer trained by SGD, Tian et al.'s baseline), ``none``,
@@ -51,6 +53,9 @@ class TrainedPredictor:
   def matrix(self, params):
     if self.kind == 'linear':
       return params['predictor']['linear']['kernel'].T
+    return None
+
+  def correlation(self, entry):
     return None
 
 
@@ -94,6 +99,9 @@ class SetPredictor:
 
   def matrix(self, params):
     return params['predictor']['linear']['kernel'].T
+
+  def correlation(self, entry):
+    return jnp.asarray(entry['correlation']) if int(entry['count']) > 0 else None
 
 
 def build_trained(kind: str):

@@ -51,7 +51,7 @@ def momentum_schedule(base: float, schedule: str, total_steps: int) -> Callable:
       return 1.0 - (1.0 - base) * (jnp.cos(jnp.pi * progress) + 1.0) / 2.0
 
     return cosine
-  raise ConfigError(f'method.ema.schedule={schedule!r}: expected one of {SCHEDULES}.')
+  raise ConfigError(f'config.method.ema.schedule={schedule!r} is invalid: expected one of {SCHEDULES}.')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,4 +96,6 @@ def build_online(config, total_steps: int) -> OnlineTarget:
 
 
 def build_ema(config, total_steps: int) -> EMATarget:
+  if not 0.0 <= config.momentum < 1.0:
+    raise ConfigError(f'config.method.ema.momentum={config.momentum!r} is invalid: expected in [0, 1).')
   return EMATarget(momentum_schedule(config.momentum, config.schedule, total_steps))

@@ -54,24 +54,37 @@ class SiameseNetwork(nn.Module):
     return self.backbone(x, train=False).astype(jnp.float32)
 
 
+def _dtype(config):
+  if config.dtype not in DTYPES:
+    raise ConfigError(f'config.model.dtype={config.dtype!r} is invalid: expected one of {tuple(DTYPES)}.')
+  return DTYPES[config.dtype]
+
+
 def build_backbone(config) -> nn.Module:
-  dtype = DTYPES[config.dtype]
+  """The backbone ``config`` (the ``config.model`` block) names; a ConfigError for a bad value."""
+  dtype = _dtype(config)
+  if not config.width > 0:
+    raise ConfigError(f'config.model.width={config.width!r} is invalid: expected positive.')
   if config.backbone == 'convnet':
     return ConvNet(width=config.width, dtype=dtype)
   factories = {'resnet18': resnet18, 'resnet50': resnet50}
   if config.backbone not in factories:
-    raise ConfigError(f'model.backbone={config.backbone!r}: expected one of {BACKBONES}.')
+    raise ConfigError(f'config.model.backbone={config.backbone!r} is invalid: expected one of {BACKBONES}.')
   return factories[config.backbone](width=config.width, cifar_stem=config.cifar_stem, remat=config.remat, dtype=dtype)
 
 
 def build_network(config, predictor: Optional[nn.Module] = None) -> SiameseNetwork:
-  """The Siamese network described by ``config`` (the ``config.model`` block), with ``predictor`` (None: p = z)."""
-  dtype = DTYPES[config.dtype]
-  # A run whose config.json predates model.init was initialised by Flax's default; once parameters are
-  # restored from a checkpoint the scheme no longer matters, so such runs still evaluate.
-  init_scheme = config.get('init', 'flax')
+  """The Siamese network described by ``config`` (the ``config.model`` block), with ``predictor`` (None: p = z).
+
+  Building checks the block (ConfigError naming the key): ``config_lib.validate`` dry-builds.
+  """
+  dtype = _dtype(config)
+  init_scheme = config.init
   if init_scheme not in INIT_SCHEMES:
-    raise ConfigError(f'model.init={init_scheme!r} is invalid: expected one of {INIT_SCHEMES}.')
+    raise ConfigError(f'config.model.init={init_scheme!r} is invalid: expected one of {INIT_SCHEMES}.')
+  for key, minimum in (('projection_dim', 1), ('projector_hidden_dim', 1), ('projector_layers', 1)):
+    if not config[key] >= minimum:
+      raise ConfigError(f'config.model.{key}={config[key]!r} is invalid: expected >= {minimum}.')
   projector = Projector(
     config.projector_hidden_dim,
     config.projection_dim,

@@ -105,6 +105,14 @@ def build_optimizer(
   opt = config.optim
   if opt.optimizer not in OPTIMIZERS:
     raise ConfigError(f'config.optim.optimizer={opt.optimizer!r} is invalid: expected one of {OPTIMIZERS}.')
+  if opt.schedule not in ('cosine', 'constant'):
+    raise ConfigError(f"config.optim.schedule={opt.schedule!r} is invalid: expected 'cosine' or 'constant'.")
+  for key, value, ok, expected in (
+    ('base_lr', opt.base_lr, opt.base_lr > 0, 'positive'),
+    ('weight_decay', opt.weight_decay, opt.weight_decay >= 0, '>= 0'),
+  ):
+    if not ok:
+      raise ConfigError(f'config.optim.{key}={value!r} is invalid: expected {expected}.')
   rules = tuple(extra_rules) + tuple(tuple(r) for r in opt.rules)
   check_rules(rules)
   base = {

@@ -24,7 +24,9 @@ One step:
      only ``params['probe']``, so the representation never sees a label).
   4. Gradient of the objective with respect to ``params``; optimiser update.
   5. Component updates after the optimiser step: target (EMA), predictor
-     (DirectPred's correlation and W_p), each on its own ``extras`` entry.
+     (DirectPred's correlation and W_p), each on its own ``extras`` entry; a
+     loss with state (``extras['loss']``) returns its new state from step 3,
+     computed inside the loss under its own ``stop_gradient``.
 
 Randomness is ``fold_in(rng, step)``: the same base key and step give the
 same views and GSG permutation, so a resumed run repeats exactly.
@@ -51,7 +53,7 @@ class TrainState:
   params: Any  # Trained by the optimiser: backbone, projector, predictor, probe.
   model_state: Any  # The online network's BatchNorm statistics ({} for a net without BatchNorm).
   opt_state: Any
-  extras: Any  # One entry per method component: 'target' (EMA network), 'predictor' (F̂, ...).
+  extras: Any  # One entry per method component: 'target' (EMA network), 'predictor' (F̂, ...), 'loss' if stateful.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +75,10 @@ class Trainer:
       features = jax.eval_shape(lambda: self.network.apply(variables, x, train=False)['features'])
       params['probe'] = self.probe.init(jax.random.fold_in(rng, 1), jnp.zeros(features.shape))['params']
     extras = {'target': self.method.target.init(params, model_state), 'predictor': self.method.predictor.init(params)}
+    if self.method.loss_init is not None:
+      x = jnp.zeros((2,) + row_shape, jnp.float32)
+      projection = jax.eval_shape(lambda: self.network.apply(variables, x, train=False)['projection'])
+      extras['loss'] = self.method.loss_init(projection.shape[-1])
     return TrainState(jnp.zeros((), jnp.int32), params, model_state, self.tx.init(params), extras)
 
   def network_variables(self, params, model_state) -> dict:
@@ -83,11 +89,12 @@ class Trainer:
     """The online probe's class scores for backbone ``features`` (gradient stops at the features)."""
     return self.probe.apply({'params': params['probe']}, jax.lax.stop_gradient(features))
 
-  def loss(self, params, model_state, x, target_projections, rng, labels=None):
+  def loss(self, params, model_state, x, target_projections, rng, labels=None, loss_state=None):
     """Objective of ``params`` on view rows ``x``.
 
     ``target_projections``: the target component's, or None for the online
-    projections. Returns (objective, (aux, new model state, outputs));
+    projections; ``loss_state``: ``extras['loss']`` of a loss with state.
+    Returns (objective, (aux, new model state, outputs, new loss state));
     ``aux['loss']`` is the method's loss alone.
     """
     num_views = self.method.num_views
@@ -96,7 +103,7 @@ class Trainer:
     )
     targets = out['projection'] if target_projections is None else target_projections
     to_views = lambda a: a.reshape(x.shape[0] // num_views, num_views, -1)
-    loss, aux = self.method.loss_fn(to_views(out['prediction']), to_views(targets), rng)
+    loss, aux, loss_state = self.method.loss_fn(to_views(out['prediction']), to_views(targets), rng, loss_state)
     aux = {'loss': loss, **aux}
     objective = loss
     if self.probe is not None:
@@ -106,7 +113,7 @@ class Trainer:
       aux['probe/loss'] = probe_loss
       aux['probe/train_top1'] = 100.0 * jnp.mean(jnp.argmax(logits, -1) == view_labels)
       objective = loss + probe_loss
-    return objective, (aux, updates.get('batch_stats', {}), out)
+    return objective, (aux, updates.get('batch_stats', {}), out, loss_state)
 
   def train_step(self, state: TrainState, batch, rng):
     """One optimisation step on a global batch. Pure: (state, batch, rng) → (state, metrics).
@@ -121,8 +128,8 @@ class Trainer:
       state.extras['target'], self.network, x, self.method.num_views
     )
     labels = batch['label'] if self.probe is not None else None
-    (_, (aux, model_state, out)), grads = jax.value_and_grad(self.loss, has_aux=True)(
-      state.params, state.model_state, x, target_projections, loss_rng, labels
+    (_, (aux, model_state, out, loss_state)), grads = jax.value_and_grad(self.loss, has_aux=True)(
+      state.params, state.model_state, x, target_projections, loss_rng, labels, state.extras.get('loss')
     )
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
@@ -132,6 +139,8 @@ class Trainer:
       state.extras['predictor'], params, out['projection'], state.step
     )
     extras = {**state.extras, 'target': target_entry, 'predictor': predictor_entry}
+    if loss_state is not None:
+      extras['loss'] = loss_state
     metrics = {
       'learning_rate': self.learning_rate(state.step),
       'projection_std': normalized_std(out['projection']),
@@ -141,10 +150,12 @@ class Trainer:
     }
     return TrainState(state.step + 1, params, model_state, opt_state, extras), metrics
 
-  def encode(self, state: TrainState, inputs):
-    """Backbone features with evaluation preprocessing (running BatchNorm statistics)."""
+  def encode(self, state: TrainState, inputs) -> dict:
+    """``{'features', 'projection'}`` of ``inputs`` with evaluation preprocessing (running BatchNorm statistics)."""
     x = self.views.preprocess_eval(inputs)
-    return self.network.apply(self.network_variables(state.params, state.model_state), x, train=False)['features']
+    variables = self.network_variables(state.params, state.model_state)
+    out = self.network.apply(variables, x, train=False, with_predictor=False)
+    return {'features': out['features'], 'projection': out['projection']}
 
 
 def normalized_std(x):

@@ -215,7 +215,7 @@ class LandscapeTrainer(Trainer):
     elif 'guide' in out:
       loss, aux = image_guided_loss(to_views(out['prediction']), to_views(targets), to_views(out['guide']), rng)
     else:
-      loss, aux = self.method.loss_fn(to_views(out['prediction']), to_views(targets), rng)
+      loss, aux, _ = self.method.loss_fn(to_views(out['prediction']), to_views(targets), rng, None)
     return loss, ({'loss': loss, **aux}, updates.get('batch_stats', {}), out)
 
 
