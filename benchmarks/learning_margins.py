@@ -13,7 +13,8 @@ import json
 import os
 import time
 
-from gsg_jax import config_lib, train
+from gsg_jax import config_lib
+from gsg_jax.training import train_and_evaluate
 
 
 def quick(name: str):
@@ -56,7 +57,7 @@ def main():
     config.seed = seed
     workdir = os.path.join(args.workdir, f'{args.run}_seed{seed}')
     start = time.time()
-    summary = train.train_and_evaluate(config, workdir)
+    summary = train_and_evaluate(config, workdir)
     knn = knn_by_step(workdir)
     first, last = knn[min(knn)], knn[max(knn)]
     print(

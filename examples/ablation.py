@@ -14,7 +14,7 @@ import argparse
 import jax
 
 from gsg_jax import config_lib, data, parallel
-from gsg_jax.train import make_monitor
+from gsg_jax.evaluation.monitor import Monitor
 from gsg_jax.training import build_trainer
 
 
@@ -31,7 +31,7 @@ def run(loss: str, predictor: str, steps: int, dataset, mesh):
     if i == steps:
       break
     state, metrics = train_step(state, data_batch, rng)
-  knn = make_monitor(trainer, dataset, config, mesh)(state)
+  knn = Monitor(trainer, dataset, config, mesh)(state)
   return float(metrics['loss']), float(metrics['projection_std']), knn['knn_top1']
 
 

@@ -143,9 +143,8 @@ def make_config(
   c.eval.knn_k = 200  # GSG reference main_knn.py: k = 200, T = 0.2 (evaluate adds T = 0.1,
   c.eval.knn_temperature = 0.2  # InstDisc's / SimSiam's monitor, and k = 20, 200 beside them).
   c.eval.batch_size = 1024
-  # The evaluators (gsg_jax.evaluation.evaluator) run during training, every eval_every_epochs, and by gsg-evaluate,
-  # gsg-sweep and gsg-report. 'floors': raw-pixel and random-init floors beside every kNN / linear figure.
-  c.eval.monitor = ('knn', 'online_probe', 'floors')
+  c.eval.monitor = ('knn', 'online_probe', 'floors')  # Evaluators run every eval_every_epochs during training.
+  # Evaluators of gsg-evaluate, gsg-sweep, gsg-report ('floors': raw pixels and random init beside every figure).
   c.eval.protocols = ('knn', 'fast_linear', 'diagnostics', 'predictor', 'floors')
   c.eval.floor_cache_dir = ''  # Where floors are cached ('' = floor_cache/ beside the workdir).
   c.eval.fast_linear_max_gb = 16.0  # Fast probe's training features (N·D·4 bytes); above: a random subset.

@@ -39,8 +39,9 @@ import zipfile
 import numpy as np
 
 from gsg_jax import cli, storage
-from gsg_jax.encoder import Encoder, find_run, restore_variables
+from gsg_jax.encoder import Encoder
 from gsg_jax.errors import ConfigError, MissingPathError, UnusablePathError
+from gsg_jax.run_dir import find_run, restore_variables
 
 OUTPUTS = ('.npz', '.parquet')
 CHUNK_BYTES = 256 << 20  # Decoded images held at once: bounds memory, and decoding runs in parallel within a chunk.

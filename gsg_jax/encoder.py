@@ -17,135 +17,17 @@ padded, so a whole dataset compiles once.
 Only the network's variables are read from the checkpoint (an orbax partial
 restore): no dataset is loaded and the optimiser state is never read.
 
-``find_run`` checks a run directory and picks its step without importing
-JAX, so the command lines (``gsg_jax.export``, ``gsg_jax.embed``) answer a
-wrong path or step at once; ``restore_variables`` reads the networks'
-variables; ``load_config`` reads ``config.json``. JAX, Flax and orbax are
-imported inside the functions that need them, which keeps ``import gsg_jax``
-and those checks light.
+The run directory is read by ``gsg_jax.run_dir`` (``find_run``,
+``restore_variables``). JAX and Flax are imported inside the functions that
+need them, which keeps ``import gsg_jax`` light.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-
-import ml_collections
 import numpy as np
 
-from gsg_jax import storage
-from gsg_jax.errors import ConfigError, MissingPathError, UnusablePathError
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The run's config from ``<workdir>/config.json``, JSON arrays turned back into the tuples the config holds."""
-  path = storage.join(workdir, 'config.json')
-  if not storage.exists(path):
-    raise MissingPathError(
-      f'{workdir!r} has no config.json: not a training run directory (train with gsg_jax.main first).'
-    )
-  try:
-    raw = storage.read_json(path)
-  except json.JSONDecodeError as e:
-    raise ConfigError(f'{path} is not valid JSON ({e}).') from e
-  if not isinstance(raw.get('method', {}).get('predictor'), str):
-    raise ConfigError(
-      f'{path} was written before the method design of loss/target/predictor: its checkpoints '
-      'cannot be read by this version (see docs/methods.md, "Checkpoint compatibility").'
-    )
-  return ml_collections.ConfigDict(_tuples(raw))
-
-
-def _tuples(value):
-  """Lists → tuples, recursively: a config holds tuples (``augment.mean``, ``optim.rules``), JSON writes lists."""
-  if isinstance(value, dict):
-    return {k: _tuples(v) for k, v in value.items()}
-  if isinstance(value, list):
-    return tuple(_tuples(v) for v in value)
-  return value
-
-
-def checkpoint_steps(workdir: str) -> list[int]:
-  """The steps of the finished checkpoints in ``<workdir>/checkpoints``, ascending, as orbax tells them apart from
-  unfinished ones (renamed from a temporary name on a disk; marked by a commit file in an object store)."""
-  import orbax.checkpoint as ocp  # Local: keep this module light to import.
-
-  directory = storage.join(workdir, 'checkpoints')
-  if not storage.isdir(directory):
-    return []
-  return sorted(ocp.utils.checkpoint_steps(directory))
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-  """A run directory with its config and the checkpoint step chosen."""
-
-  workdir: str
-  config: ml_collections.ConfigDict
-  step: int
-
-
-def find_run(workdir: str, step: int | None = None) -> Run:
-  """The run in ``workdir`` at checkpoint ``step`` (default latest); MissingPathError/ConfigError say what is wrong."""
-  if not workdir:
-    raise ConfigError('no run directory given (--workdir).')
-  workdir = storage.resolve(workdir)
-  if not storage.isdir(workdir):
-    if storage.exists(workdir):
-      raise UnusablePathError(f'{workdir!r} is a file, not a run directory.')
-    raise MissingPathError(f'run directory {workdir!r} does not exist.')
-  config = load_config(workdir)
-  steps = checkpoint_steps(workdir)
-  if not steps:
-    raise MissingPathError(f'no checkpoint in {workdir!r} (looked in {storage.join(workdir, "checkpoints")}).')
-  if step is None:
-    step = steps[-1]
-  elif step not in steps:
-    raise MissingPathError(f'no checkpoint for step {step} in {workdir!r}; available steps: {steps}.')
-  return Run(workdir, config, int(step))
-
-
-def restore_variables(run: Run, parts=('backbone',)) -> dict:
-  """The network's variables of ``parts`` (``backbone``, ``projector``, ``predictor``) at ``run.step``.
-
-  Returns ``{'params': {part: ...}, 'batch_stats': {part: ...}}`` of jax
-  arrays; a part that the run's network lacks (no predictor) or that has no
-  statistics is left out.
-  """
-  import jax
-  import jax.numpy as jnp
-  import orbax.checkpoint as ocp
-
-  from gsg_jax.training import build_trainer
-  from gsg_jax.training.checkpointing import Checkpointer
-
-  config = run.config
-  network = build_trainer(config, 1, None).network  # Steps per epoch shape the schedules only: unused here.
-  crop = config.augment.crop_size
-  shapes = jax.eval_shape(lambda key: network.init(key, jnp.zeros((2, crop, crop, 3)), train=True), jax.random.key(0))
-  # On one device, said explicitly: orbax warns when it has to read the layout from the checkpoint.
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  shapes = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
-  params, stats = shapes['params'], shapes.get('batch_stats', {})
-  wanted = {
-    'params': {p: params[p] for p in parts if p in params},
-    'model_state': {p: stats[p] for p in parts if p in stats},
-  }
-  checkpointer = Checkpointer(run.workdir, config.checkpoint_every_steps, config.keep_checkpoints)
-  try:
-    args = ocp.args.PyTreeRestore(
-      item=wanted, restore_args=ocp.checkpoint_utils.construct_restore_args(wanted), partial_restore=True
-    )
-    restored = checkpointer.manager.restore(run.step, args=args)
-  except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
-    detail = ' '.join(str(e).split())[:300]
-    raise ConfigError(
-      f'the checkpoint at step {run.step} in {run.workdir!r} does not hold the {list(parts)} this '
-      f'config.json describes (was config.json edited?); orbax said: {detail}'
-    ) from e
-  finally:
-    checkpointer.close()
-  return {'params': restored['params'], 'batch_stats': restored['model_state']}
+from gsg_jax.errors import ConfigError
+from gsg_jax.run_dir import Run, find_run, restore_variables
 
 
 class Encoder:

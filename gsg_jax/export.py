@@ -39,8 +39,8 @@ import numpy as np
 
 import gsg_jax
 from gsg_jax import cli, storage
-from gsg_jax.encoder import Run, find_run, restore_variables
 from gsg_jax.errors import ConfigError, UnusablePathError
+from gsg_jax.run_dir import Run, find_run, restore_variables
 
 FORMATS = {'.safetensors': 'safetensors', '.npz': 'npz'}
 LAYOUTS = ('flax', 'torchvision')

@@ -9,7 +9,8 @@ invalid values before any data is read.
 from absl import app, flags
 from ml_collections import config_flags
 
-from gsg_jax import cli, train
+from gsg_jax import cli
+from gsg_jax.training import train_and_evaluate
 from gsg_jax.training.outputs import quiet_library_logs
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -23,7 +24,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   quiet_library_logs()
-  train.train_and_evaluate(cli.config_value(_CONFIG), _WORKDIR.value)
+  train_and_evaluate(cli.config_value(_CONFIG), _WORKDIR.value)
 
 
 def run():

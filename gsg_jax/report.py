@@ -320,7 +320,7 @@ def make_report(workdirs, out_dir: str) -> str:
 def check_runs(workdirs) -> list[str]:
   """The run directories, resolved, each checked before any work: one that does not exist, is a file, or holds
   neither an evaluation nor a checkpoint to evaluate is a one-line ``UserError``."""
-  from gsg_jax.encoder import find_run
+  from gsg_jax.run_dir import find_run
 
   if not workdirs:
     raise ConfigError('no run directories given: gsg-report RUN [RUN ...] [--out=DIR].')
@@ -333,8 +333,8 @@ def check_runs(workdirs) -> list[str]:
 
 def _has_complete_eval(workdir: str) -> bool:
   """An ``eval/latest.json`` of every protocol the run's config names, with the embedding beside it."""
-  from gsg_jax.encoder import load_config
   from gsg_jax.evaluation.run import configured_protocols
+  from gsg_jax.run_dir import load_config
 
   result = (
     storage.read_json_if_present(storage.join(workdir, 'eval', 'latest.json')) if storage.isdir(workdir) else None

@@ -20,6 +20,11 @@ A run directory (``--workdir``) holds, beside ``checkpoints/`` and ``metrics.jso
   reached, the last logged loss and evaluation, and the training time summed
   over every part.
 
+``find_run`` checks a run directory and picks its checkpoint without
+importing JAX, so the command lines answer a wrong path or step at once;
+``load_config`` reads ``config.json``; ``restore`` reads a checkpoint (all of
+the state, or a part of it, such as ``restore_variables``' network variables).
+
 Why not compare every key: the run's ``num_epochs`` may grow to extend it
 (the cosine schedule is then stretched from the current step), and how often
 it logs or evaluates does not change its weights; anything else would make a
@@ -28,12 +33,15 @@ checkpoint that no longer matches its label.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import time
 
+import ml_collections
+
 from gsg_jax import storage
-from gsg_jax.errors import ConfigError
+from gsg_jax.errors import ConfigError, MissingPathError, UnusablePathError
 
 CONFIG_FILE, RECORD_FILE, SUMMARY_FILE = 'config.json', 'run.json', 'summary.json'
 # Keys (exact, or a block ending in '.') that a resumed run may change: none of them changes the trained weights
@@ -196,3 +204,115 @@ def last_records(workdir: str) -> tuple[dict, dict]:
   records = load_metrics(workdir)
   last = lambda kind: next((r for r in reversed(records) if r.get('kind') == kind), {})
   return last('train'), last('eval')
+
+
+# ---------------------------------------------------------------- reading a run
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The run's config from ``<workdir>/config.json``, JSON arrays turned back into the tuples the config holds."""
+  path = storage.join(workdir, 'config.json')
+  if not storage.exists(path):
+    raise MissingPathError(
+      f'{workdir!r} has no config.json: not a training run directory (train with gsg_jax.main first).'
+    )
+  try:
+    raw = storage.read_json(path)
+  except json.JSONDecodeError as e:
+    raise ConfigError(f'{path} is not valid JSON ({e}).') from e
+  if not isinstance(raw.get('method', {}).get('predictor'), str):
+    raise ConfigError(
+      f'{path} was written before the method design of loss/target/predictor: its checkpoints '
+      'cannot be read by this version (see docs/methods.md, "Checkpoint compatibility").'
+    )
+  return ml_collections.ConfigDict(_tuples(raw))
+
+
+def _tuples(value):
+  """Lists → tuples, recursively: a config holds tuples (``augment.mean``, ``optim.rules``), JSON writes lists."""
+  if isinstance(value, dict):
+    return {k: _tuples(v) for k, v in value.items()}
+  if isinstance(value, list):
+    return tuple(_tuples(v) for v in value)
+  return value
+
+
+def checkpoint_steps(workdir: str) -> list[int]:
+  """The steps of the finished checkpoints in ``<workdir>/checkpoints``, ascending, as orbax tells them apart from
+  unfinished ones (renamed from a temporary name on a disk; marked by a commit file in an object store)."""
+  import orbax.checkpoint as ocp  # Local: keep this module light to import.
+
+  directory = storage.join(workdir, 'checkpoints')
+  if not storage.isdir(directory):
+    return []
+  return sorted(ocp.utils.checkpoint_steps(directory))
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """A run directory with its config and the checkpoint step chosen."""
+
+  workdir: str
+  config: ml_collections.ConfigDict
+  step: int
+
+
+def find_run(workdir: str, step: int | None = None) -> Run:
+  """The run in ``workdir`` at checkpoint ``step`` (default latest); MissingPathError/ConfigError say what is wrong."""
+  if not workdir:
+    raise ConfigError('no run directory given (--workdir).')
+  workdir = storage.resolve(workdir)
+  if not storage.isdir(workdir):
+    if storage.exists(workdir):
+      raise UnusablePathError(f'{workdir!r} is a file, not a run directory.')
+    raise MissingPathError(f'run directory {workdir!r} does not exist.')
+  config = load_config(workdir)
+  steps = checkpoint_steps(workdir)
+  if not steps:
+    raise MissingPathError(f'no checkpoint in {workdir!r} (looked in {storage.join(workdir, "checkpoints")}).')
+  if step is None:
+    step = steps[-1]
+  elif step not in steps:
+    raise MissingPathError(f'no checkpoint for step {step} in {workdir!r}; available steps: {steps}.')
+  return Run(workdir, config, int(step))
+
+
+def restore_variables(run: Run, parts=('backbone',)) -> dict:
+  """The network's variables of ``parts`` (``backbone``, ``projector``, ``predictor``) at ``run.step``.
+
+  Returns ``{'params': {part: ...}, 'batch_stats': {part: ...}}`` of jax
+  arrays; a part that the run's network lacks (no predictor) or that has no
+  statistics is left out.
+  """
+  import jax
+  import jax.numpy as jnp
+
+  from gsg_jax.training import build_trainer
+
+  config = run.config
+  network = build_trainer(config, 1, None).network  # Steps per epoch shape the schedules only: unused here.
+  crop = config.augment.crop_size
+  shapes = jax.eval_shape(lambda key: network.init(key, jnp.zeros((2, crop, crop, 3)), train=True), jax.random.key(0))
+  # On one device, said explicitly: orbax warns when it has to read the layout from the checkpoint.
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  shapes = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device), shapes)
+  params, stats = shapes['params'], shapes.get('batch_stats', {})
+  wanted = {
+    'params': {p: params[p] for p in parts if p in params},
+    'model_state': {p: stats[p] for p in parts if p in stats},
+  }
+  restored = restore(run, wanted, partial=True)
+  return {'params': restored['params'], 'batch_stats': restored['model_state']}
+
+
+def restore(run: Run, like, partial: bool = False):
+  """The checkpoint at ``run.step`` shaped like ``like`` (a train state; with ``partial``, a subset of its
+  entries, such as ``{'params': {...}}``). A ConfigError when the checkpoint does not hold it."""
+  from gsg_jax.training.checkpointing import Checkpointer
+
+  config = run.config
+  checkpointer = Checkpointer(run.workdir, config.checkpoint_every_steps, config.keep_checkpoints)
+  try:
+    return checkpointer.restore(like, run.step, partial=partial)
+  finally:
+    checkpointer.close()

@@ -6,7 +6,7 @@
 
 A point of the grid (the product of the ``--grid`` axes, ``--config.*``
 overrides under them) trains in ``DIR/<key>=<value>[,<key>=<value>]`` with
-``gsg_jax.train.train_and_evaluate`` and is then evaluated with
+``gsg_jax.training.train_and_evaluate`` and is then evaluated with
 ``gsg_jax.evaluation.run.evaluate_run`` (the config's ``eval.protocols``).
 Every point's config is validated before the first one trains; a grid key
 the config lacks, or a value of the wrong type, stops at once with a
@@ -135,9 +135,9 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
     except ConfigError as e:
       raise ConfigError(f'grid point {point_name(point)}: {e}') from None
 
-  from gsg_jax import train
   from gsg_jax.evaluation.evaluator import columns
   from gsg_jax.evaluation.run import evaluate_run
+  from gsg_jax.training import train_and_evaluate
 
   for index, (point, c) in enumerate(zip(points, configs), 1):
     name, run_dir = point_name(point), storage.join(workdir, point_name(point))
@@ -150,7 +150,7 @@ def run_sweep(config, grid_specs, workdir: str, log=print, **evaluate_kwargs) ->
       log(f'{prefix} training in {run_dir}')
       start = time.perf_counter()
       try:
-        train.train_and_evaluate(c, run_dir)
+        train_and_evaluate(c, run_dir)
       finally:
         if storage.isdir(run_dir):
           _record(run_dir, point, train_wall_seconds=time.perf_counter() - start)

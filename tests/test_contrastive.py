@@ -363,12 +363,13 @@ LEARNING_MARGINS = {'simclr': 6.0, 'dcl': 6.0, 'dhel': 4.0, 'kcl': 3.0}
 @pytest.mark.slow
 @pytest.mark.parametrize('name', sorted(LEARNING_MARGINS))
 def test_quick_config_learns_above_random_init(tmp_path, name):
-  from gsg_jax import config_lib, train
+  from gsg_jax import config_lib
+  from gsg_jax.training import train_and_evaluate
 
   config = config_lib.named_config(name, 'quick')
   config.eval_every_epochs = 6
   config.distributed.mode = 'off'
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = train_and_evaluate(config, str(tmp_path))
   with open(tmp_path / 'metrics.jsonl') as f:
     knn = {r['step']: r['knn_top1'] for r in map(json.loads, f) if r['kind'] == 'eval'}
   assert summary['steps'] == 192 and set(knn) == {0, 192}

@@ -117,14 +117,14 @@ def folders(tmp_path_factory):
 
 def train(workdir, **overrides):
   """Trains a tiny run (3 steps) on the flat folder; returns what it printed."""
-  from gsg_jax import train as train_lib
+  from gsg_jax.training import train_and_evaluate
 
   config = tiny_config(
     'simsiam', **{'data.source': 'folder', 'data.image_size': 16, 'batch_size': 32, 'num_epochs': 1, **overrides}
   )
   printed = io.StringIO()
   with contextlib.redirect_stdout(printed):
-    train_lib.train_and_evaluate(config, workdir)
+    train_and_evaluate(config, workdir)
   return printed.getvalue()
 
 

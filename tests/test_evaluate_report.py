@@ -22,12 +22,12 @@ _SMALL = {
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-  from gsg_jax import train
+  from gsg_jax.training import train_and_evaluate
 
   root = tmp_path_factory.mktemp('runs')
   a, b = str(root / 'simsiam_gsg'), str(root / 'byol_nopred')
-  train.train_and_evaluate(tiny_config('simsiam_gsg', **_SMALL), a)
-  train.train_and_evaluate(tiny_config('byol', **{'method.predictor': 'none', **_SMALL}), b)
+  train_and_evaluate(tiny_config('simsiam_gsg', **_SMALL), a)
+  train_and_evaluate(tiny_config('byol', **{'method.predictor': 'none', **_SMALL}), b)
   return a, b
 
 

@@ -9,7 +9,7 @@ from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
 from gsg_jax.evaluation import diagnostics
-from gsg_jax.evaluation.knn import KNNBank, bank_metrics, knn_topk_merge, weighted_knn
+from gsg_jax.evaluation.knn import KNNBank, bank_metrics, knn_settings, knn_topk_merge, weighted_knn
 from gsg_jax.evaluation.linear_probe import (
   LINEAR_PROTOCOLS,
   _make_optimizer,
@@ -17,7 +17,6 @@ from gsg_jax.evaluation.linear_probe import (
   linear_probe,
   resolve_protocol,
 )
-from gsg_jax.evaluation.protocols import knn_settings
 
 
 def unit(x):

@@ -228,7 +228,8 @@ def resnet_run(tmp_path_factory):
 def test_export_round_trip_and_sidecar(resnet_run, tmp_path):
   from flax import traverse_util
 
-  from gsg_jax.encoder import Encoder, find_run, load_encoder
+  from gsg_jax.encoder import Encoder, load_encoder
+  from gsg_jax.run_dir import find_run
 
   encoder = load_encoder(resnet_run)
   images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), np.uint8)
@@ -256,7 +257,7 @@ def test_export_round_trip_and_sidecar(resnet_run, tmp_path):
 
 @pytest.mark.slow  # Subprocesses.
 def test_export_command_line(resnet_run, tmp_path):
-  from gsg_jax.encoder import find_run, restore_variables
+  from gsg_jax.run_dir import find_run, restore_variables
 
   no_checkpoint = tmp_path / 'no_checkpoint'
   no_checkpoint.mkdir()

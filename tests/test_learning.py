@@ -13,7 +13,7 @@ import pytest
 from conftest import cifar10_zip
 
 from benchmarks.learning_margins import RUNS, knn_by_step  # The runs whose seeds set the margins.
-from gsg_jax import train
+from gsg_jax.training import train_and_evaluate
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +30,7 @@ def test_quick_preset_learns_above_random_init(tmp_path):
   "Learning-test margins"), so +6 leaves 5 points below the worst seed and
   still fails a run that learns nothing.
   """
-  summary = train.train_and_evaluate(RUNS['quick'](), str(tmp_path))
+  summary = train_and_evaluate(RUNS['quick'](), str(tmp_path))
   knn = knn_by_step(str(tmp_path))
   assert summary['steps'] == 192 and set(knn) == {0, 192}
   assert knn[192] > knn[0] + 6.0, knn
@@ -47,7 +47,7 @@ def test_quick_directpred_learns_above_random_init(tmp_path):
   the worst of these runs; a run whose encoder does not learn stays within
   about ±1.
   """
-  summary = train.train_and_evaluate(RUNS['directpred'](), str(tmp_path))
+  summary = train_and_evaluate(RUNS['directpred'](), str(tmp_path))
   knn = knn_by_step(str(tmp_path))
   assert summary['method'] == 'byol+directpred' and set(knn) == {0, 192}
   assert knn[192] > knn[0] + 2.0, knn
@@ -75,7 +75,7 @@ def test_cifar10_subset_learns_above_random_init(tmp_path):
   """
   config = RUNS['cifar']()
   config.data.path = CIFAR10_ZIP
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = train_and_evaluate(config, str(tmp_path))
   knn = knn_by_step(str(tmp_path))
   assert summary['dataset'] == 'cifar10-train-jpeg' and set(knn) == {0, summary['steps']}
   assert knn[summary['steps']] > knn[0] + 1.0, knn

@@ -103,16 +103,16 @@ def test_last_records_skip_a_cut_line_and_prefer_the_latest(tmp_path):
 
 @pytest.mark.slow  # Trains a tiny run in three commands.
 def test_a_run_in_parts_keeps_one_summary_and_a_finished_run_is_left_alone(tmp_path):
-  from gsg_jax import train
+  from gsg_jax.training import train_and_evaluate
 
   workdir = str(tmp_path / 'run')
-  first = train.train_and_evaluate(tiny_config('simsiam_gsg', num_epochs=1), workdir)
+  first = train_and_evaluate(tiny_config('simsiam_gsg', num_epochs=1), workdir)
   files = {name: os.stat(os.path.join(workdir, name)).st_mtime_ns for name in os.listdir(workdir)}
-  again = train.train_and_evaluate(tiny_config('simsiam_gsg', num_epochs=1, log_every_steps=1), workdir)
+  again = train_and_evaluate(tiny_config('simsiam_gsg', num_epochs=1, log_every_steps=1), workdir)
   assert again == first  # The saved summary, with its figures and time.
   assert {name: os.stat(os.path.join(workdir, name)).st_mtime_ns for name in os.listdir(workdir)} == files
 
-  extended = train.train_and_evaluate(tiny_config('simsiam_gsg', num_epochs=2), workdir)
+  extended = train_and_evaluate(tiny_config('simsiam_gsg', num_epochs=2), workdir)
   with open(os.path.join(workdir, 'run.json')) as f:
     record = json.load(f)
   assert [(p['start_step'], p['end_step']) for p in record['parts']] == [(0, 8), (8, 16)]

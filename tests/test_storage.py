@@ -65,19 +65,20 @@ def test_run_directory_in_an_object_store_trains_resumes_and_reads_back(
 ):
   """Train into gs://, resume from the same URL, then evaluate, export and report from it: every file lands in
   the store and no local ``gs:`` folder appears."""
-  from gsg_jax import export, report, train
-  from gsg_jax.encoder import checkpoint_steps
+  from gsg_jax import export, report
   from gsg_jax.evaluation import run as evaluate
+  from gsg_jax.run_dir import checkpoint_steps
+  from gsg_jax.training import train_and_evaluate
 
   monkeypatch.chdir(tmp_path)
   url, root = 'gs://bucket/runs/a', os.path.join(fake_gcs, 'bucket', 'runs', 'a')
   config = make_tiny_config(num_epochs=1, checkpoint_every_steps=1000)
   steps_per_epoch = 512 // 64
-  first = train.train_and_evaluate(config, url)
+  first = train_and_evaluate(config, url)
   assert first['steps'] == steps_per_epoch
   assert checkpoint_steps(url) == [steps_per_epoch]
   config.num_epochs = 2
-  second = train.train_and_evaluate(config, url)  # Resumes at the end of epoch 1 from the same URL.
+  second = train_and_evaluate(config, url)  # Resumes at the end of epoch 1 from the same URL.
   assert second['steps'] == 2 * steps_per_epoch
   assert checkpoint_steps(url) == [steps_per_epoch, 2 * steps_per_epoch]
   rows = [json.loads(line) for line in open(os.path.join(root, 'metrics.jsonl'))]

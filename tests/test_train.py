@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from conftest import tiny_config
 
-from gsg_jax import train
-from gsg_jax.training import build_trainer
+from gsg_jax.training import build_trainer, train_and_evaluate
 
 
 def read_metrics(workdir):
@@ -24,7 +23,7 @@ def read_metrics(workdir):
 )
 def test_training_writes_outputs(tmp_path, name, predictor):
   config = tiny_config(name, **{'method.predictor': predictor})
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = train_and_evaluate(config, str(tmp_path))
   assert summary['steps'] == 16 and np.isfinite(summary['final_loss'])
   records = read_metrics(tmp_path)
   train_records = [r for r in records if r['kind'] == 'train']
@@ -112,7 +111,7 @@ def test_restoring_a_mismatched_checkpoint_says_why(tmp_path):
 )
 def test_bad_config_values_fail_clearly(tmp_path, key, value, message):
   with pytest.raises(ValueError, match=message):
-    train.train_and_evaluate(tiny_config(**{key: value}), str(tmp_path))
+    train_and_evaluate(tiny_config(**{key: value}), str(tmp_path))
 
 
 def test_cifar10_cpu_preset_is_one_footing_for_every_method():

@@ -42,7 +42,7 @@ METRICS = ('knn_top1', 'knn_top5', 'fast_linear_top1', 'fast_linear_top5')
 
 def cache_dir(config, workdir: str) -> str:
   """``config.eval.floor_cache_dir``, or ``floor_cache`` beside ``workdir``."""
-  configured = config.eval.get('floor_cache_dir', '')
+  configured = config.eval.floor_cache_dir
   return configured or storage.join(storage.dirname(workdir), 'floor_cache')
 
 

@@ -31,6 +31,8 @@ path: ``resolve_protocol`` then ``fast_linear_probe`` for ``inputs:
   centre crop 224.
 
 The cosine is stepped every iteration (the references step it every epoch).
+Both probes share the head, the loss, the schedule and the batched test,
+which is why they are one module rather than two of half the size.
 """
 
 import functools
@@ -151,7 +153,7 @@ def fast_linear_probe(
   All training and test features are held in memory, on the host and on the
   device (N·D·4 bytes: a ResNet-50's 2048-d features of ImageNet's 1.28 M
   training images take 10.5 GB); callers that cap N say so in the metric
-  they report (``gsg_jax.evaluation.protocols``).
+  they report (``gsg_jax.evaluation.fast_linear``).
 
   Features are standardised, h = (x − μ) / (σ + 1e-6) with the training
   set's per-dimension mean μ and std σ. AdamW (decoupled weight decay on W

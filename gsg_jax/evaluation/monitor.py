@@ -14,15 +14,12 @@ from gsg_jax.evaluation.context import Context
 from gsg_jax.evaluation.evaluator import columns, get_evaluators, run_evaluators
 from gsg_jax.evaluation.features import jit_encode, network_encoder
 
-# What a run's config.json written before config.eval.monitor existed gets (its version's monitor).
-DEFAULT_MONITOR = ('knn', 'online_probe', 'floors')
-
 
 class Monitor:
   """``monitor(state) -> metrics`` on the held-out split; ``monitor.message(step, metrics)``, the log line."""
 
   def __init__(self, trainer, dataset, config, mesh, workdir: str | None = None):
-    self.evaluators = get_evaluators(config.eval.get('monitor', DEFAULT_MONITOR), 'config.eval.monitor')
+    self.evaluators = get_evaluators(config.eval.monitor, 'config.eval.monitor')
     self.trainer, self.config, self.mesh = trainer, config, mesh
     self.encode_network = jit_encode(trainer, mesh)
     self.memory = labelled.run_memory(dataset, config, stream=False)

@@ -44,7 +44,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from gsg_jax import data, parallel, storage
-from gsg_jax.encoder import find_run  # The one reader of a run directory: its config and checkpoint steps.
 from gsg_jax.errors import ConfigError, MissingPathError, UnusablePathError
 from gsg_jax.evaluation import labelled
 from gsg_jax.evaluation.context import Context
@@ -53,8 +52,8 @@ from gsg_jax.evaluation.features import jit_encode, network_encoder
 from gsg_jax.evaluation.floors import beats_raw_pixels
 from gsg_jax.evaluation.linear import DEFAULT_PROTOCOL as DEFAULT_LINEAR_PROTOCOL
 from gsg_jax.evaluation.linear_probe import resolve_protocol
+from gsg_jax.run_dir import find_run, restore  # The one reader of a run directory.
 from gsg_jax.training import build_trainer
-from gsg_jax.training.checkpointing import Checkpointer
 
 # What a run's config.json written before config.eval.protocols existed gets (its version's defaults).
 DEFAULT_PROTOCOLS = ('knn', 'fast_linear', 'diagnostics', 'predictor', 'floors')
@@ -69,17 +68,11 @@ def configured_protocols(config) -> tuple:
 
 
 def _restore(run, dataset, trainer):
-  """The whole train state at ``run.step`` (``encoder.find_run`` has checked that the step exists)."""
-  config = run.config
-  checkpointer = Checkpointer(run.workdir, config.checkpoint_every_steps, config.keep_checkpoints)
+  """The whole train state at ``run.step`` (``run_dir.find_run`` has checked that the step exists)."""
   shape = tuple(dataset.train.image_shape)
   like = jax.eval_shape(lambda key: trainer.init(key, shape), jax.random.key(0))
   like = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), like)
-  try:
-    state = checkpointer.restore(like, run.step)  # A ConfigError for a checkpoint of another config.
-  finally:
-    checkpointer.close()
-  return state
+  return restore(run, like)  # A ConfigError for a checkpoint of another config.
 
 
 def _open_external(memory_data, heldout_data, memory_split, heldout_split, config):

@@ -1,7 +1,10 @@
-"""Training: state, pure train step, optimiser, checkpoints and metric outputs."""
+"""Training: the loop (``train_and_evaluate``), the pure train step and its state, the image trainer, optimiser,
+checkpoints and metric outputs."""
 
+from gsg_jax.training.image import build_trainer
+from gsg_jax.training.loop import train_and_evaluate
 from gsg_jax.training.optim import OPTIMIZERS, build_optimizer, learning_rate_schedule
-from gsg_jax.training.step import Trainer, TrainState, build_trainer, normalized_std
+from gsg_jax.training.step import Trainer, TrainState, normalized_std
 
 __all__ = [
   'OPTIMIZERS',
@@ -11,4 +14,5 @@ __all__ = [
   'build_trainer',
   'learning_rate_schedule',
   'normalized_std',
+  'train_and_evaluate',
 ]

@@ -24,13 +24,19 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def restore(self, like, step: int | None = None):
-    """The state saved at ``step`` (default latest), with the structure, dtypes and shardings of ``like``."""
+  def restore(self, like, step: int | None = None, partial: bool = False):
+    """The state saved at ``step`` (default latest), with the structure, dtypes and shardings of ``like``;
+    ``partial``: ``like`` holds a subset of the saved entries, and only those are read."""
     step = self.manager.latest_step() if step is None else step
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+    if partial:
+      restore_args = ocp.checkpoint_utils.construct_restore_args(abstract)
+      args = ocp.args.PyTreeRestore(item=abstract, restore_args=restore_args, partial_restore=True)
+    else:
+      args = ocp.args.StandardRestore(abstract)
     try:
-      return self.manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    except (ValueError, KeyError, TypeError) as e:
+      return self.manager.restore(step, args=args)
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
       detail = next((line.strip() for line in str(e).splitlines() if line.strip()), type(e).__name__)[:300]
       raise ConfigError(
         f'the checkpoint at step {step} in {self.manager.directory} does not match the state this config builds: '

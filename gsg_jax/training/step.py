@@ -42,9 +42,7 @@ import jax.numpy as jnp
 import optax
 
 from gsg_jax import methods, models
-from gsg_jax.data.views import ImageViews
 from gsg_jax.methods.similarity import l2_normalize
-from gsg_jax.training.optim import build_optimizer
 
 
 @flax.struct.dataclass
@@ -161,18 +159,3 @@ class Trainer:
 def normalized_std(x):
   """SimSiam's collapse signal: mean over dimensions of the std over the batch of x/‖x‖ (≈1/√d healthy, 0 collapsed)."""
   return jnp.mean(jnp.std(l2_normalize(x), axis=0))
-
-
-def build_trainer(config, steps_per_epoch: int, num_classes: Optional[int]) -> Trainer:
-  """The image trainer that ``config`` describes: the step core with the Siamese network and image views.
-
-  The online probe is built when ``config.online_probe.enabled`` and
-  ``num_classes`` is given (the dataset's); batches must then carry labels.
-  ``num_classes=None``: no probe, for unlabelled data.
-  """
-  method = methods.build_method(config.method, config.num_epochs * steps_per_epoch)
-  predictor = method.predictor.module(config.model, models.DTYPES[config.model.dtype])
-  network = models.build_network(config.model, predictor)
-  tx, schedule = build_optimizer(config, steps_per_epoch, method.optimizer_rules)
-  probe = nn.Dense(num_classes) if config.online_probe.enabled and num_classes else None
-  return Trainer(network, method, ImageViews(config.augment), tx, schedule, probe)

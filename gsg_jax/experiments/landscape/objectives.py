@@ -202,7 +202,7 @@ class LandscapeTrainer(Trainer):
   temperature: float = 0.05
   fast_infonce: bool = True  # False: the registry's ½[ℓ(z₁, z₂) + ℓ(z₂, z₁)] (the same value, twice the work).
 
-  def loss(self, params, model_state, x, target_projections, rng, labels=None):
+  def loss(self, params, model_state, x, target_projections, rng, labels=None, loss_state=None):
     num_views = self.method.num_views
     out, updates = self.network.apply(
       self.network_variables(params, model_state), x, train=True, num_views=num_views, mutable=['batch_stats']
@@ -216,7 +216,7 @@ class LandscapeTrainer(Trainer):
       loss, aux = image_guided_loss(to_views(out['prediction']), to_views(targets), to_views(out['guide']), rng)
     else:
       loss, aux, _ = self.method.loss_fn(to_views(out['prediction']), to_views(targets), rng, None)
-    return loss, ({'loss': loss, **aux}, updates.get('batch_stats', {}), out)
+    return loss, ({'loss': loss, **aux}, updates.get('batch_stats', {}), out, loss_state)
 
 
 # ----------------------------------------------------------------------------- building the step core

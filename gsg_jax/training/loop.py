@@ -16,8 +16,9 @@ from jax.experimental import multihost_utils
 
 from gsg_jax import config_lib, data, parallel, run_dir, storage
 from gsg_jax.errors import ConfigError, NonFiniteLoss, Preempted
-from gsg_jax.training import build_trainer
+from gsg_jax.evaluation.monitor import Monitor
 from gsg_jax.training.checkpointing import Checkpointer
+from gsg_jax.training.image import build_trainer
 from gsg_jax.training.outputs import MetricsLogger
 
 
@@ -91,15 +92,6 @@ def _mean_metrics(pending: list, first_step: int, last_checkpoint: int | None, b
 MIN_MEANINGFUL_HELDOUT = 400
 
 
-def make_monitor(trainer, dataset, config, mesh, workdir: str | None = None):
-  """The training monitor (``gsg_jax.evaluation.monitor.Monitor``): ``monitor(state) -> metrics`` on the
-  held-out split (kNN at ``config.eval``'s k and T, online probe) with the floors beside them, and
-  ``monitor.message(step, metrics)``, the log line."""
-  from gsg_jax.evaluation.monitor import Monitor
-
-  return Monitor(trainer, dataset, config, mesh, workdir)
-
-
 def train_and_evaluate(config, workdir: str) -> dict:
   """Train as ``config`` says, writing checkpoints and metrics in ``workdir``; returns the run's summary.
 
@@ -168,7 +160,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     f'{total_steps} steps on {mesh.size} device(s).'
   )
 
-  evaluate = make_monitor(trainer, dataset, config, mesh, workdir) if len(dataset.heldout) else None
+  evaluate = Monitor(trainer, dataset, config, mesh, workdir) if len(dataset.heldout) else None
   if not dataset.num_classes:  # An unlabelled folder (gsg_jax.data.image_folder): no labels for the probe.
     logger.message(
       'Unlabelled training images: the online probe is off'
