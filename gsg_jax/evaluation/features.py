@@ -8,6 +8,7 @@ with the batch laid out over the device mesh and gathered back to every host;
 """
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
@@ -19,6 +20,15 @@ def to_global_array(batch: np.ndarray, sharding) -> jax.Array:
   return jax.make_array_from_callback(batch.shape, sharding, lambda index: batch[index])
 
 
+def pad_rows(x, rows: int, value=0):
+  """``x`` (numpy or jax) with rows of ``value`` appended up to ``rows``: the one way a short batch becomes a
+  fixed-size one, so a jitted function compiles once."""
+  if len(x) >= rows:
+    return x
+  xp = np if isinstance(x, np.ndarray) else jnp
+  return xp.concatenate([x, xp.full((rows - len(x),) + tuple(x.shape[1:]), value, x.dtype)])
+
+
 def map_in_batches(fn, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
   """``fn(batch, start) -> tuple of arrays`` over fixed-size batches of ``images``; each output concatenated, float32.
 
@@ -28,9 +38,7 @@ def map_in_batches(fn, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
   for start in range(0, len(images), batch_size):
     batch = images[start : start + batch_size]
     valid = len(batch)
-    if valid < batch_size:
-      batch = np.concatenate([batch, np.zeros((batch_size - valid,) + batch.shape[1:], batch.dtype)])
-    outputs.append([np.asarray(out, np.float32)[:valid] for out in fn(batch, start)])
+    outputs.append([np.asarray(out, np.float32)[:valid] for out in fn(pad_rows(batch, batch_size), start)])
   return [np.concatenate(parts) for parts in zip(*outputs)]
 
 

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gsg_jax.evaluation.evaluator import Column, Evaluator, register_evaluator
+from gsg_jax.evaluation.features import pad_rows
 from gsg_jax.methods.similarity import l2_normalize
 
 _HIGHEST = jax.lax.Precision.HIGHEST  # Full float32 matmuls (no TF32 on GPUs), so rankings match NumPy.
@@ -86,10 +87,6 @@ def _empty_bank(query_blocks, *, k: int):
   return (l2_normalize(query_blocks), jnp.full(shape, -jnp.inf, jnp.float32), jnp.full(shape, -1, jnp.int32))
 
 
-def _pad_rows(x: np.ndarray, rows: int, value=0) -> np.ndarray:
-  return np.concatenate([x, np.full((rows - len(x),) + x.shape[1:], value, x.dtype)]) if rows > len(x) else x
-
-
 class KNNBank:
   """The k nearest memory features of fixed queries, over a memory bank added chunk by chunk.
 
@@ -103,7 +100,7 @@ class KNNBank:
     self.num_queries, self.k, self.size = len(queries), int(k), 0
     block = max(min(query_block, self.num_queries), 1)
     num_blocks = -(-self.num_queries // block)
-    padded = _pad_rows(queries, num_blocks * block).reshape(num_blocks, block, -1)
+    padded = pad_rows(queries, num_blocks * block).reshape(num_blocks, block, -1)
     self._queries, self._similarity, self._labels = _empty_bank(padded, k=self.k)
     self._chunk = None
 
@@ -117,8 +114,8 @@ class KNNBank:
         self._similarity,
         self._labels,
         self._queries,
-        jnp.asarray(_pad_rows(rows, self._chunk)),
-        jnp.asarray(_pad_rows(labels[start : start + self._chunk], self._chunk, -1)),
+        jnp.asarray(pad_rows(rows, self._chunk)),
+        jnp.asarray(pad_rows(labels[start : start + self._chunk], self._chunk, -1)),
       )
       self.size += len(rows)
 
@@ -132,7 +129,7 @@ class KNNBank:
     if not 0 < k <= self.k:
       raise ValueError(f'k={k} must be in [1, {self.k}] (the bank keeps {self.k} neighbours).')
     query_labels = np.asarray(query_labels, np.int32)
-    padded = jnp.asarray(_pad_rows(query_labels, self._similarity.shape[0] * self._similarity.shape[1], -1))
+    padded = jnp.asarray(pad_rows(query_labels, self._similarity.shape[0] * self._similarity.shape[1], -1))
     hits = _vote_hits(
       self._similarity.reshape(-1, self.k),
       self._labels.reshape(-1, self.k),

@@ -43,6 +43,7 @@ import numpy as np
 import optax
 
 from gsg_jax.errors import ConfigError
+from gsg_jax.evaluation.features import pad_rows
 
 
 def _init_head(rng: np.random.Generator, dim: int, num_classes: int) -> dict:
@@ -78,13 +79,6 @@ def _hits(logits, labels, valid, num_classes: int):
   return jnp.stack([top1.sum(), top5.sum()])
 
 
-def _pad_rows(x, rows: int):
-  if len(x) == rows:
-    return x
-  xp = np if isinstance(x, np.ndarray) else jnp
-  return xp.concatenate([x, xp.zeros((rows - len(x),) + tuple(x.shape[1:]), x.dtype)])
-
-
 def _evaluate(logits_fn, chunks, batch_size: int, num_classes: int) -> dict:
   """Top-1/top-5 accuracy (percent) of ``logits_fn`` over ``(inputs, labels)`` chunks, in fixed-size batches
   (the last one padded, masked)."""
@@ -95,8 +89,8 @@ def _evaluate(logits_fn, chunks, batch_size: int, num_classes: int) -> dict:
       chunk = inputs[start : start + batch_size]
       valid = np.arange(batch_size) < len(chunk)
       hits = hits + _hits(
-        logits_fn(_pad_rows(chunk, batch_size)),
-        jnp.asarray(_pad_rows(labels[start : start + batch_size], batch_size)),
+        logits_fn(pad_rows(chunk, batch_size)),
+        jnp.asarray(pad_rows(labels[start : start + batch_size], batch_size)),
         jnp.asarray(valid),
         num_classes,
       )

@@ -4,7 +4,7 @@ checkpoints and metric outputs."""
 from gsg_jax.training.image import build_trainer
 from gsg_jax.training.loop import train_and_evaluate
 from gsg_jax.training.optim import OPTIMIZERS, build_optimizer, learning_rate_schedule
-from gsg_jax.training.step import Trainer, TrainState, normalized_std
+from gsg_jax.training.step import Trainer, TrainState
 
 __all__ = [
   'OPTIMIZERS',
@@ -13,6 +13,5 @@ __all__ = [
   'build_optimizer',
   'build_trainer',
   'learning_rate_schedule',
-  'normalized_std',
   'train_and_evaluate',
 ]

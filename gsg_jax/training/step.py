@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import optax
 
 from gsg_jax import methods, models
-from gsg_jax.methods.similarity import l2_normalize
+from gsg_jax.evaluation.diagnostics import normalized_std
 
 
 @flax.struct.dataclass
@@ -154,8 +154,3 @@ class Trainer:
     variables = self.network_variables(state.params, state.model_state)
     out = self.network.apply(variables, x, train=False, with_predictor=False)
     return {'features': out['features'], 'projection': out['projection']}
-
-
-def normalized_std(x):
-  """SimSiam's collapse signal: mean over dimensions of the std over the batch of x/‖x‖ (≈1/√d healthy, 0 collapsed)."""
-  return jnp.mean(jnp.std(l2_normalize(x), axis=0))

@@ -36,7 +36,7 @@ signal, ≈ 1/√m when healthy).
 import jax
 import jax.numpy as jnp
 
-from gsg_jax.training.step import normalized_std
+from gsg_jax.evaluation.diagnostics import normalized_std
 
 
 def _unit_rows(a):
