@@ -127,6 +127,7 @@ def places(tmp_path_factory):
 
 TRAIN, GSG = 'gsg_jax.main', '--config=configs/simsiam_gsg.py:quick'
 LINEAR_DYNAMICS, LANDSCAPE = 'gsg_jax.experiments.linear_dynamics', 'gsg_jax.experiments.landscape'
+LD_QUICK = '--config=configs/linear_dynamics.py:quick'
 
 
 def _console_script(name: str, module: str) -> list[str]:
@@ -207,9 +208,13 @@ BATTERY = [
     ('landscape into a read-only folder', LANDSCAPE, ['--config=configs/landscape.py:reduced',
                                                       '--workdir={read_only}/landscape'], 1, 'is not writable',
      'read_only'),
-    ('linear dynamics into a file', LINEAR_DYNAMICS, ['--out={file}', '--quick'], 1, 'is a file, not a folder', None),
-    ('linear dynamics with a misspelt key', LINEAR_DYNAMICS, ['--out={root}/ld', '--quick', '--config.etta=1'], 1,
+    ('linear dynamics into a file', LINEAR_DYNAMICS, [LD_QUICK, '--out={file}'], 1, 'is a file, not a folder', None),
+    ('linear dynamics with a misspelt key', LINEAR_DYNAMICS, [LD_QUICK, '--out={root}/ld', '--config.etta=1'], 1,
      'no config key \'etta\'. Did you mean "eta"', None),
+    ('linear dynamics with a misspelt key, default config', LINEAR_DYNAMICS, ['--out={root}/ld', '--config.etta=1'],
+     1, 'no config key \'etta\'. Did you mean "eta"', None),
+    ('linear dynamics with an unknown preset', LINEAR_DYNAMICS,
+     ['--config=configs/linear_dynamics.py:quik', '--out={root}/ld'], 1, "unknown preset 'quik'", None),
 ]
 # fmt: on
 
