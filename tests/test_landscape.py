@@ -747,7 +747,7 @@ def _fake_result(name, ends_by_setting, m=50):
 
 
 def test_report_verdicts_follow_their_rules():
-  from gsg_jax.experiments.landscape import report
+  from gsg_jax.experiments.landscape import claims as claims_lib
 
   healthy = 1 / np.sqrt(50)
   grid = {
@@ -763,7 +763,7 @@ def test_report_verdicts_follow_their_rules():
   }
   rows = {
     r['claim'][:2]: r['verdict']
-    for r in report.claims({'studies': {'grid': grid, 'warm_start': warm}, 'config': {'m': 50}})
+    for r in claims_lib.claims({'studies': {'grid': grid, 'warm_start': warm}, 'config': {'m': 50}})
   }
   assert rows['C1'] == 'reproduced'
   assert rows['C2'] == 'partly'  # Bad minima at both masks, but collapsed (std 0) at mask 0.9.
@@ -771,7 +771,7 @@ def test_report_verdicts_follow_their_rules():
   assert rows['C4'] == 'reproduced'  # c = 2 stays (0.96 → 0.95), c = 1 drifts (0.60 → 0.40).
   assert rows['C5'] == 'not reproduced'  # One collapsed setting fails the arm.
   grid['infonce'] = _fake_result('infonce', {(None, 0.1, None): [(0.86, 0.1)] * 3, (None, 0.3, None): [(0.6, 0.1)] * 3})
-  c1 = report.claims({'studies': {'grid': grid}, 'config': {'m': 50}})[0]
+  c1 = claims_lib.claims({'studies': {'grid': grid}, 'config': {'m': 50}})[0]
   assert c1['verdict'] == 'partly'  # Near at 0.1 (≥ 0.8), far at 0.3: not every latent, not every sparsity.
 
 

@@ -10,7 +10,7 @@
 * ``run``: settings, duplicate detection, the vmapped training program, checkpoints;
 * ``fullrank``: the authors' full-rank study (p = d = m = 20, weight normalisation, warm start);
 * ``experiment``: every study of a config, results.json with provenance, the command line;
-* ``figures`` and ``report``: the figures, and the claims table with verdicts from results.json.
+* ``figures``, ``claims`` and ``report``: the figures, the claims with verdicts from results.json, and the report.
 """
 
 from gsg_jax.experiments.landscape.data import (

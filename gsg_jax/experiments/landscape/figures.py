@@ -15,6 +15,7 @@
 import numpy as np
 
 from gsg_jax import storage
+from gsg_jax.experiments.landscape.claims import matches
 
 
 def _select(res, **fixed):
@@ -153,8 +154,6 @@ def _end_plot(plt, grid, x_key, panel_key, xlabel, path):
 
 
 def _mean_curve(res, key, **fixed):
-  from gsg_jax.experiments.landscape.report import matches
-
   runs = [r for r in res['runs'] if matches(r, **fixed)]
   return np.asarray(res['epochs']), np.array([r['curves'][key] for r in runs], float)
 
