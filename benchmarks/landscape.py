@@ -46,17 +46,18 @@ def load_config(preset):
 def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
   import jax
 
-  from gsg_jax.experiments.landscape import run as run_lib
+  from gsg_jax.experiments.landscape import settings as settings_lib
   from gsg_jax.experiments.landscape.objectives import objective
+  from gsg_jax.experiments.landscape.program import build_program
 
-  study = run_lib.study_config(cfg, study_name)
+  study = settings_lib.study_config(cfg, study_name)
   obj = objective(name)
-  full_runs = len(run_lib.run_settings(obj, study, cfg.num_seeds, cfg.seed))
-  runs = run_lib.run_settings(obj, study, seeds, cfg.seed)
+  full_runs = len(settings_lib.run_settings(obj, study, cfg.num_seeds, cfg.seed))
+  runs = settings_lib.run_settings(obj, study, seeds, cfg.seed)
   cfg = cfg.copy_and_resolve_references()
   cfg.log_every_epochs = epochs
   t0 = time.perf_counter()
-  program, data, rngs, state = run_lib.build_program(cfg, study, obj, runs)
+  program, data, rngs, state = build_program(cfg, study, obj, runs)
   jax.block_until_ready(state)
   setup_s = time.perf_counter() - t0
   t0 = time.perf_counter()
@@ -102,18 +103,19 @@ def ab(cfg, study_name: str, name: str, key: str, epochs: int, repeats: int = 3)
   """
   import jax
 
-  from gsg_jax.experiments.landscape import run as run_lib
+  from gsg_jax.experiments.landscape import settings as settings_lib
   from gsg_jax.experiments.landscape.objectives import objective
+  from gsg_jax.experiments.landscape.program import build_program
 
   variants = {}
   for value in (True, False):
     c = cfg.copy_and_resolve_references()
     c[key] = value
     c.log_every_epochs = epochs
-    study = run_lib.study_config(c, study_name)
+    study = settings_lib.study_config(c, study_name)
     obj = objective(name)
-    runs = run_lib.run_settings(obj, study, 1, c.seed)[:2]
-    program, data, rngs, state = run_lib.build_program(c, study, obj, runs)
+    runs = settings_lib.run_settings(obj, study, 1, c.seed)[:2]
+    program, data, rngs, state = build_program(c, study, obj, runs)
     state, m = program.chunk(state, data, rngs, 0, 1)  # Compile.
     jax.block_until_ready(m)
     variants[value] = [program, data, rngs, state, float('inf')]

@@ -16,7 +16,10 @@ from gsg_jax.experiments.landscape import data as data_lib
 from gsg_jax.experiments.landscape import fullrank, metrics
 from gsg_jax.experiments.landscape import objectives as obj_lib
 from gsg_jax.experiments.landscape import run as run_lib
+from gsg_jax.experiments.landscape import settings as settings_lib
+from gsg_jax.experiments.landscape import trainer as trainer_lib
 from gsg_jax.experiments.landscape.model import SymReLUNetwork, encoder_matrix, sym_relu
+from gsg_jax.experiments.landscape.program import build_program
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -312,10 +315,10 @@ FAST_OBJECTIVES = ('infonce', 'negcos_alt_linear', 'gsg_simsiam_directpred', 'ne
 
 def _tiny_program(name, cfg=None, seeds=2):
   cfg = cfg or tiny_config()
-  study = run_lib.study_config(cfg, 'grid')
+  study = settings_lib.study_config(cfg, 'grid')
   obj = obj_lib.objective(name)
-  runs = run_lib.run_settings(obj, study, seeds, cfg.seed)
-  return (*run_lib.build_program(cfg, study, obj, runs), runs)
+  runs = settings_lib.run_settings(obj, study, seeds, cfg.seed)
+  return (*build_program(cfg, study, obj, runs), runs)
 
 
 @pytest.mark.parametrize(
@@ -506,10 +509,10 @@ def test_duplicate_settings_are_detected_from_the_arrays():
   # d = 10: sparsity 0.1 and 0.2 both give one −1 and one +1 per sample, so the same arrays; 0.3 does not.
   cfg = tiny_config(d=10)
   cfg.study.grid = study_block((0.5,), (0.1, 0.2, 0.3))
-  study = run_lib.study_config(cfg, 'grid')
+  study = settings_lib.study_config(cfg, 'grid')
   obj = obj_lib.objective('negcos_alt_none')
-  settings = run_lib.run_settings(obj, study, 2, cfg.seed)
-  runs, members = run_lib.distinct_runs(settings, study, cfg, obj.towers)
+  settings = settings_lib.run_settings(obj, study, 2, cfg.seed)
+  runs, members = settings_lib.distinct_runs(settings, study, cfg, obj.towers)
   assert len(settings) == 6 and len(runs) == 4
   merged = [[settings[i]['sparsity'] for i in g] for g in members if len(g) > 1]
   assert merged == [[0.1, 0.2], [0.1, 0.2]]  # One pair per seed.
@@ -517,8 +520,8 @@ def test_duplicate_settings_are_detected_from_the_arrays():
   # d = 20: the counts differ ((1, 1) vs (2, 2)), nothing is merged.
   cfg20 = tiny_config(d=20, p=24)
   cfg20.study.grid = study_block((0.5,), (0.1, 0.2))
-  study20 = run_lib.study_config(cfg20, 'grid')
-  assert len(run_lib.distinct_runs(run_lib.run_settings(obj, study20, 2, 0), study20, cfg20, 2)[0]) == 4
+  study20 = settings_lib.study_config(cfg20, 'grid')
+  assert len(settings_lib.distinct_runs(settings_lib.run_settings(obj, study20, 2, 0), study20, cfg20, 2)[0]) == 4
 
 
 def test_duplicate_runs_train_once_and_say_what_they_stand_for(tmp_path):
@@ -543,7 +546,7 @@ def _guide_fractions(scale_b: float, guide: str, batch: int = 8192):
   out = net.apply({'params': params}, x, train=True, num_views=4)
   views = lambda a: a.reshape(batch, 4, -1)
   if guide == 'image':
-    _, aux = obj_lib.image_guided_loss(
+    _, aux = trainer_lib.image_guided_loss(
       views(out['prediction']), views(out['projection']), views(out['guide']), jax.random.key(1)
     )
   else:
@@ -568,7 +571,7 @@ def test_nt_xent_once_equals_the_registry_infonce():
 
   rng = np.random.default_rng(0)
   z1, z2 = (jnp.asarray(rng.normal(size=(64, 10)), jnp.float32) for _ in range(2))
-  once = lambda a, b: obj_lib.nt_xent(a, b, 0.05)
+  once = lambda a, b: trainer_lib.nt_xent(a, b, 0.05)
   contrastive_loss = lambda a, b: 0.5 * (contrastive.infonce(a, b, 0.05) + contrastive.infonce(b, a, 0.05))
   np.testing.assert_allclose(once(z1, z2), contrastive_loss(z1, z2), rtol=1e-5)
   ga, gb = jax.grad(once, argnums=(0, 1))(z1, z2)

@@ -6,8 +6,11 @@
 * ``model``: the one-layer SymReLU encoder (optional BatchNorm, one or two towers) as a step-core network;
 * ``metrics``: ``recovery(W, M)`` (max/median/min over latents of max_j |cos(w_j, M_i)|), support recovery,
   the collapse check;
-* ``objectives``: objective names, learning rates, the step core (with GSG's image guide and NT-Xent once);
-* ``run``: settings, duplicate detection, the vmapped training program, checkpoints;
+* ``objectives``: objective names, learning rates, BatchNorm;
+* ``trainer``: the step core of the objectives (with GSG's image guide and NT-Xent once);
+* ``settings``: the runs of a study, their data, duplicate detection;
+* ``program``: the vmapped training program over stacked runs;
+* ``run``: one objective trained in chunks, checkpointed, resumed, its result;
 * ``fullrank``: the authors' full-rank study (p = d = m = 20, weight normalisation, warm start);
 * ``experiment``: every study of a config, results.json with provenance, the command line;
 * ``figures``, ``claims`` and ``report``: the figures, the claims with verdicts from results.json, and the report.
