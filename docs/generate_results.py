@@ -673,7 +673,7 @@ def flatten(config, prefix: str = '') -> dict:
 def show(value) -> str:
   text = repr(value)
   if isinstance(value, tuple) and len(text) > 60:
-    text = '(' + ', '.join(repr(v)[:40] for v in value) + ')'
+    text = '(' + ', '.join(repr(v)[:40] if isinstance(v, (tuple, list, dict)) else repr(v) for v in value) + ')'
   return '`' + text.replace('`', "'").replace('|', '\\|') + '`'
 
 

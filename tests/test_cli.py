@@ -205,6 +205,13 @@ BATTERY = [
      "--grid: the config has no key 'batch_sizes'.", None),
     ('landscape into a file', LANDSCAPE, ['--config=configs/landscape.py:reduced', '--workdir={file}'], 1,
      'is a file, not a folder', None),
+    ('landscape with an objective of no name', LANDSCAPE, ['--config=configs/landscape.py:quick', '--workdir={root}/l1',
+                                                          "--config.objectives=('negcos_byol_none',)"], 1,
+     "objective 'negcos_byol_none': no objective has this name", None),
+    ('landscape with an objective of a bad scheme', LANDSCAPE,
+     ['--config=configs/landscape.py:quick', '--workdir={root}/l2',
+      "--config.objectives=({{'loss':'negcos','scheme':'byol','predictor':'none'}},)"], 1,  # {{}}: str.format.
+     "scheme='byol': expected one of", None),
     ('landscape into a read-only folder', LANDSCAPE, ['--config=configs/landscape.py:reduced',
                                                       '--workdir={read_only}/landscape'], 1, 'is not writable',
      'read_only'),

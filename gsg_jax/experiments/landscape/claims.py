@@ -16,9 +16,19 @@ Verdicts: reproduced (every setting of the claim satisfies its rule), partly (so
 a weaker form stated in the row), not (none do), not run (no results for it yet).
 """
 
+import dataclasses
+
 import numpy as np
 
+from gsg_jax.experiments.landscape.objectives import CONTRASTIVE_LOSS, Objective, stored
+
 RECOVERED, BAD, STAY, DRIFT, SETTLED = 0.95, 0.80, 0.02, 0.05, 0.01
+NEGCOS_ALT_NONE = Objective('negcos', 'alt', 'none')
+
+
+def is_infonce(name: str) -> bool:
+  """Whether the results stored under ``name`` are InfoNCE's (on either masks)."""
+  return getattr(stored(name), 'loss', None) == CONTRASTIVE_LOSS
 
 
 def matches(run: dict, **fixed) -> bool:
@@ -78,7 +88,7 @@ def claims(results: dict) -> list[dict]:
   inf = grid.get('infonce')
   ev, flags, near = [], [], []
   if inf:
-    others = [res for name, res in grid.items() if not name.startswith('infonce')]
+    others = [res for name, res in grid.items() if not is_infonce(name)]
     for s in settings_of(inf):
       e = ends(inf, sparsity=s['sparsity'])
       best_other = max(
@@ -103,9 +113,9 @@ def claims(results: dict) -> list[dict]:
     }
   )
 
-  def bad_minima(names, claim):
+  def bad_minima(arms, claim):
     ev, flags = [], []
-    for name in names:
+    for name in (arm.name for arm in arms):
       res = grid.get(name)
       if not res:
         continue
@@ -128,10 +138,10 @@ def claims(results: dict) -> list[dict]:
     )
 
   bad_minima(
-    ['negcos_alt_none', 'negcos_simsiam_none'],
+    [NEGCOS_ALT_NONE, Objective('negcos', 'simsiam', 'none')],
     'C2: non-contrastive training ends at non-collapsed bad minima, every mask probability and sparsity',
   )
-  bad_minima(['negcos_alt_linear'], 'C3: a linear predictor with BatchNorm does not rescue it')
+  bad_minima([Objective('negcos', 'alt', 'linear')], 'C3: a linear predictor with BatchNorm does not rescue it')
 
   warm, ev, flags = st.get('warm_start', {}), [], []
   for name, res in warm.items():
@@ -155,7 +165,7 @@ def claims(results: dict) -> list[dict]:
   for name, res in grid.items():
     nstd = ends(res, 'normalized_std')
     ev.append(f'{name}: {ms(nstd)}')
-    if not name.startswith('infonce'):
+    if not is_infonce(name):
       flags.append(
         all(
           ends(res, 'normalized_std', mask_prob=s['mask_prob'], sparsity=s['sparsity']).mean() > std_floor
@@ -173,9 +183,10 @@ def claims(results: dict) -> list[dict]:
 
   ev, flags = [], []
   m10 = st.get('m10', {})
-  if 'negcos_alt_none' in m10:
-    nc, ic = ends(m10['negcos_alt_none']), ends(m10['infonce']) if 'infonce' in m10 else np.array([np.nan])
-    ev.append(f'm = 10: negcos_alt_none min {ms(nc)}, infonce {ms(ic)}')
+  nc_name, ic_name = NEGCOS_ALT_NONE.name, Objective(CONTRASTIVE_LOSS).name
+  if nc_name in m10:
+    nc, ic = ends(m10[nc_name]), ends(m10[ic_name]) if ic_name in m10 else np.array([np.nan])
+    ev.append(f'm = 10: {nc_name} min {ms(nc)}, {ic_name} {ms(ic)}')
     flags.append(nc.mean() < BAD and (np.isnan(ic.mean()) or ic.mean() > nc.mean()))
   full = st.get('fullrank', {}).get('fullrank')
   if full:
@@ -204,9 +215,10 @@ def gsg_effect(results: dict) -> list[dict]:
   """Paired (same mask, sparsity, seed) end differences GSG − base arm, per base arm."""
   grid, out = results['studies'].get('grid', {}), []
   for name, res in grid.items():
-    if not name.startswith('gsg_'):
+    arm = stored(name)
+    if arm is None or arm.loss != 'gsg':
       continue
-    base = grid.get('negcos_' + name[len('gsg_') :])
+    base = grid.get(dataclasses.replace(arm, loss='negcos').name)
     if not base:
       continue
     pairs = {(r['mask_prob'], r['sparsity'], r['seed']): r['end'] for r in base['runs']}
@@ -247,7 +259,7 @@ def gsg_effect(results: dict) -> list[dict]:
 
 def infonce_probes(results: dict) -> list[dict]:
   st, out = results['studies'], []
-  base = st.get('grid', {}).get('infonce')
+  base = st.get('grid', {}).get(Objective(CONTRASTIVE_LOSS).name)
   if base:
     out.append(
       {
@@ -281,11 +293,7 @@ def long_candidates(results: dict, mask_prob=0.5, sparsity=0.1) -> list[str]:
     and settled(
       res,
       sparsity=sparsity,
-      **(
-        {}
-        if res['objective'].startswith('infonce') and res['runs'][0]['mask_prob'] is None
-        else {'mask_prob': mask_prob}
-      ),
+      **({} if is_infonce(res['objective']) and res['runs'][0]['mask_prob'] is None else {'mask_prob': mask_prob}),
     )
     > SETTLED
   ]

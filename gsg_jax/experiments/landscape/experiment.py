@@ -31,7 +31,7 @@ from gsg_jax.experiments import jsonable
 from gsg_jax.experiments.landscape import figures, fullrank, store
 from gsg_jax.experiments.landscape import run as run_lib
 from gsg_jax.experiments.landscape import settings as settings_lib
-from gsg_jax.experiments.landscape.objectives import objective
+from gsg_jax.experiments.landscape.objectives import Objective, objective
 
 KINDS = ('objectives', 'fullrank')
 
@@ -70,8 +70,21 @@ def provenance(argv=None) -> dict:
   }
 
 
+def with_entries(cfg):
+  """A copy of ``cfg`` whose objective lists hold ``Objective`` entries: the names and field mappings a command line
+  gives are checked, and stored by name in config.json and results.json as the config file's entries are."""
+  out = cfg.copy_and_resolve_references()
+  with out.unlocked():
+    out.objectives = tuple(objective(o) for o in out.objectives)
+    for block in out.study.values():
+      if 'objectives' in block:
+        block.objectives = tuple(objective(o) for o in block.objectives)
+  return out
+
+
 def jobs_of(cfg) -> list[tuple[str, str]]:
-  """(study, objective) pairs of ``cfg``, checked: known kinds and objective names, before any compute."""
+  """(study, objective name) pairs of ``cfg``, checked before any compute: known kinds, valid objective entries (each
+  once per study) and ``mask_probs_for`` keys that name objectives."""
   jobs = []
   for s in cfg.studies:
     if s not in cfg.study:
@@ -83,9 +96,14 @@ def jobs_of(cfg) -> list[tuple[str, str]]:
       fullrank.settings(cfg.study[s], cfg.num_seeds, cfg.seed)
       jobs.append((s, 'fullrank'))
       continue
-    for o in settings_lib.study_config(cfg, s)['objectives']:
-      objective(o)
-      jobs.append((s, o))
+    study = settings_lib.study_config(cfg, s)
+    for name in study['mask_probs_for']:
+      Objective.from_name(name)
+    names = [o.name for o in study['objectives']]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+      raise ConfigError(f'study {s!r}: objectives {twice} are listed more than once.')
+    jobs += [(s, name) for name in names]
   return jobs
 
 
@@ -184,6 +202,7 @@ def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
 
 def run(cfg, workdir: str, progress=print, argv=None) -> dict:
   """Every study and objective of ``cfg`` (skipping finished ones), then results.json and the figures."""
+  cfg = with_entries(cfg)
   jobs = jobs_of(cfg)  # Fail on a misspelt name before training anything.
   workdir = storage.ensure_writable_dir(workdir, '--workdir')  # A file or unwritable folder: before any compute.
   storage.write_json(storage.join(workdir, 'config.json'), jsonable(cfg.to_dict(), 6), indent=1)

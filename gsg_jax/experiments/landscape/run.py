@@ -57,7 +57,8 @@ def job(cfg, study_name: str, entry) -> tuple:
 
 
 def train_objective(cfg, study_name: str, entry, out_dir: str, progress=print) -> dict:
-  """Train every run of objective ``entry`` (its name) in ``study_name`` (resuming), write and return its result."""
+  """Train every run of objective ``entry`` (an ``Objective`` or its name) in ``study_name`` (resuming), write and
+  return its result."""
   study, cfg, obj, settings, meta = job(cfg, study_name, entry)
   name = obj.name
   runs, members = distinct_runs(settings, study, cfg, obj.towers)

@@ -26,14 +26,15 @@ import numpy as np
 
 from gsg_jax.errors import ConfigError
 from gsg_jax.experiments.landscape import data as data_lib
-from gsg_jax.experiments.landscape.objectives import Objective
+from gsg_jax.experiments.landscape.objectives import Objective, objective
 
 
 def study_config(cfg, study: str):
   """The study block with the top-level defaults filled in: p, d, m, masks, sparsities, warm_start, objectives.
 
-  ``mask_probs_for`` (optional, objective → mask probabilities) narrows the masks per objective; ``overrides``
-  (optional) replaces top-level config values for this study only (``study_cfg``).
+  ``objectives`` are ``Objective`` entries (config entries may be entries, names or field mappings:
+  ``objectives.objective``). ``mask_probs_for`` (optional, objective name → mask probabilities) narrows the masks
+  per objective; ``overrides`` (optional) replaces top-level config values for this study only (``study_cfg``).
   """
   block = cfg.study[study]
   out = {k: block.get(k) for k in ('p', 'd', 'm')}
@@ -41,7 +42,7 @@ def study_config(cfg, study: str):
   out['mask_probs'] = tuple(block.mask_probs)
   out['sparsities'] = tuple(block.sparsities)
   out['warm_start'] = tuple(block.warm_start)
-  out['objectives'] = tuple(block.objectives) or tuple(cfg.objectives)
+  out['objectives'] = tuple(objective(o) for o in (tuple(block.objectives) or tuple(cfg.objectives)))
   out['mask_probs_for'] = {k: tuple(v) for k, v in block.get('mask_probs_for', {}).items()}
   out['overrides'] = dict(block.get('overrides', {}))
   return out
