@@ -43,20 +43,22 @@ def load_config(preset):
   return module.get_config(preset or None)
 
 
-def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
+def measure(cfg, study_name: str, entry, epochs: int, seeds: int) -> dict:
+  """Times ``entry`` (an ``Objective`` or its name) in ``study_name``."""
   import jax
 
-  from gsg_jax.experiments.landscape import run as run_lib
+  from gsg_jax.experiments.landscape import settings as settings_lib
   from gsg_jax.experiments.landscape.objectives import objective
+  from gsg_jax.experiments.landscape.program import build_program
 
-  study = run_lib.study_config(cfg, study_name)
-  obj = objective(name)
-  full_runs = len(run_lib.run_settings(obj, study, cfg.num_seeds, cfg.seed))
-  runs = run_lib.run_settings(obj, study, seeds, cfg.seed)
+  study = settings_lib.study_config(cfg, study_name)
+  obj = objective(entry)
+  full_runs = len(settings_lib.run_settings(obj, study, cfg.num_seeds, cfg.seed))
+  runs = settings_lib.run_settings(obj, study, seeds, cfg.seed)
   cfg = cfg.copy_and_resolve_references()
   cfg.log_every_epochs = epochs
   t0 = time.perf_counter()
-  program, data, rngs, state = run_lib.build_program(cfg, study, obj, runs)
+  program, data, rngs, state = build_program(cfg, study, obj, runs)
   jax.block_until_ready(state)
   setup_s = time.perf_counter() - t0
   t0 = time.perf_counter()
@@ -76,7 +78,7 @@ def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
   run_steps_per_s = steps_per_s * len(runs)
   total_run_steps = full_runs * cfg.num_epochs * program.steps_per_epoch
   return {
-    'objective': name,
+    'objective': obj.name,
     'study': study_name,
     'runs_measured': len(runs),
     'runs_full': full_runs,
@@ -95,25 +97,27 @@ def measure(cfg, study_name: str, name: str, epochs: int, seeds: int) -> dict:
   }
 
 
-def ab(cfg, study_name: str, name: str, key: str, epochs: int, repeats: int = 3) -> dict:
-  """Run-steps/s of ``name`` with config ``key`` True and False, interleaved in one process (best of ``repeats``).
+def ab(cfg, study_name: str, entry, key: str, epochs: int, repeats: int = 3) -> dict:
+  """Run-steps/s of ``entry`` (an ``Objective`` or its name) with config ``key`` True and False, interleaved in one
+  process (best of ``repeats``).
 
   Interleaving puts both variants under the same load, which on a shared machine drifts by up to 3x.
   """
   import jax
 
-  from gsg_jax.experiments.landscape import run as run_lib
+  from gsg_jax.experiments.landscape import settings as settings_lib
   from gsg_jax.experiments.landscape.objectives import objective
+  from gsg_jax.experiments.landscape.program import build_program
 
   variants = {}
   for value in (True, False):
     c = cfg.copy_and_resolve_references()
     c[key] = value
     c.log_every_epochs = epochs
-    study = run_lib.study_config(c, study_name)
-    obj = objective(name)
-    runs = run_lib.run_settings(obj, study, 1, c.seed)[:2]
-    program, data, rngs, state = run_lib.build_program(c, study, obj, runs)
+    study = settings_lib.study_config(c, study_name)
+    obj = objective(entry)
+    runs = settings_lib.run_settings(obj, study, 1, c.seed)[:2]
+    program, data, rngs, state = build_program(c, study, obj, runs)
     state, m = program.chunk(state, data, rngs, 0, 1)  # Compile.
     jax.block_until_ready(m)
     variants[value] = [program, data, rngs, state, float('inf')]
@@ -125,7 +129,7 @@ def ab(cfg, study_name: str, name: str, key: str, epochs: int, repeats: int = 3)
       v[4] = min(v[4], time.perf_counter() - t0)
   steps = {value: 2 * epochs * v[0].steps_per_epoch / v[4] for value, v in variants.items()}
   return {
-    'objective': name,
+    'objective': obj.name,
     'key': key,
     'run_steps_per_s_true': steps[True],
     'run_steps_per_s_false': steps[False],
@@ -169,7 +173,7 @@ def cpu_model() -> str:
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--preset', default='', help="configs/landscape.py preset ('' = the paper's grid, 'quick').")
-  parser.add_argument('--objectives', default='', help="comma-separated; default: the config's objectives.")
+  parser.add_argument('--objectives', default='', help="comma-separated names; default: the config's objectives.")
   parser.add_argument('--study', default='grid')
   parser.add_argument('--epochs', type=int, default=5, help='timed epochs per objective (after one compile call).')
   parser.add_argument('--vmap-width', type=int, default=-1, help="runs per vmapped group (-1: the config's).")
@@ -202,7 +206,9 @@ def main():
     cfg[key] = ast.literal_eval(value)
   dense = dense_matmul_gflops()
   print(f'dense float32 1024x1024 matmul on this machine now: {dense:.1f} GFLOP/s', flush=True)
-  names = [n for n in args.objectives.split(',') if n] or list(cfg.objectives)
+  from gsg_jax.experiments.landscape.objectives import objective
+
+  names = [objective(o).name for o in [n for n in args.objectives.split(',') if n] or cfg.objectives]
   seeds = args.seeds or cfg.num_seeds
   start = time.perf_counter()
   if args.ab:

@@ -10,30 +10,41 @@ Presets after the colon:
 
 Studies (``studies``): ``grid`` (p=50, d=10, m=50: mask probability × sparsity), ``warm_start`` (c × sparsity at
 mask 0.5), ``m10`` (m = 10) and ``pdm20`` (p = d = m = 20), each at mask 0.5 × every sparsity. Run one with e.g.
-``--config.studies='("grid",)'``; restrict objectives with ``--config.objectives='("infonce","negcos_alt_none")'``.
-Objective names: ``infonce`` or ``<negcos|gsg>_<alt|simsiam|ema>_<none|linear|directpred>`` (see run.py).
+``--config.studies='("grid",)'``.
+
+Objectives are ``Objective`` entries (``gsg_jax/experiments/landscape/objectives.py``): ``Objective('infonce')`` or
+``Objective(loss, scheme, predictor)`` with loss ``negcos`` or ``gsg``, scheme ``alt``, ``simsiam`` or ``ema`` and a
+predictor of the registry. Each has a ``name`` (``negcos_alt_none``), the key of its results; a command line restricts
+them by name, ``--config.objectives="('infonce','negcos_alt_none')"``.
 """
 
 import ml_collections
 
+from gsg_jax.experiments.landscape.objectives import Objective
+
+INFONCE = Objective('infonce')  # The paper's contrastive arm (SimCLR, τ = 0.05, complementary masks).
+NEGCOS_ALT_NONE = Objective('negcos', 'alt', 'none')  # The paper's non-contrastive arm: two encoders, alternating.
+NEGCOS_ALT_LINEAR = Objective('negcos', 'alt', 'linear')  # The same with a linear predictor (their simplified-pred).
+
 PAPER_OBJECTIVES = (
-  'infonce',  # The paper's contrastive arm (SimCLR, τ = 0.05, complementary masks).
-  'negcos_alt_none',  # The paper's non-contrastive arm: online/target encoders, alternating steps.
-  'negcos_alt_linear',  # The same with a linear predictor (their simplified-pred).
-  'negcos_simsiam_none',  # SimSiam-style: one encoder, stop-gradient.
-  'negcos_simsiam_linear',
-  'gsg_alt_none',  # GSG on top of the non-contrastive arms (four masked views).
-  'gsg_alt_linear',
-  'gsg_simsiam_none',
-  'gsg_simsiam_linear',
-  'negcos_alt_directpred',  # DirectPred as the predictor.
-  'negcos_simsiam_directpred',
-  'gsg_simsiam_directpred',
+  INFONCE,
+  NEGCOS_ALT_NONE,
+  NEGCOS_ALT_LINEAR,
+  Objective('negcos', 'simsiam', 'none'),  # SimSiam-style: one encoder, stop-gradient.
+  Objective('negcos', 'simsiam', 'linear'),
+  Objective('gsg', 'alt', 'none'),  # GSG on top of the non-contrastive arms (four masked views).
+  Objective('gsg', 'alt', 'linear'),
+  Objective('gsg', 'simsiam', 'none'),
+  Objective('gsg', 'simsiam', 'linear'),
+  Objective('negcos', 'alt', 'directpred'),  # DirectPred as the predictor.
+  Objective('negcos', 'simsiam', 'directpred'),
+  Objective('gsg', 'simsiam', 'directpred'),
 )
 
 
 def _study(mask_probs, sparsities, warm_start=(), p=0, d=0, m=0, objectives=(), mask_probs_for=None, overrides=None):
-  """A study block; p/d/m = 0 take the top-level sizes; objectives = () takes ``config.objectives``."""
+  """A study block; p/d/m = 0 take the top-level sizes; objectives = () takes ``config.objectives``;
+  ``mask_probs_for`` maps objectives to their mask probabilities (keyed by name, as the results are)."""
   return ml_collections.ConfigDict(
     {
       'kind': 'objectives',
@@ -44,7 +55,7 @@ def _study(mask_probs, sparsities, warm_start=(), p=0, d=0, m=0, objectives=(), 
       'd': d,
       'm': m,
       'objectives': tuple(objectives),
-      'mask_probs_for': dict(mask_probs_for or {}),
+      'mask_probs_for': {o.name: tuple(v) for o, v in (mask_probs_for or {}).items()},
       'overrides': dict(overrides or {}),
     }
   )
@@ -80,27 +91,29 @@ def _reduced(c):
   c.chunk_epochs = 250
   c.log_every_epochs = 50
   c.objectives = (
-    'infonce',
-    'negcos_alt_none',
-    'negcos_alt_linear',
-    'gsg_alt_none',
-    'gsg_alt_linear',
-    'negcos_simsiam_none',
-    'gsg_simsiam_none',
+    INFONCE,
+    NEGCOS_ALT_NONE,
+    NEGCOS_ALT_LINEAR,
+    Objective('gsg', 'alt', 'none'),
+    Objective('gsg', 'alt', 'linear'),
+    Objective('negcos', 'simsiam', 'none'),
+    Objective('gsg', 'simsiam', 'none'),
   )
-  pair_masks = {o: (0.5, 0.9) for o in c.objectives if o != 'negcos_alt_none'}
+  pair_masks = {o: (0.5, 0.9) for o in c.objectives if o != NEGCOS_ALT_NONE}
   c.study = ml_collections.ConfigDict()
   c.study.grid = _study((0.25, 0.5, 0.75, 0.9), (0.1, 0.3), mask_probs_for=pair_masks)
-  c.study.warm_start = _study((0.5,), (0.1,), (1.0, 1.5, 2.0), objectives=('negcos_alt_none', 'negcos_alt_linear'))
-  c.study.m10 = _study((0.5,), (0.1, 0.3), m=10, objectives=('infonce', 'negcos_alt_none'))
+  c.study.warm_start = _study((0.5,), (0.1,), (1.0, 1.5, 2.0), objectives=(NEGCOS_ALT_NONE, NEGCOS_ALT_LINEAR))
+  c.study.m10 = _study((0.5,), (0.1, 0.3), m=10, objectives=(INFONCE, NEGCOS_ALT_NONE))
   c.study.fullrank = _fullrank(2000, (1.0, 2.0), (0.1,))
   # Item 5: what holds InfoNCE's recovery near 0.85-0.92 (one factor changed per study, 2 seeds, sparsity 0.1).
-  probe = lambda **overrides: _study((0.5,), (0.1,), objectives=('infonce',), overrides={'num_seeds': 2, **overrides})
+  probe = lambda **overrides: _study((0.5,), (0.1,), objectives=(INFONCE,), overrides={'num_seeds': 2, **overrides})
   c.study.infonce_lr4 = probe(lr=0.02)
   c.study.infonce_tau02 = probe(temperature=0.2)
   c.study.infonce_nobn = probe(batch_norm='off')
   c.study.infonce_clean = probe(noise_std=0.0)
-  c.study.infonce_indep = _study((0.5,), (0.1,), objectives=('infonce_independent',), overrides={'num_seeds': 2})
+  c.study.infonce_indep = _study(
+    (0.5,), (0.1,), objectives=(Objective('infonce', views='independent'),), overrides={'num_seeds': 2}
+  )
   c.studies = (
     'grid',
     'warm_start',
@@ -133,7 +146,7 @@ def get_config(preset=None):
   c.gsg_guide = 'image'  # Two-encoder GSG: 'image' (tower A's projections of all views) or 'tower' (raw).
   c.skip_idle_tower = True  # Alternating steps compute no gradient for the idle tower (same updates).
   c.fast_infonce = True  # NT-Xent evaluated once from three Gram blocks (the registry's value, less work).
-  c.objectives = PAPER_OBJECTIVES
+  c.objectives = PAPER_OBJECTIVES  # Objective entries (objectives.py); each stores its results under its name.
   c.studies = ('grid', 'warm_start', 'm10', 'pdm20', 'fullrank')
   c.study = ml_collections.ConfigDict()
   c.study.grid = _study((0.25, 0.5, 0.75, 0.9), (0.1, 0.2, 0.3))  # config/default.py's levels.
@@ -171,7 +184,7 @@ def get_config(preset=None):
     c.num_epochs = 60
     c.log_every_epochs = 10
     c.chunk_epochs = 30
-    c.objectives = ('infonce', 'negcos_alt_none', 'negcos_simsiam_linear', 'gsg_alt_none')
+    c.objectives = (INFONCE, NEGCOS_ALT_NONE, Objective('negcos', 'simsiam', 'linear'), Objective('gsg', 'alt', 'none'))
     c.studies = ('grid',)
     c.study.grid = _study((0.5, 0.9), (0.1,))
   elif preset is not None:

@@ -673,7 +673,7 @@ def flatten(config, prefix: str = '') -> dict:
 def show(value) -> str:
   text = repr(value)
   if isinstance(value, tuple) and len(text) > 60:
-    text = '(' + ', '.join(repr(v)[:40] for v in value) + ')'
+    text = '(' + ', '.join(repr(v)[:40] if isinstance(v, (tuple, list, dict)) else repr(v) for v in value) + ')'
   return '`' + text.replace('`', "'").replace('|', '\\|') + '`'
 
 
@@ -728,7 +728,7 @@ def config_pages() -> tuple[str, str]:
     name = os.path.splitext(os.path.basename(path))[0]
     with open(path, encoding='utf-8') as f:
       doc = (ast.get_docstring(ast.parse(f.read())) or '').split('\n')[0]
-    if name == 'landscape':  # The landscape experiments' own config (gsg_jax/experiments/landscape).
+    if name in EXPERIMENT_CONFIGS:  # An experiment's own config (gsg_jax/experiments/<name>).
       presets.append(f'| `configs/{name}.py` | {escape(doc)} | – | – | – | (none), `quick` |')
       continue
     config = config_lib.named_config(name)
@@ -739,7 +739,8 @@ def config_pages() -> tuple[str, str]:
     )
   presets.append('')
   presets += recipe_tables(config_lib, comments)
-  presets += landscape_table()
+  for name in EXPERIMENT_CONFIGS:
+    presets += experiment_config_table(name)
   return '\n'.join(keys), '\n'.join(presets)
 
 
@@ -762,7 +763,7 @@ def recipe_tables(config_lib, base_comments) -> list[str]:
   ]
   for path in sorted(glob.glob(os.path.join(REPO, 'configs', '*.py'))):
     name = os.path.splitext(os.path.basename(path))[0]
-    if name == 'landscape':
+    if name in EXPERIMENT_CONFIGS:
       continue
     rows = []
     for preset in config_lib.PRESETS:
@@ -792,21 +793,28 @@ def recipe_tables(config_lib, base_comments) -> list[str]:
   return lines
 
 
-def landscape_table() -> list[str]:
-  """``configs/landscape.py``'s keys (its own config, not ``make_config``'s), with their comments."""
+EXPERIMENT_CONFIGS = {  # configs/<name>.py of the experiments (their own keys, not make_config's): the page's words.
+  'linear_dynamics': "The linear-dynamics experiment's own config ([Linear dynamics](experiments/linear_dynamics.md)): "
+  "every key, the committed run's value by default and the `quick` preset's changes.",
+  'landscape': "The landscape experiments' own config ([Landscape](experiments/landscape.md)): every key, the paper's "
+  "setting by default and the `quick` preset's changes.",
+}
+
+
+def experiment_config_table(name: str) -> list[str]:
+  """``configs/<name>.py``'s keys for an experiment's own config, with their comments."""
   from importlib import util
 
-  path = os.path.join(REPO, 'configs', 'landscape.py')
-  spec = util.spec_from_file_location('docs_landscape_config', path)
+  path = os.path.join(REPO, 'configs', f'{name}.py')
+  spec = util.spec_from_file_location(f'docs_{name}_config', path)
   module = util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  comments = config_comments('configs/landscape.py', 'get_config', '')
+  comments = config_comments(f'configs/{name}.py', 'get_config', '')
   base, quick = flatten(module.get_config()), flatten(module.get_config('quick'))
   lines = [
-    '## `configs/landscape.py`',
+    f'## `configs/{name}.py`',
     '',
-    "The landscape experiments' own config ([Landscape](experiments/landscape.md)): every key, the paper's "
-    "setting by default and the `quick` preset's changes.",
+    EXPERIMENT_CONFIGS[name],
     '',
     '| key | default | `quick` | where the value comes from |',
     '|---|---|---|---|',

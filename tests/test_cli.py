@@ -127,6 +127,7 @@ def places(tmp_path_factory):
 
 TRAIN, GSG = 'gsg_jax.main', '--config=configs/simsiam_gsg.py:quick'
 LINEAR_DYNAMICS, LANDSCAPE = 'gsg_jax.experiments.linear_dynamics', 'gsg_jax.experiments.landscape'
+LD_QUICK = '--config=configs/linear_dynamics.py:quick'
 
 
 def _console_script(name: str, module: str) -> list[str]:
@@ -204,12 +205,23 @@ BATTERY = [
      "--grid: the config has no key 'batch_sizes'.", None),
     ('landscape into a file', LANDSCAPE, ['--config=configs/landscape.py:reduced', '--workdir={file}'], 1,
      'is a file, not a folder', None),
+    ('landscape with an objective of no name', LANDSCAPE, ['--config=configs/landscape.py:quick', '--workdir={root}/l1',
+                                                          "--config.objectives=('negcos_byol_none',)"], 1,
+     "objective 'negcos_byol_none': no objective has this name", None),
+    ('landscape with an objective of a bad scheme', LANDSCAPE,
+     ['--config=configs/landscape.py:quick', '--workdir={root}/l2',
+      "--config.objectives=({{'loss':'negcos','scheme':'byol','predictor':'none'}},)"], 1,  # {{}}: str.format.
+     "scheme='byol': expected one of", None),
     ('landscape into a read-only folder', LANDSCAPE, ['--config=configs/landscape.py:reduced',
                                                       '--workdir={read_only}/landscape'], 1, 'is not writable',
      'read_only'),
-    ('linear dynamics into a file', LINEAR_DYNAMICS, ['--out={file}', '--quick'], 1, 'is a file, not a folder', None),
-    ('linear dynamics with a misspelt key', LINEAR_DYNAMICS, ['--out={root}/ld', '--quick', '--config.etta=1'], 1,
+    ('linear dynamics into a file', LINEAR_DYNAMICS, [LD_QUICK, '--out={file}'], 1, 'is a file, not a folder', None),
+    ('linear dynamics with a misspelt key', LINEAR_DYNAMICS, [LD_QUICK, '--out={root}/ld', '--config.etta=1'], 1,
      'no config key \'etta\'. Did you mean "eta"', None),
+    ('linear dynamics with a misspelt key, default config', LINEAR_DYNAMICS, ['--out={root}/ld', '--config.etta=1'],
+     1, 'no config key \'etta\'. Did you mean "eta"', None),
+    ('linear dynamics with an unknown preset', LINEAR_DYNAMICS,
+     ['--config=configs/linear_dynamics.py:quik', '--out={root}/ld'], 1, "unknown preset 'quik'", None),
 ]
 # fmt: on
 

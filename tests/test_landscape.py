@@ -1,5 +1,6 @@
 """The landscape experiments (gsg_jax/experiments/landscape): data model, encoder, metrics, objectives, runs."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,13 +13,22 @@ import numpy as np
 import pytest
 
 from gsg_jax import methods
+from gsg_jax.errors import ConfigError
+from gsg_jax.experiments import jsonable
 from gsg_jax.experiments.landscape import data as data_lib
-from gsg_jax.experiments.landscape import fullrank, metrics
+from gsg_jax.experiments.landscape import experiment, fullrank, metrics
 from gsg_jax.experiments.landscape import objectives as obj_lib
 from gsg_jax.experiments.landscape import run as run_lib
+from gsg_jax.experiments.landscape import settings as settings_lib
+from gsg_jax.experiments.landscape import trainer as trainer_lib
 from gsg_jax.experiments.landscape.model import SymReLUNetwork, encoder_matrix, sym_relu
+from gsg_jax.experiments.landscape.objectives import Objective
+from gsg_jax.experiments.landscape.program import build_program
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INFONCE = Objective('infonce')
+NEGCOS_ALT_NONE = Objective('negcos', 'alt', 'none')
+NEGCOS_ALT_LINEAR = Objective('negcos', 'alt', 'linear')
 
 
 def landscape_config(preset=None):
@@ -299,30 +309,113 @@ def test_collapse_check():
   assert float(metrics.output_variance(jnp.ones((256, 8)) * 3.0)) == 0.0
 
 
-# ----------------------------------------------------------------------------- objectives and the step core
-
-ALL_OBJECTIVES = ['infonce'] + [
-  f'{loss}_{s}_{p}'
-  for loss in ('negcos', 'gsg')
-  for s in ('alt', 'simsiam', 'ema')
-  for p in ('none', 'linear', 'directpred')
-]
-FAST_OBJECTIVES = ('infonce', 'negcos_alt_linear', 'gsg_simsiam_directpred', 'negcos_ema_none')
+# ----------------------------------------------------------------------------- objective entries
 
 
-def _tiny_program(name, cfg=None, seeds=2):
-  cfg = cfg or tiny_config()
-  study = run_lib.study_config(cfg, 'grid')
-  obj = obj_lib.objective(name)
-  runs = run_lib.run_settings(obj, study, seeds, cfg.seed)
-  return (*run_lib.build_program(cfg, study, obj, runs), runs)
+def test_objective_entries_and_their_names():
+  assert INFONCE.name == 'infonce' and Objective('infonce', views='independent').name == 'infonce_independent'
+  assert NEGCOS_ALT_LINEAR.name == 'negcos_alt_linear'
+  assert Objective(loss='gsg', scheme='simsiam', predictor='directpred').name == 'gsg_simsiam_directpred'
+  entries = obj_lib.every_objective()
+  names = [o.name for o in entries]
+  assert len(set(names)) == len(names) == 2 + 2 * 3 * len(methods.PREDICTORS)
+  for o in entries:  # A name, the fields or the entry itself: the same objective.
+    assert Objective.from_name(o.name) == o == obj_lib.objective(o.name) == obj_lib.objective(dataclasses.asdict(o))
+    assert obj_lib.stored(o.name) == o and eval(repr(o), {'Objective': Objective}) == o
+    assert jsonable({'objectives': (o,)}) == {'objectives': [o.name]}  # Stored by name.
+  assert obj_lib.stored('fullrank') is None  # The full-rank study's runs: no objective.
+  # What each entry runs: the scheme's target and towers, InfoNCE's masks and last batch, the learning-rate scales.
+  facts = lambda o: (o.target, o.towers, o.views, o.contrastive, o.drop_last, o.encoder_lr_scale, o.predictor_lr_scale)
+  assert facts(INFONCE) == ('online', 1, 'complementary', True, True, 1.0, 1.0)
+  assert facts(Objective('infonce', views='independent')) == ('online', 1, 'independent', False, True, 1.0, 1.0)
+  assert facts(NEGCOS_ALT_LINEAR) == ('online', 2, 'independent', False, False, 4.0, 2.0)
+  assert facts(Objective('gsg', 'simsiam', 'none')) == ('online', 1, 'independent', False, False, 2.0, 2.0)
+  assert facts(Objective('negcos', 'ema', 'directpred')) == ('ema', 1, 'independent', False, False, 2.0, 2.0)
 
 
 @pytest.mark.parametrize(
-  'name', [pytest.param(n, marks=() if n in FAST_OBJECTIVES else pytest.mark.slow) for n in ALL_OBJECTIVES]
+  'make,message',
+  [
+    (lambda: Objective('negcos', 'byol', 'none'), r"scheme='byol': expected one of \('alt', 'simsiam', 'ema'\)"),
+    (lambda: Objective('simclr'), "loss='simclr': expected 'infonce' or one of"),
+    (lambda: Objective('infonce', 'alt'), 'infonce takes no scheme'),
+    (lambda: Objective('infonce', predictor='linear'), 'infonce runs without a predictor'),
+    (lambda: Objective('gsg', 'alt', 'mlpp'), "predictor='mlpp': expected one of"),
+    (lambda: Objective('negcos', 'alt', 'none', views='complementary'), "run on 'independent' masks"),
+    (lambda: Objective('infonce', views='random'), "views='random'"),
+    (lambda: obj_lib.objective('negcos_byol_none'), "objective 'negcos_byol_none': no objective has this name"),
+    (lambda: obj_lib.objective({'loss': 'negcos', 'schema': 'alt'}), r"unknown fields \['schema'\]"),
+    (lambda: obj_lib.objective(3), 'expected an Objective, its name or a mapping'),
+  ],
 )
-def test_every_objective_trains_through_the_step_core(name):
-  program, data, rngs, state, runs = _tiny_program(name)
+def test_a_bad_objective_entry_is_one_clear_error(make, message):
+  with pytest.raises(ConfigError, match=message):
+    make()
+
+
+def test_a_config_with_a_bad_entry_fails_before_any_compute(tmp_path):
+  with pytest.raises(ConfigError, match=r"objectives \['infonce'\] are listed more than once"):
+    experiment.jobs_of(tiny_config(objectives=(INFONCE, 'infonce')))
+  cfg = tiny_config()
+  cfg.study.grid.mask_probs_for = {'negcos_alt_nne': (0.5,)}
+  with pytest.raises(ConfigError, match="objective 'negcos_alt_nne'"):
+    experiment.jobs_of(cfg)
+  with pytest.raises(ConfigError, match="objective 'negcos_byol_none'"):
+    experiment.run(tiny_config(objectives=('negcos_byol_none',)), str(tmp_path / 'w'), progress=lambda s: None)
+  assert not (tmp_path / 'w').exists()
+
+
+@pytest.mark.parametrize('folder,preset', [('landscape_reduced', 'reduced'), ('landscape_long', 'long')])
+def test_stored_results_stay_valid_with_structured_entries(folder, preset):
+  """The preset's entries serialise to the stored config.json, its jobs are the stored results' keys, and each stored
+  result's meta is what the config gives now: a rerun reuses the results (``store.job_files``), nothing retrains."""
+  path = os.path.join(REPO, 'benchmarks', 'results', folder)
+  cfg = landscape_config(preset)
+  with open(os.path.join(path, 'config.json')) as f:
+    assert jsonable(cfg.to_dict(), 6) == json.load(f)
+  with open(os.path.join(path, 'results.json')) as f:
+    studies = json.load(f)['studies']
+  assert set(experiment.jobs_of(cfg)) == {(s, name) for s, results in studies.items() for name in results}
+  checked = 0
+  for study, results in studies.items():
+    for name, result in results.items():
+      if name != 'fullrank':
+        meta = run_lib.job(cfg, study, Objective.from_name(name))[-1]
+        assert jsonable(meta, 6) == jsonable(result['meta'], 6), (study, name)
+        checked += 1
+  assert checked >= 7
+
+
+# ----------------------------------------------------------------------------- objectives and the step core
+
+ALL_OBJECTIVES = [INFONCE] + [
+  Objective(loss, scheme, predictor)
+  for loss in ('negcos', 'gsg')
+  for scheme in ('alt', 'simsiam', 'ema')
+  for predictor in ('none', 'linear', 'directpred')
+]
+FAST_OBJECTIVES = (
+  INFONCE,
+  NEGCOS_ALT_LINEAR,
+  Objective('gsg', 'simsiam', 'directpred'),
+  Objective('negcos', 'ema', 'none'),
+)
+
+
+def _tiny_program(entry, cfg=None, seeds=2):
+  cfg = cfg or tiny_config()
+  study = settings_lib.study_config(cfg, 'grid')
+  obj = obj_lib.objective(entry)
+  runs = settings_lib.run_settings(obj, study, seeds, cfg.seed)
+  return (*build_program(cfg, study, obj, runs), runs)
+
+
+@pytest.mark.parametrize(
+  'entry',
+  [pytest.param(o, marks=() if o in FAST_OBJECTIVES else pytest.mark.slow, id=o.name) for o in ALL_OBJECTIVES],
+)
+def test_every_objective_trains_through_the_step_core(entry):
+  program, data, rngs, state, runs = _tiny_program(entry)
   obj = program.obj
   assert program.trainer.method.num_views == methods.LOSSES[obj.loss].num_views
   assert program.trainer.method.loss == obj.loss  # The registry's loss, target and predictor.
@@ -343,7 +436,7 @@ def test_every_objective_trains_through_the_step_core(name):
 
 
 def test_alternating_steps_train_one_tower_at_a_time():
-  program, data, rngs, state, _ = _tiny_program('negcos_alt_linear')
+  program, data, rngs, state, _ = _tiny_program(NEGCOS_ALT_LINEAR)
   step = jax.jit(jax.vmap(program.trainer.train_step))
   batch = {'x': data['x'][:, :32], 'keep_prob': data['keep']}
   kernel = lambda s, t: np.asarray(s.params['backbone'][f'tower_{t}']['kernel'])
@@ -363,7 +456,7 @@ def test_alternating_steps_train_one_tower_at_a_time():
 def test_alternating_step_is_the_authors_update():
   """Tower A's step equals W ← W − 0.005·∇[2 − 2 cos(A x₁, sg B x₂)] (their online step, lr 0.005)."""
   cfg = tiny_config()
-  program, data, rngs, state, _ = _tiny_program('negcos_alt_none', cfg)
+  program, data, rngs, state, _ = _tiny_program(NEGCOS_ALT_NONE, cfg)
   trainer = program.trainer
   run = lambda tree: jax.tree_util.tree_map(lambda a: a[0], tree)
   s0, rng = run(state), rngs[0]
@@ -399,29 +492,27 @@ def test_negcos_is_half_of_two_minus_two_cos():
 
 def test_learning_rates_and_batch_norm_follow_the_authors():
   cfg = landscape_config()
-  assert obj_lib.learning_rates(obj_lib.objective('infonce'), cfg) == (0.005, 0.005)
-  assert obj_lib.learning_rates(obj_lib.objective('negcos_simsiam_linear'), cfg) == (0.01, 0.01)
-  assert obj_lib.learning_rates(obj_lib.objective('gsg_alt_linear'), cfg) == (0.02, 0.01)
-  assert obj_lib.uses_batch_norm(obj_lib.objective('infonce'), 'authors')
-  assert not obj_lib.uses_batch_norm(obj_lib.objective('negcos_alt_none'), 'authors')
-  assert obj_lib.uses_batch_norm(obj_lib.objective('negcos_alt_linear'), 'authors')
-  with pytest.raises(ValueError, match='objective'):
-    obj_lib.objective('negcos_byol_none')
+  assert obj_lib.learning_rates(INFONCE, cfg) == (0.005, 0.005)
+  assert obj_lib.learning_rates(Objective('negcos', 'simsiam', 'linear'), cfg) == (0.01, 0.01)
+  assert obj_lib.learning_rates(Objective('gsg', 'alt', 'linear'), cfg) == (0.02, 0.01)
+  assert obj_lib.uses_batch_norm(INFONCE, 'authors')
+  assert not obj_lib.uses_batch_norm(NEGCOS_ALT_NONE, 'authors')
+  assert obj_lib.uses_batch_norm(NEGCOS_ALT_LINEAR, 'authors')
 
 
 def test_steps_per_epoch_keep_or_drop_the_last_batch():
   cfg = tiny_config(n=100)
-  assert _tiny_program('negcos_alt_none', cfg)[0].steps_per_epoch == 4  # 3 × 32 + a last batch of 4.
-  assert _tiny_program('infonce', cfg)[0].steps_per_epoch == 3  # drop_last, as main_simclr.py.
+  assert _tiny_program(NEGCOS_ALT_NONE, cfg)[0].steps_per_epoch == 4  # 3 × 32 + a last batch of 4.
+  assert _tiny_program(INFONCE, cfg)[0].steps_per_epoch == 3  # drop_last, as main_simclr.py.
 
 
 # ----------------------------------------------------------------------------- vmapped runs
 
 
 def test_vmapped_run_is_deterministic(tmp_path):
-  cfg = tiny_config(objectives=('negcos_alt_linear',))
-  a = run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'a'), progress=lambda s: None)
-  b = run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'b'), progress=lambda s: None)
+  cfg = tiny_config(objectives=(NEGCOS_ALT_LINEAR,))
+  a = run_lib.train_objective(cfg, 'grid', NEGCOS_ALT_LINEAR, str(tmp_path / 'a'), progress=lambda s: None)
+  b = run_lib.train_objective(cfg, 'grid', NEGCOS_ALT_LINEAR, str(tmp_path / 'b'), progress=lambda s: None)
   assert len(a['runs']) == 2 * 1 * 2  # mask probabilities × sparsities × seeds, in one vmapped program.
   assert [r['curves'] for r in a['runs']] == [r['curves'] for r in b['runs']]
   assert a['runs'][0]['curves']['min'] != a['runs'][1]['curves']['min']  # Different seeds, different runs.
@@ -431,8 +522,8 @@ def test_vmapped_run_is_deterministic(tmp_path):
 
 @pytest.mark.slow
 def test_interrupted_run_resumes_to_the_same_end(tmp_path):
-  cfg = tiny_config(objectives=('negcos_alt_linear',))
-  a = run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'a'), progress=lambda s: None)
+  cfg = tiny_config(objectives=(NEGCOS_ALT_LINEAR,))
+  a = run_lib.train_objective(cfg, 'grid', NEGCOS_ALT_LINEAR, str(tmp_path / 'a'), progress=lambda s: None)
   # Interrupted right after the first chunk's checkpoint (epoch 2 of 4): a rerun resumes to the same end.
 
   class Interrupt(Exception):
@@ -442,19 +533,19 @@ def test_interrupted_run_resumes_to_the_same_end(tmp_path):
     raise Interrupt(line)
 
   with pytest.raises(Interrupt, match='epoch 2/4'):
-    run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'c'), progress=interrupt)
+    run_lib.train_objective(cfg, 'grid', NEGCOS_ALT_LINEAR, str(tmp_path / 'c'), progress=interrupt)
   assert int(np.load(tmp_path / 'c' / 'checkpoint.npz')['epochs_done']) == 2
   assert not (tmp_path / 'c' / 'result.json').exists()
-  c = run_lib.train_objective(cfg, 'grid', 'negcos_alt_linear', str(tmp_path / 'c'), progress=lambda s: None)
+  c = run_lib.train_objective(cfg, 'grid', NEGCOS_ALT_LINEAR, str(tmp_path / 'c'), progress=lambda s: None)
   np.testing.assert_allclose(
     [r['curves']['min'] for r in c['runs']], [r['curves']['min'] for r in a['runs']], rtol=1e-5
   )
-  more = tiny_config(objectives=('negcos_alt_linear', 'infonce'))  # Another objective list: the result is reused.
-  assert run_lib.train_objective(more, 'grid', 'negcos_alt_linear', str(tmp_path / 'a'), progress=interrupt) == a
-  other = tiny_config(objectives=('negcos_alt_linear',))
+  more = tiny_config(objectives=(NEGCOS_ALT_LINEAR, INFONCE))  # Another objective list: the result is reused.
+  assert run_lib.train_objective(more, 'grid', NEGCOS_ALT_LINEAR, str(tmp_path / 'a'), progress=interrupt) == a
+  other = tiny_config(objectives=(NEGCOS_ALT_LINEAR,))
   other.num_epochs = 2
   with pytest.raises(ValueError, match='different configuration'):
-    run_lib.train_objective(other, 'grid', 'negcos_alt_linear', str(tmp_path / 'a'), progress=lambda s: None)
+    run_lib.train_objective(other, 'grid', NEGCOS_ALT_LINEAR, str(tmp_path / 'a'), progress=lambda s: None)
 
 
 @pytest.mark.slow
@@ -474,7 +565,7 @@ def test_command_line_writes_results_and_figures_and_skips_finished(tmp_path):
     '--config.log_every_epochs=2',
     '--config.chunk_epochs=2',
     '--config.eval_size=32',
-    "--config.objectives=('infonce','gsg_alt_none')",
+    "--config.objectives=('infonce',{'loss':'gsg','scheme':'alt','predictor':'none'})",  # A name, and fields.
     "--config.studies=('grid','warm_start')",
     '--config.study.warm_start.sparsities=(0.25,)',
     '--config.study.grid.sparsities=(0.25,)',
@@ -484,6 +575,7 @@ def test_command_line_writes_results_and_figures_and_skips_finished(tmp_path):
   assert 'epoch 4/4' in first.stdout
   results = json.loads((tmp_path / 'results.json').read_text())
   assert set(results['studies']['grid']) == {'infonce', 'gsg_alt_none'}
+  assert results['config']['objectives'] == ['infonce', 'gsg_alt_none']  # Stored by name, however given.
   assert {r['c'] for r in results['studies']['warm_start']['infonce']['runs']} == {1.0, 1.25, 1.5, 2.0}
   for figure in (
     'recovery_curves.png',
@@ -506,10 +598,10 @@ def test_duplicate_settings_are_detected_from_the_arrays():
   # d = 10: sparsity 0.1 and 0.2 both give one −1 and one +1 per sample, so the same arrays; 0.3 does not.
   cfg = tiny_config(d=10)
   cfg.study.grid = study_block((0.5,), (0.1, 0.2, 0.3))
-  study = run_lib.study_config(cfg, 'grid')
-  obj = obj_lib.objective('negcos_alt_none')
-  settings = run_lib.run_settings(obj, study, 2, cfg.seed)
-  runs, members = run_lib.distinct_runs(settings, study, cfg, obj.towers)
+  study = settings_lib.study_config(cfg, 'grid')
+  obj = NEGCOS_ALT_NONE
+  settings = settings_lib.run_settings(obj, study, 2, cfg.seed)
+  runs, members = settings_lib.distinct_runs(settings, study, cfg, obj.towers)
   assert len(settings) == 6 and len(runs) == 4
   merged = [[settings[i]['sparsity'] for i in g] for g in members if len(g) > 1]
   assert merged == [[0.1, 0.2], [0.1, 0.2]]  # One pair per seed.
@@ -517,12 +609,12 @@ def test_duplicate_settings_are_detected_from_the_arrays():
   # d = 20: the counts differ ((1, 1) vs (2, 2)), nothing is merged.
   cfg20 = tiny_config(d=20, p=24)
   cfg20.study.grid = study_block((0.5,), (0.1, 0.2))
-  study20 = run_lib.study_config(cfg20, 'grid')
-  assert len(run_lib.distinct_runs(run_lib.run_settings(obj, study20, 2, 0), study20, cfg20, 2)[0]) == 4
+  study20 = settings_lib.study_config(cfg20, 'grid')
+  assert len(settings_lib.distinct_runs(settings_lib.run_settings(obj, study20, 2, 0), study20, cfg20, 2)[0]) == 4
 
 
 def test_duplicate_runs_train_once_and_say_what_they_stand_for(tmp_path):
-  cfg = tiny_config(d=10, objectives=('negcos_alt_none',))
+  cfg = tiny_config(d=10, objectives=(NEGCOS_ALT_NONE,))
   cfg.study.grid = study_block((0.5,), (0.1, 0.2))
   res = run_lib.train_objective(cfg, 'grid', 'negcos_alt_none', str(tmp_path), progress=lambda s: None)
   assert len(res['runs']) == 2 and res['settings'] == 4
@@ -543,7 +635,7 @@ def _guide_fractions(scale_b: float, guide: str, batch: int = 8192):
   out = net.apply({'params': params}, x, train=True, num_views=4)
   views = lambda a: a.reshape(batch, 4, -1)
   if guide == 'image':
-    _, aux = obj_lib.image_guided_loss(
+    _, aux = trainer_lib.image_guided_loss(
       views(out['prediction']), views(out['projection']), views(out['guide']), jax.random.key(1)
     )
   else:
@@ -568,7 +660,7 @@ def test_nt_xent_once_equals_the_registry_infonce():
 
   rng = np.random.default_rng(0)
   z1, z2 = (jnp.asarray(rng.normal(size=(64, 10)), jnp.float32) for _ in range(2))
-  once = lambda a, b: obj_lib.nt_xent(a, b, 0.05)
+  once = lambda a, b: trainer_lib.nt_xent(a, b, 0.05)
   contrastive_loss = lambda a, b: 0.5 * (contrastive.infonce(a, b, 0.05) + contrastive.infonce(b, a, 0.05))
   np.testing.assert_allclose(once(z1, z2), contrastive_loss(z1, z2), rtol=1e-5)
   ga, gb = jax.grad(once, argnums=(0, 1))(z1, z2)
@@ -577,9 +669,9 @@ def test_nt_xent_once_equals_the_registry_infonce():
   np.testing.assert_allclose(gb, rb, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize('name', ['negcos_alt_linear', 'negcos_alt_none'])
-def test_per_tower_steps_equal_the_gated_generic_step(name):
-  program, data, rngs, state, _ = _tiny_program(name)
+@pytest.mark.parametrize('entry', [NEGCOS_ALT_LINEAR, NEGCOS_ALT_NONE], ids=lambda o: o.name)
+def test_per_tower_steps_equal_the_gated_generic_step(entry):
+  program, data, rngs, state, _ = _tiny_program(entry)
   assert program.per_tower is not None
   one = lambda tree: jax.tree_util.tree_map(lambda a: a[0], tree)
   s0, rng = one(state), rngs[0]
@@ -689,7 +781,7 @@ def tiny_reduced_config():
   c.n, c.batch_size, c.p, c.d, c.m, c.eval_size = 128, 32, 12, 4, 8, 32
   c.num_epochs, c.log_every_epochs, c.chunk_epochs = 4, 2, 2
   c.study.fullrank.num_epochs = 4
-  c.objectives = ('infonce', 'negcos_alt_none', 'gsg_alt_none')
+  c.objectives = (INFONCE, NEGCOS_ALT_NONE, Objective('gsg', 'alt', 'none'))
   c.study.grid.mask_probs_for = {}
   c.studies = ('grid', 'fullrank', 'infonce_nobn')
   return c
@@ -747,7 +839,7 @@ def _fake_result(name, ends_by_setting, m=50):
 
 
 def test_report_verdicts_follow_their_rules():
-  from gsg_jax.experiments.landscape import report
+  from gsg_jax.experiments.landscape import claims as claims_lib
 
   healthy = 1 / np.sqrt(50)
   grid = {
@@ -763,7 +855,7 @@ def test_report_verdicts_follow_their_rules():
   }
   rows = {
     r['claim'][:2]: r['verdict']
-    for r in report.claims({'studies': {'grid': grid, 'warm_start': warm}, 'config': {'m': 50}})
+    for r in claims_lib.claims({'studies': {'grid': grid, 'warm_start': warm}, 'config': {'m': 50}})
   }
   assert rows['C1'] == 'reproduced'
   assert rows['C2'] == 'partly'  # Bad minima at both masks, but collapsed (std 0) at mask 0.9.
@@ -771,7 +863,7 @@ def test_report_verdicts_follow_their_rules():
   assert rows['C4'] == 'reproduced'  # c = 2 stays (0.96 → 0.95), c = 1 drifts (0.60 → 0.40).
   assert rows['C5'] == 'not reproduced'  # One collapsed setting fails the arm.
   grid['infonce'] = _fake_result('infonce', {(None, 0.1, None): [(0.86, 0.1)] * 3, (None, 0.3, None): [(0.6, 0.1)] * 3})
-  c1 = report.claims({'studies': {'grid': grid}, 'config': {'m': 50}})[0]
+  c1 = claims_lib.claims({'studies': {'grid': grid}, 'config': {'m': 50}})[0]
   assert c1['verdict'] == 'partly'  # Near at 0.1 (≥ 0.8), far at 0.3: not every latent, not every sparsity.
 
 

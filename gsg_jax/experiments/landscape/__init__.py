@@ -6,11 +6,14 @@
 * ``model``: the one-layer SymReLU encoder (optional BatchNorm, one or two towers) as a step-core network;
 * ``metrics``: ``recovery(W, M)`` (max/median/min over latents of max_j |cos(w_j, M_i)|), support recovery,
   the collapse check;
-* ``objectives``: objective names, learning rates, the step core (with GSG's image guide and NT-Xent once);
-* ``run``: settings, duplicate detection, the vmapped training program, checkpoints;
+* ``objectives``: the structured ``Objective`` entries and their names, learning rates, BatchNorm;
+* ``trainer``: the step core of the objectives (with GSG's image guide and NT-Xent once);
+* ``settings``: the runs of a study, their data, duplicate detection;
+* ``program``: the vmapped training program over stacked runs;
+* ``run``: one objective trained in chunks, checkpointed, resumed, its result;
 * ``fullrank``: the authors' full-rank study (p = d = m = 20, weight normalisation, warm start);
 * ``experiment``: every study of a config, results.json with provenance, the command line;
-* ``figures`` and ``report``: the figures, and the claims table with verdicts from results.json.
+* ``figures``, ``claims`` and ``report``: the figures, the claims with verdicts from results.json, and the report.
 """
 
 from gsg_jax.experiments.landscape.data import (
@@ -21,11 +24,12 @@ from gsg_jax.experiments.landscape.data import (
 )
 from gsg_jax.experiments.landscape.metrics import recovery, support_recovery
 from gsg_jax.experiments.landscape.model import SymReLUNetwork, sym_relu
-from gsg_jax.experiments.landscape.objectives import objective
+from gsg_jax.experiments.landscape.objectives import Objective, objective
 from gsg_jax.experiments.landscape.run import train_objective
 
 __all__ = [
   'MaskViews',
+  'Objective',
   'SymReLUNetwork',
   'init_kernel',
   'make_dataset',

@@ -22,9 +22,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from gsg_jax.experiments.landscape import run as run_lib
+from gsg_jax.experiments.landscape import settings as settings_lib
 from gsg_jax.experiments.landscape import store
 from gsg_jax.experiments.landscape.objectives import objective
+from gsg_jax.experiments.landscape.program import build_program
 
 
 def describe(w: np.ndarray, m_dict: np.ndarray) -> dict:
@@ -53,11 +54,12 @@ def final_encoders(workdir: str, study: str, name: str):
   """(settings, [W], [M]) of every distinct run of ``name`` in ``study`` from its checkpoint."""
   with open(os.path.join(workdir, 'config.json')) as f:
     cfg = ml_collections.ConfigDict(json.load(f))
-  info = run_lib.study_config(cfg, study)
-  cfg = run_lib.study_cfg(cfg, info)
-  obj = objective(name)
-  runs, _ = run_lib.distinct_runs(run_lib.run_settings(obj, info, cfg.num_seeds, cfg.seed), info, cfg, obj.towers)
-  _, data, _, state = run_lib.build_program(cfg, info, obj, runs)
+  info = settings_lib.study_config(cfg, study)
+  cfg = settings_lib.study_cfg(cfg, info)
+  obj = objective(name)  # The stored config and folders name the objectives.
+  settings = settings_lib.run_settings(obj, info, cfg.num_seeds, cfg.seed)
+  runs, _ = settings_lib.distinct_runs(settings, info, cfg, obj.towers)
+  _, data, _, state = build_program(cfg, info, obj, runs)
   state, _, done, _ = store.load(os.path.join(workdir, 'runs', study, name, 'checkpoint.npz'), state)
   ws = np.asarray(jnp.swapaxes(state.params['backbone']['tower_0']['kernel'], 1, 2))
   return runs, list(ws), list(np.asarray(data['M'])), done

@@ -30,7 +30,8 @@ from gsg_jax.errors import ConfigError
 from gsg_jax.experiments import jsonable
 from gsg_jax.experiments.landscape import figures, fullrank, store
 from gsg_jax.experiments.landscape import run as run_lib
-from gsg_jax.experiments.landscape.objectives import objective
+from gsg_jax.experiments.landscape import settings as settings_lib
+from gsg_jax.experiments.landscape.objectives import Objective, objective
 
 KINDS = ('objectives', 'fullrank')
 
@@ -69,8 +70,21 @@ def provenance(argv=None) -> dict:
   }
 
 
+def with_entries(cfg):
+  """A copy of ``cfg`` whose objective lists hold ``Objective`` entries: the names and field mappings a command line
+  gives are checked, and stored by name in config.json and results.json as the config file's entries are."""
+  out = cfg.copy_and_resolve_references()
+  with out.unlocked():
+    out.objectives = tuple(objective(o) for o in out.objectives)
+    for block in out.study.values():
+      if 'objectives' in block:
+        block.objectives = tuple(objective(o) for o in block.objectives)
+  return out
+
+
 def jobs_of(cfg) -> list[tuple[str, str]]:
-  """(study, objective) pairs of ``cfg``, checked: known kinds and objective names, before any compute."""
+  """(study, objective name) pairs of ``cfg``, checked before any compute: known kinds, valid objective entries (each
+  once per study) and ``mask_probs_for`` keys that name objectives."""
   jobs = []
   for s in cfg.studies:
     if s not in cfg.study:
@@ -82,9 +96,14 @@ def jobs_of(cfg) -> list[tuple[str, str]]:
       fullrank.settings(cfg.study[s], cfg.num_seeds, cfg.seed)
       jobs.append((s, 'fullrank'))
       continue
-    for o in run_lib.study_config(cfg, s)['objectives']:
-      objective(o)
-      jobs.append((s, o))
+    study = settings_lib.study_config(cfg, s)
+    for name in study['mask_probs_for']:
+      Objective.from_name(name)
+    names = [o.name for o in study['objectives']]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+      raise ConfigError(f'study {s!r}: objectives {twice} are listed more than once.')
+    jobs += [(s, name) for name in names]
   return jobs
 
 
@@ -100,8 +119,8 @@ def job_cost(cfg, study: str, name: str) -> float:
     runs = len(fullrank.settings(block, cfg.num_seeds, cfg.seed))
     per_step = 6 * cfg.batch_size * 2 * block.p**2 * 2 + 5e6
     return runs * block.num_epochs * -(-cfg.n // cfg.batch_size) * per_step
-  info = run_lib.study_config(cfg, study)
-  c = run_lib.study_cfg(cfg, info)
+  info = settings_lib.study_config(cfg, study)
+  c = settings_lib.study_cfg(cfg, info)
   obj = objective(name)
   full, rest = divmod(c.n, c.batch_size)
   steps = full + (1 if rest and not obj.drop_last else 0)
@@ -110,7 +129,7 @@ def job_cost(cfg, study: str, name: str) -> float:
   per_step = 6 * b * views * p * m + (6 * b * views * m * m if obj.predictor != 'none' else 0) + 5e6
   if obj.loss == 'infonce':
     per_step += 18 * b * b * m
-  return len(run_lib.run_settings(obj, info, c.num_seeds, c.seed)) * c.num_epochs * steps * per_step
+  return len(settings_lib.run_settings(obj, info, c.num_seeds, c.seed)) * c.num_epochs * steps * per_step
 
 
 def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
@@ -132,7 +151,7 @@ def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
     lambda *a: jnp.asarray(np.stack(a)), *[{k: v for k, v in h.items() if k != 'params'} for h in host]
   )
   params = jax.tree_util.tree_map(lambda *a: jnp.asarray(np.stack(a)), *[h['params'] for h in host])
-  rngs = jax.vmap(lambda s: run_lib.run_key(cfg, s))(jnp.asarray([r['seed'] for r in settings]))
+  rngs = jax.vmap(lambda s: settings_lib.run_key(cfg, s))(jnp.asarray([r['seed'] for r in settings]))
   chunk = fullrank.make_chunk(cfg.batch_size, cfg.lr, cfg.log_every_epochs)
   if storage.exists(ckpt_path):
     params, history, done, saved = store.load(ckpt_path, params)
@@ -183,6 +202,7 @@ def train_fullrank(cfg, study_name: str, out_dir: str, progress=print) -> dict:
 
 def run(cfg, workdir: str, progress=print, argv=None) -> dict:
   """Every study and objective of ``cfg`` (skipping finished ones), then results.json and the figures."""
+  cfg = with_entries(cfg)
   jobs = jobs_of(cfg)  # Fail on a misspelt name before training anything.
   workdir = storage.ensure_writable_dir(workdir, '--workdir')  # A file or unwritable folder: before any compute.
   storage.write_json(storage.join(workdir, 'config.json'), jsonable(cfg.to_dict(), 6), indent=1)
@@ -225,7 +245,7 @@ def summary_line(res: dict) -> str:
 
 
 def label_of(run: dict) -> str:
-  return fullrank.setting_label(run) if 'norm' in run else run_lib.setting_label(run)
+  return fullrank.setting_label(run) if 'norm' in run else settings_lib.setting_label(run)
 
 
 def summary_table(results: dict) -> dict:

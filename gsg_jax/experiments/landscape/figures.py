@@ -15,6 +15,8 @@
 import numpy as np
 
 from gsg_jax import storage
+from gsg_jax.experiments.landscape.claims import matches
+from gsg_jax.experiments.landscape.objectives import Objective, stored
 
 
 def _select(res, **fixed):
@@ -132,12 +134,13 @@ def _end_plot(plt, grid, x_key, panel_key, xlabel, path):
   for ax, v in zip(axes[0], panels):
     for i, (name, res) in enumerate(grid.items()):
       style = dict(color=f'C{i % 10}', ls='-' if i < 10 else '--')
-      if res['objective'] == 'infonce' and x_key == 'mask_prob':
+      complementary = getattr(stored(res['objective']), 'contrastive', False)  # One mask per pair: no mask axis.
+      if complementary and x_key == 'mask_prob':
         e = np.array([r['end']['min'] for r in _select(res, sparsity=v)], float)
         if e.size:
           ax.axhline(e.mean(), label=f'{name} (complementary masks)', **style)
         continue
-      runs = _select(res, **{panel_key: (None if res['objective'] == 'infonce' else v)})
+      runs = _select(res, **{panel_key: (None if complementary else v)})
       xs = sorted({r[x_key] for r in runs if r[x_key] is not None})
       ends = [np.array([r['end']['min'] for r in runs if r[x_key] == x], float) for x in xs]
       if xs:
@@ -153,8 +156,6 @@ def _end_plot(plt, grid, x_key, panel_key, xlabel, path):
 
 
 def _mean_curve(res, key, **fixed):
-  from gsg_jax.experiments.landscape.report import matches
-
   runs = [r for r in res['runs'] if matches(r, **fixed)]
   return np.asarray(res['epochs']), np.array([r['curves'][key] for r in runs], float)
 
@@ -204,7 +205,7 @@ def write_report_figures(results: dict, long_results, out: str) -> None:
     storage.save_figure(fig, storage.join(out, 'fullrank.png'), dpi=100)
     plt.close(fig)
   probes = [(s, n, r) for s, objs in studies.items() if s.startswith('infonce_') for n, r in objs.items()]
-  base = studies.get('grid', {}).get('infonce')
+  base = studies.get('grid', {}).get(Objective('infonce').name)
   if probes or base:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     entries = ([('grid (baseline)', base, {'sparsity': 0.1})] if base else []) + [(s, r, {}) for s, _, r in probes]
@@ -219,7 +220,7 @@ def write_report_figures(results: dict, long_results, out: str) -> None:
     fig.tight_layout()
     storage.save_figure(fig, storage.join(out, 'infonce_probes.png'), dpi=100)
     plt.close(fig)
-  gsg = {n: r for n, r in studies.get('grid', {}).items() if n.startswith('gsg_')}
+  gsg = {n: r for n, r in studies.get('grid', {}).items() if getattr(stored(n), 'loss', None) == 'gsg'}
   if gsg:
     fig, ax = plt.subplots(figsize=(6, 3.4))
     pairs = ('pair_11', 'pair_12', 'pair_21', 'pair_22')

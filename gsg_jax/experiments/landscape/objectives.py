@@ -1,10 +1,16 @@
-r"""The landscape objectives: names, learning rates, the step core they run on, and two landscape-only losses.
+r"""The landscape objectives: structured entries, the names results are stored under, learning rates, BatchNorm.
 
 Objectives
 ----------
-An objective is a name ``infonce`` or ``<loss>_<scheme>_<predictor>`` with
-loss ∈ {negcos, gsg} (``gsg_jax.methods.LOSSES``), predictor ∈ {none, linear,
-directpred} (``PREDICTORS``) and scheme
+A config lists its objectives as ``Objective`` entries (``configs/landscape.py``)::
+
+    Objective('infonce')                                    # SimCLR's NT-Xent, complementary masks
+    Objective('infonce', views='independent')               # the same on independent masks
+    Objective(loss='negcos', scheme='alt', predictor='linear')
+
+with loss ∈ {infonce, negcos, gsg} (``gsg_jax.methods.LOSSES``), predictor ∈
+``gsg_jax.methods.PREDICTORS`` (``none`` for InfoNCE) and, for the
+non-contrastive losses, the scheme
 
 * ``alt``: two encoders, the authors' online and target networks, trained by
   alternating steps (``model.py``: tower A on view 1, B on view 2; the
@@ -13,7 +19,19 @@ directpred} (``PREDICTORS``) and scheme
 * ``ema``: one encoder, the ``ema`` target (BYOL, momentum ``ema_momentum``).
 
 ``infonce`` is SimCLR's NT-Xent at τ = 0.05 with the ``online`` target and no
-predictor, on complementary masks (``infonce_independent``: on independent masks).
+predictor, on complementary masks (the non-contrastive arms' views are
+independent masks). An entry is checked when it is made: a loss, scheme,
+predictor or views that the experiment cannot run is a ``ConfigError`` naming it.
+
+Names
+-----
+Each entry has a ``name``, the key of its results (``DIR/runs/<study>/<name>``,
+results.json, ``mask_probs_for``): ``infonce``, ``infonce_independent`` or
+``<loss>_<scheme>_<predictor>`` (``negcos_alt_linear``). Names are derived, never
+parsed: ``Objective.from_name`` looks a name up among every entry's name, so the
+names of stored results read back as the entries that wrote them, and command
+lines may list objectives by name (``--config.objectives="('infonce','gsg_alt_none')"``)
+or by fields (``--config.objectives="({'loss':'gsg','scheme':'alt','predictor':'none'},)"``).
 
 Learning rates
 --------------
@@ -26,124 +44,163 @@ encoder); ``alt`` 4·lr for the encoders (one half reaches each tower, which
 steps every other batch) and 2·lr for the shared predictor (trained at every
 step on both halves). GSG takes its base arm's rates.
 
-The step core and what it does not recompute
---------------------------------------------
-``LandscapeTrainer`` is ``gsg_jax.training.step.Trainer`` with its loss
-replaced where the landscape can do less work for the same value:
-
-* ``infonce`` with p = z: the registry's ½[ℓ(z₁, z₂) + ℓ(z₂, z₁)] equals
-  ℓ(z₁, z₂), so ℓ is evaluated once, and with three Gram blocks (uuᵀ, uvᵀ,
-  vvᵀ; the rows of v read vuᵀ = (uvᵀ)ᵀ by columns) instead of eight;
-* GSG on two encoders (``gsg_alt_*``): the guide picks the closest
-  cross-image pair from tower A's projections of all four views
-  (``image_guided_loss``), so the choice depends on the images, not on which
-  tower produced a view (raw projections of two separately initialised towers
-  differ in scale, and one tower's pairs would win more often);
-* alternating steps: ``build_trainers`` returns, besides the generic trainer,
-  one trainer per tower whose network freezes the other tower
-  (``SymReLUNetwork.frozen_tower``), so no gradient is computed for the idle
-  tower (the generic trainer computes it and ``alternate_towers`` zeroes it).
+The step core these objectives run on is ``trainer.py``.
 """
 
 import dataclasses
-
-import jax
-import jax.numpy as jnp
-import ml_collections
-import optax
+import functools
+from collections.abc import Mapping
 
 from gsg_jax import methods
 from gsg_jax.errors import ConfigError
-from gsg_jax.experiments.landscape import data as data_lib
-from gsg_jax.experiments.landscape.model import SymReLUNetwork
-from gsg_jax.methods import gsg
-from gsg_jax.methods.similarity import cosine_similarity, l2_normalize
-from gsg_jax.training.optim import build_optimizer
-from gsg_jax.training.step import Trainer, TrainState
 
-SCHEMES = {'alt': 'online', 'simsiam': 'online', 'ema': 'ema'}
+CONTRASTIVE_LOSS = 'infonce'
 NONCONTRASTIVE_LOSSES = ('negcos', 'gsg')
-SET_PREDICTORS = ('directpred', 'directcopy')
-_MASKED = -1e9  # exp(−1e9 − max) = 0 in a log-sum-exp, with a zero (finite) gradient.
+SCHEMES = {'alt': 'online', 'simsiam': 'online', 'ema': 'ema'}  # Scheme → the registry's target.
+VIEWS = ('complementary', 'independent')  # data.VIEW_KINDS, InfoNCE's default first.
 
 
 @dataclasses.dataclass(frozen=True)
 class Objective:
-  name: str
+  """One arm of the experiment (module docstring); ``name`` is the key of its results."""
+
   loss: str
-  target: str  # TARGETS key.
-  predictor: str  # PREDICTORS key.
-  towers: int
-  views: str  # data.VIEW_KINDS
-  drop_last: bool
-  encoder_lr_scale: float
-  predictor_lr_scale: float
+  scheme: str | None = None  # alt, simsiam or ema; None for infonce.
+  predictor: str = 'none'
+  views: str | None = None  # None: the loss's own (infonce: complementary; negcos, gsg: independent).
+
+  def __post_init__(self):
+    contrastive = self.loss == CONTRASTIVE_LOSS
+    if self.views is None:
+      object.__setattr__(self, 'views', VIEWS[0] if contrastive else 'independent')
+    if contrastive:
+      problem = (
+        f'scheme={self.scheme!r}: infonce takes no scheme (one encoder, online target)'
+        if self.scheme is not None
+        else f'predictor={self.predictor!r}: infonce runs without a predictor (none)'
+        if self.predictor != 'none'
+        else f'views={self.views!r}: expected one of {VIEWS}'
+        if self.views not in VIEWS
+        else None
+      )
+    else:
+      problem = (
+        f'loss={self.loss!r}: expected {CONTRASTIVE_LOSS!r} or one of {NONCONTRASTIVE_LOSSES}'
+        if self.loss not in NONCONTRASTIVE_LOSSES
+        else f'scheme={self.scheme!r}: expected one of {tuple(SCHEMES)}'
+        if self.scheme not in SCHEMES
+        else f'predictor={self.predictor!r}: expected one of {tuple(methods.PREDICTORS)}'
+        if self.predictor not in methods.PREDICTORS
+        else f"views={self.views!r}: the non-contrastive arms run on 'independent' masks"
+        if self.views != 'independent'
+        else None
+      )
+    if problem:
+      fields = ', '.join(f'{f.name}={getattr(self, f.name)!r}' for f in dataclasses.fields(self))
+      raise ConfigError(f'Objective({fields}): {problem}.')
+
+  def __repr__(self) -> str:
+    if self.loss == CONTRASTIVE_LOSS:
+      return "Objective('infonce')" if self.views == VIEWS[0] else f"Objective('infonce', views={self.views!r})"
+    return f'Objective({self.loss!r}, {self.scheme!r}, {self.predictor!r})'
+
+  @property
+  def name(self) -> str:
+    """``infonce``, ``infonce_independent`` or ``<loss>_<scheme>_<predictor>``."""
+    if self.loss == CONTRASTIVE_LOSS:
+      return CONTRASTIVE_LOSS if self.views == VIEWS[0] else f'{CONTRASTIVE_LOSS}_{self.views}'
+    return f'{self.loss}_{self.scheme}_{self.predictor}'
+
+  @classmethod
+  def from_name(cls, name: str) -> 'Objective':
+    """The entry called ``name`` (a lookup among every entry's name, not a parser)."""
+    found = _by_name().get(name)
+    if found is None:
+      raise ConfigError(
+        f'objective {name!r}: no objective has this name. Names are infonce, infonce_independent or '
+        f'<loss>_<scheme>_<predictor> with loss in {NONCONTRASTIVE_LOSSES}, scheme in {tuple(SCHEMES)}, predictor '
+        f'in {tuple(methods.PREDICTORS)} (e.g. negcos_alt_none).'
+      )
+    return found
+
+  def to_json(self) -> str:
+    """Stored as its name (``gsg_jax.experiments.jsonable``): config.json and results.json name objectives."""
+    return self.name
+
+  @property
+  def target(self) -> str:
+    """The registry's target: ``online``, or ``ema`` for the ema scheme."""
+    return SCHEMES[self.scheme] if self.scheme else 'online'
+
+  @property
+  def towers(self) -> int:
+    return 2 if self.scheme == 'alt' else 1
 
   @property
   def contrastive(self) -> bool:
+    """On complementary masks: one mask per pair and no mask-probability axis (``run.run_settings``)."""
     return self.views == 'complementary'
 
+  @property
+  def drop_last(self) -> bool:
+    """InfoNCE drops the last partial batch (``drop_last=True`` in the authors' ``main_simclr.py``)."""
+    return self.loss == CONTRASTIVE_LOSS
 
-def objective(name: str) -> Objective:
-  """The objective called ``name`` (module docstring)."""
-  if name == 'infonce':
-    return Objective(name, 'infonce', 'online', 'none', 1, 'complementary', True, 1.0, 1.0)
-  if name == 'infonce_independent':  # The same on independent masks (the non-contrastive arms' views).
-    return Objective(name, 'infonce', 'online', 'none', 1, 'independent', True, 1.0, 1.0)
-  parts = name.split('_')
-  if (
-    len(parts) != 3
-    or parts[0] not in NONCONTRASTIVE_LOSSES
-    or parts[1] not in SCHEMES
-    or parts[2] not in methods.PREDICTORS
-  ):
-    raise ConfigError(
-      f'objective {name!r}: expected infonce or <loss>_<scheme>_<predictor> with loss in '
-      f'{NONCONTRASTIVE_LOSSES}, scheme in {tuple(SCHEMES)}, predictor in {tuple(methods.PREDICTORS)}.'
-    )
-  loss, scheme, predictor = parts
-  alt = scheme == 'alt'
-  return Objective(
-    name, loss, SCHEMES[scheme], predictor, 2 if alt else 1, 'independent', False, 4.0 if alt else 2.0, 2.0
+  @property
+  def encoder_lr_scale(self) -> float:
+    return 1.0 if self.loss == CONTRASTIVE_LOSS else 4.0 if self.scheme == 'alt' else 2.0
+
+  @property
+  def predictor_lr_scale(self) -> float:
+    return 1.0 if self.loss == CONTRASTIVE_LOSS else 2.0
+
+
+def every_objective() -> tuple[Objective, ...]:
+  """Every entry the experiment can run, InfoNCE's two first."""
+  return (Objective(CONTRASTIVE_LOSS), Objective(CONTRASTIVE_LOSS, views='independent')) + tuple(
+    Objective(loss, scheme, predictor)
+    for loss in NONCONTRASTIVE_LOSSES
+    for scheme in SCHEMES
+    for predictor in methods.PREDICTORS
   )
+
+
+@functools.cache
+def _by_name() -> dict[str, Objective]:
+  return {o.name: o for o in every_objective()}
+
+
+def objective(entry) -> Objective:
+  """The ``Objective`` of a config entry: an ``Objective``, its name (stored results and command lines name them)
+  or a mapping of its fields (a command line's ``{'loss': ..., 'scheme': ..., 'predictor': ...}``)."""
+  if isinstance(entry, Objective):
+    return entry
+  if isinstance(entry, str):
+    return Objective.from_name(entry)
+  if isinstance(entry, Mapping):
+    fields = {f.name for f in dataclasses.fields(Objective)}
+    unknown = sorted(set(entry) - fields)
+    if unknown or 'loss' not in entry:
+      raise ConfigError(
+        f'objective {dict(entry)!r}: ' + (f'unknown fields {unknown}' if unknown else 'no loss') + f'; the fields '
+        f'are {sorted(fields)}.'
+      )
+    return Objective(**entry)
+  raise ConfigError(f'objective {entry!r}: expected an Objective, its name or a mapping of its fields.')
+
+
+def stored(name: str) -> Objective | None:
+  """The entry whose results are stored under ``name``, or None for a name of no objective (the full-rank study
+  stores its runs under ``fullrank``): for readers of results, which meet every study."""
+  return _by_name().get(name)
 
 
 def uses_batch_norm(obj: Objective, setting: str) -> bool:
   if setting == 'authors':
-    return obj.loss == 'infonce' or obj.predictor != 'none'
+    return obj.loss == CONTRASTIVE_LOSS or obj.predictor != 'none'
   if setting not in ('on', 'off'):
     raise ConfigError(f"batch_norm={setting!r}: expected 'authors', 'on' or 'off'.")
   return setting == 'on'
-
-
-def alternate_towers() -> optax.GradientTransformation:
-  """Zero everything of ``tower_1`` on even steps and of ``tower_0`` on odd ones (other leaves pass)."""
-
-  def init(params):
-    return {'count': jnp.zeros((), jnp.int32)}
-
-  def update(updates, state, params=None):
-    active = state['count'] % 2
-
-    def gate(path, u):
-      name = '/'.join(str(getattr(k, 'key', k)) for k in path)
-      for t in (0, 1):
-        if f'tower_{t}' in name:
-          return jnp.where(active == t, u, jnp.zeros_like(u))
-      return u
-
-    return jax.tree_util.tree_map_with_path(gate, updates), {'count': state['count'] + 1}
-
-  return optax.GradientTransformation(init, update)
-
-
-def method_config(obj: Objective, cfg):
-  c = methods.default_method_config(obj.loss, obj.target, obj.predictor)
-  c.infonce.temperature = cfg.temperature
-  c.ema.momentum = cfg.ema_momentum
-  for kind in SET_PREDICTORS:
-    c[kind].update(cfg.directpred)
-  return c
 
 
 def learning_rates(obj: Objective, cfg) -> tuple[float, float]:
@@ -151,136 +208,3 @@ def learning_rates(obj: Objective, cfg) -> tuple[float, float]:
   if not cfg.match_lr:
     return cfg.lr, cfg.lr
   return cfg.lr * obj.encoder_lr_scale, cfg.lr * obj.predictor_lr_scale
-
-
-# ----------------------------------------------------------------------------- landscape-only losses
-
-
-def nt_xent(z1, z2, temperature: float):
-  """SimCLR's NT-Xent over the 2B rows, from three Gram blocks; equals ``methods.contrastive.infonce``.
-
-      ℓ = (1/2B) Σ_rows a [ −s(a, a⁺) + log Σ_{b ≠ a} exp s(a, b) ],   s(a, b) = ⟨a, b⟩/τ on unit rows.
-
-  Rows of u take uuᵀ (self masked) and uvᵀ; rows of v take vvᵀ and vuᵀ = (uvᵀ)ᵀ, read by columns.
-  """
-  u, v = l2_normalize(z1), l2_normalize(z2)
-  eye = jnp.eye(u.shape[0], dtype=bool)
-  gram = lambda a, b: jnp.matmul(a, b.T, precision=jax.lax.Precision.HIGHEST) / temperature
-  uv = gram(u, v)
-  lse_u = jnp.logaddexp(jax.nn.logsumexp(jnp.where(eye, _MASKED, gram(u, u)), -1), jax.nn.logsumexp(uv, -1))
-  lse_v = jnp.logaddexp(jax.nn.logsumexp(jnp.where(eye, _MASKED, gram(v, v)), -1), jax.nn.logsumexp(uv, 0))
-  return jnp.mean(0.5 * (lse_u + lse_v) - jnp.diagonal(uv))
-
-
-def image_guided_loss(predictions, targets, guide, rng):
-  """GSG's loss (``gsg_jax.methods.gsg``) with the closest pair chosen on ``guide`` [B, 4, D], not ``targets``.
-
-  With the permutation r and (x₁₁, x₁₂, x₂₁, x₂₂) = (a_i, b_i, c_{r(i)}, d_{r(i)}) as in ``gsg.pair_views``,
-      (a*, b*) = argmin_{a, b} ‖g₁ₐ − g₂_b‖,   ℓ_i = −½ [cos(p₁ₐ*, sg z₁ā*) + cos(p₂_b*, sg z₂b̄*)],
-  where g is one network's projection of every view, so the choice sees images only.
-  """
-  permutation = jax.random.permutation(rng, predictions.shape[0])
-  p11, p12, p21, p22 = gsg.pair_views(predictions, permutation)
-  z11, z12, z21, z22 = (jax.lax.stop_gradient(t) for t in gsg.pair_views(targets, permutation))
-  choice, distances = gsg.closest_pair(*gsg.pair_views(jax.lax.stop_gradient(guide), permutation))
-  one_hot = jax.nn.one_hot(choice, 4)
-  src1 = (-cosine_similarity(p11, z12), -cosine_similarity(p12, z11))  # Image 1's source a* = 1 or 2.
-  src2 = (-cosine_similarity(p21, z22), -cosine_similarity(p22, z21))  # Image 2's source b* = 1 or 2.
-  branches = jnp.stack([0.5 * (src1[a] + src2[b]) for a, b in gsg.BRANCHES], axis=-1)
-  loss = jnp.mean(jnp.sum(one_hot * branches, axis=-1))
-  fractions = jnp.mean(one_hot, axis=0)
-  aux = {f'gsg/pair_{a + 1}{b + 1}': fractions[k] for k, (a, b) in enumerate(gsg.BRANCHES)}
-  aux['gsg/closest_distance'] = jnp.mean(jnp.min(distances, axis=-1))
-  return loss, aux
-
-
-@dataclasses.dataclass(frozen=True)
-class LandscapeTrainer(Trainer):
-  """The step core's Trainer with the landscape's loss (module docstring); everything else is inherited."""
-
-  obj: Objective = None
-  temperature: float = 0.05
-  fast_infonce: bool = True  # False: the registry's ½[ℓ(z₁, z₂) + ℓ(z₂, z₁)] (the same value, twice the work).
-
-  def loss(self, params, model_state, x, target_projections, rng, labels=None, loss_state=None):
-    num_views = self.method.num_views
-    out, updates = self.network.apply(
-      self.network_variables(params, model_state), x, train=True, num_views=num_views, mutable=['batch_stats']
-    )
-    targets = out['projection'] if target_projections is None else target_projections
-    to_views = lambda a: a.reshape(x.shape[0] // num_views, num_views, -1)
-    if self.fast_infonce and self.obj.loss == 'infonce' and self.obj.predictor == 'none' and target_projections is None:
-      z = to_views(out['projection'])
-      loss, aux = nt_xent(z[:, 0], z[:, 1], self.temperature), {}
-    elif 'guide' in out:
-      loss, aux = image_guided_loss(to_views(out['prediction']), to_views(targets), to_views(out['guide']), rng)
-    else:
-      loss, aux, _ = self.method.loss_fn(to_views(out['prediction']), to_views(targets), rng, None)
-    return loss, ({'loss': loss, **aux}, updates.get('batch_stats', {}), out, loss_state)
-
-
-# ----------------------------------------------------------------------------- building the step core
-
-
-def build_trainers(obj: Objective, cfg, m: int, steps_per_epoch: int, image_guide: bool = True):
-  """(generic trainer, per-tower trainers or None) for ``obj``: registry method, SymReLU network, plain SGD.
-
-  The per-tower trainers (two-encoder objectives only) share the generic trainer's optimiser, so one state
-  serves all three; trainer t's network freezes the other tower.
-  """
-  method = methods.build_method(method_config(obj, cfg), cfg.num_epochs * steps_per_epoch)
-  model_cfg = ml_collections.ConfigDict({'projection_dim': m})
-  network = SymReLUNetwork(
-    m,
-    obj.towers,
-    uses_batch_norm(obj, cfg.batch_norm),
-    method.predictor.module(model_cfg, jnp.float32),
-    guide=image_guide and obj.loss == 'gsg' and obj.towers == 2,
-  )
-  encoder_lr, predictor_lr = learning_rates(obj, cfg)
-  opt = ml_collections.ConfigDict(
-    {
-      'optim': {
-        'optimizer': 'sgd',
-        'base_lr': encoder_lr * 256 / cfg.batch_size,
-        'momentum': 0.0,
-        'weight_decay': 0.0,
-        'warmup_epochs': 0.0,
-        'schedule': 'constant',
-        'rules': (('predictor/.*', {'lr': predictor_lr, 'schedule': 'constant'}),),
-      },
-      'batch_size': cfg.batch_size,
-      'num_epochs': cfg.num_epochs,
-    }
-  )
-  tx, schedule = build_optimizer(opt, steps_per_epoch, method.optimizer_rules)
-  if obj.towers == 2:
-    tx = optax.chain(alternate_towers(), tx, alternate_towers())  # Gate the gradients and the updates.
-  make = lambda net: LandscapeTrainer(
-    net,
-    method,
-    data_lib.MaskViews(obj.views),
-    tx,
-    schedule,
-    obj=obj,
-    temperature=cfg.temperature,
-    fast_infonce=cfg.fast_infonce,
-  )
-  per_tower = None
-  if obj.towers == 2:
-    per_tower = tuple(make(network.clone(frozen_tower=1 - t)) for t in range(2))
-  return make(network), per_tower
-
-
-def init_state(trainer: Trainer, rng, kernels) -> TrainState:
-  """``trainer.init`` with the encoder kernels replaced by ``kernels`` [T, p, m] (then optimiser and extras)."""
-  state = trainer.init(rng, (kernels.shape[1],))
-  backbone = dict(state.params['backbone'])
-  for t in range(kernels.shape[0]):
-    backbone[f'tower_{t}'] = {**backbone[f'tower_{t}'], 'kernel': kernels[t]}
-  params = {**state.params, 'backbone': backbone}
-  extras = {
-    'target': trainer.method.target.init(params, state.model_state),
-    'predictor': trainer.method.predictor.init(params),
-  }
-  return state.replace(params=params, opt_state=trainer.tx.init(params), extras=extras)
