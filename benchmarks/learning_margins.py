@@ -3,10 +3,17 @@
     python benchmarks/learning_margins.py {quick,directpred,cifar} --seeds=0,1,2 [--workdir=runs/margins]
 
 ``quick`` is ``tests/test_learning.py``'s SimSiam+GSG quick run, ``directpred``
-its BYOL+DirectPred one, ``cifar`` its CIFAR-10 subset run (needs the
-shared zip). Prints, per seed, kNN top-1 at step 0 and at the end: the
-margins the tests ask for are set from this spread (benchmarks/RESULTS.md).
-"""
+its BYOL+DirectPred one: the margins those tests ask for are set from this
+spread (``benchmarks/results/quick/learning_margins.json``). Prints, per
+seed, kNN top-1 at step 0 and at the end.
+
+``cifar``, the CIFAR-10 subset run (needs the shared zip), is a benchmark, not
+a test: seeds 0, 1, 2 gained +2.7, +6.2 and +2.2 kNN points
+(``benchmarks/results/cifar10_cpu/learning_margins.json``), a standard
+deviation of about 2 points, as large as the worst gain, while the standard
+error of one kNN accuracy near 35 % over its 1,020 held-out queries is 1.5
+points. No margin both passes every seed with room to spare and fails a run
+that learns nothing, so none is asserted."""
 
 import argparse
 import json
@@ -25,7 +32,7 @@ def quick(name: str):
 
 
 def cifar():
-  """As test_cifar10_subset_learns_above_random_init: 8,192 images at 16×16, base lr 0.3."""
+  """SimSiam+GSG quick on 8,192 CIFAR-10 images of the zip at 16×16, base lr 0.3."""
   config = quick('simsiam_gsg')
   config.data.source = 'folder'
   config.data.path = os.environ.get('GSG_CIFAR_ZIP', config_lib.CIFAR10_ZIP)

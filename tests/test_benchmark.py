@@ -4,7 +4,7 @@ The quick preset's ConvNet at width 4, batch 8, SimSiam and SimSiam+GSG on
 one CPU device. The FLOP count is checked against what the step must do: a
 GSG step forwards and back-propagates four views of every image, SimSiam two,
 so it counts twice the FLOPs, less a few percent for the work that does not
-grow with the batch (the optimiser update: 2 % here).
+grow with the batch (the optimiser update).
 """
 
 import json

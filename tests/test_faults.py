@@ -1,8 +1,9 @@
 """Failures and interruptions, end to end through the CLI and the launch scripts.
 
-* SIGKILL at a (seeded) random step, and SIGKILL while a checkpoint is being
-  written: re-running the same command resumes and ends with the same
-  parameters as an uninterrupted run (rtol 1e-5).
+* SIGKILL between checkpoints, and SIGKILL while a checkpoint is being
+  written, each at a fixed step (the run kills itself there, see ``KILLER``):
+  re-running the same command resumes from the last finalised checkpoint and
+  ends with the same parameters as an uninterrupted run (rtol 1e-5).
 * SIGTERM: exit status 143 with a message; the re-run resumes and matches.
 * Bad workdir, corrupt image, non-finite loss: exit 1 with 'error: ...' naming
   the problem; a non-finite loss leaves no checkpoint at or after its step.
@@ -15,11 +16,9 @@ Compiled programs are cached in a shared directory so re-runs take seconds.
 import glob
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -52,10 +51,47 @@ def run(workdir, *extra, check=True):
   return result
 
 
-def start(workdir, *extra):
-  return subprocess.Popen(
-    command(workdir, *extra), cwd=REPO, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-  )
+# ``gsg_jax.main`` with the run's checkpointer wrapped, so that the process signals itself at step $GSG_TEST_KILL_STEP,
+# when the loop asks to checkpoint it: 'before_save' SIGKILLs once every earlier save is final on disk and before this
+# one starts, 'during_save' SIGKILLs once orbax has started writing it (its temporary folder exists) and before it is
+# finalised, 'sigterm' sends SIGTERM before the save and carries on. The class is patched, not an instance, so the
+# hook holds wherever the loop imports it from.
+KILLER = """
+import os, signal, sys
+from gsg_jax import main
+from gsg_jax.training.checkpointing import Checkpointer
+
+kill_step, mode = int(os.environ['GSG_TEST_KILL_STEP']), os.environ['GSG_TEST_KILL_MODE']
+save = Checkpointer.save
+
+def save_or_die(self, step, state, force=False):
+  if step == kill_step and mode == 'before_save':
+    self.manager.wait_until_finished()
+    os.kill(os.getpid(), signal.SIGKILL)
+  if step == kill_step and mode == 'sigterm':
+    os.kill(os.getpid(), signal.SIGTERM)  # Python runs the handler before the next line.
+  started = save(self, step, state, force)
+  if step == kill_step and mode == 'during_save':
+    os.kill(os.getpid(), signal.SIGKILL)
+  return started
+
+Checkpointer.save = save_or_die
+sys.argv[0] = 'gsg_jax.main'
+main.run()
+"""
+
+
+def run_and_kill(workdir, step, mode, returncode=-signal.SIGKILL):
+  """Runs the command under ``KILLER``: it must end with ``returncode``, not finish."""
+  env = dict(ENV, GSG_TEST_KILL_STEP=str(step), GSG_TEST_KILL_MODE=mode)
+  argv = [sys.executable, '-c', KILLER, *command(workdir)[3:]]
+  result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+  assert result.returncode == returncode, (result.returncode, result.stderr[-3000:])
+  return result
+
+
+def checkpoint_entries(workdir):
+  return sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
 
 
 def logged_step(workdir) -> int:
@@ -74,27 +110,6 @@ def logged_step(workdir) -> int:
     if record.get('kind') == 'train':
       steps.append(record['step'])
   return max(steps)
-
-
-def wait_until(proc, predicate, poll=0.01):
-  deadline = time.monotonic() + TIMEOUT
-  while not predicate():
-    if proc.poll() is not None:
-      out, err = proc.communicate()
-      pytest.fail(f'run ended (rc {proc.returncode}) before the awaited event:\n{err[-3000:]}')
-    if time.monotonic() > deadline:
-      proc.kill()
-      pytest.fail('timed out waiting for the run')
-    time.sleep(poll)
-
-
-def kill(proc, sig=signal.SIGKILL):
-  proc.send_signal(sig)
-  try:
-    return proc.communicate(timeout=TIMEOUT)
-  finally:
-    if proc.poll() is None:
-      proc.kill()
 
 
 def final_params(workdir):
@@ -133,44 +148,34 @@ def reference(tmp_path_factory):
   return final_params(workdir)
 
 
-def test_sigkill_at_random_step_then_resume(tmp_path, reference):
-  kill_after = random.Random(0).choice([4, 6])  # Steps are logged every 2; checkpoint 2 is then usually final.
-  proc = start(tmp_path)
-  wait_until(proc, lambda: logged_step(tmp_path) >= kill_after)
-  kill(proc)
-  assert proc.returncode == -signal.SIGKILL
-  finalized = [e for e in os.listdir(tmp_path / 'checkpoints') if e.isdigit()]
+def test_sigkill_between_checkpoints_then_resume(tmp_path, reference):
+  # Killed after step 6 is trained and logged, before its checkpoint: steps 5 and 6 are lost, the checkpoint at
+  # step 4 is the last one (finalised before the kill), and the re-run must redo 5 and 6 as the first run did.
+  run_and_kill(tmp_path, 6, 'before_save')
+  assert checkpoint_entries(tmp_path) == ['2', '4']
+  assert logged_step(tmp_path) == 6
   result = run(tmp_path)
-  if finalized:
-    assert 'Resumed from the checkpoint' in result.stdout
+  assert 'Resumed from the checkpoint at step 4 ' in result.stdout, result.stdout[-3000:]
   assert_same(final_params(tmp_path), reference)
 
 
 def test_sigkill_during_checkpoint_write_then_resume(tmp_path, reference):
-  checkpoints = tmp_path / 'checkpoints'
-
-  def writing():
-    try:
-      return any('tmp' in entry.name for entry in os.scandir(checkpoints))
-    except FileNotFoundError:
-      return False
-
-  proc = start(tmp_path)
-  wait_until(proc, writing, poll=0.0005)
-  kill(proc)
-  assert proc.returncode == -signal.SIGKILL
-  run(tmp_path)
+  # Killed while orbax writes the checkpoint of step 6: its temporary folder stays, unfinalised, beside step 4's.
+  run_and_kill(tmp_path, 6, 'during_save')
+  entries = checkpoint_entries(tmp_path)
+  assert entries[:2] == ['2', '4'] and len(entries) == 3 and entries[2].startswith('6.') and 'tmp' in entries[2]
+  result = run(tmp_path)
+  assert 'Resumed from the checkpoint at step 4 ' in result.stdout, result.stdout[-3000:]
   assert_same(final_params(tmp_path), reference)
 
 
 def test_sigterm_exits_143_and_resumes(tmp_path, reference):
-  proc = start(tmp_path)
-  wait_until(proc, lambda: logged_step(tmp_path) >= 2)
-  _, err = kill(proc, signal.SIGTERM)
-  assert proc.returncode == 143, err[-3000:]
-  assert 'SIGTERM received' in err and 'Run the same command again to resume' in err
+  # SIGTERM during step 2's checkpoint: the loop finishes step 3, checkpoints it (off the interval) and exits 143.
+  err = run_and_kill(tmp_path, 2, 'sigterm', returncode=143).stderr
+  assert 'SIGTERM received: stopped after step 3' in err and 'Run the same command again to resume' in err
+  assert checkpoint_entries(tmp_path) == ['2', '3']
   result = run(tmp_path)
-  assert 'Resumed from the checkpoint' in result.stdout
+  assert 'Resumed from the checkpoint at step 3 ' in result.stdout, result.stdout[-3000:]
   assert_same(final_params(tmp_path), reference)
 
 

@@ -32,8 +32,19 @@ def test_training_writes_outputs(tmp_path, name, predictor):
   assert [r['step'] for r in eval_records] == [0, 8, 16]  # Random init, then every epoch.
   for key in ('loss', 'learning_rate', 'projection_std', 'images_per_second', 'epoch'):
     assert key in train_records[-1]
-  assert 0 <= eval_records[-1]['knn_top1'] <= 100
-  assert 0 <= eval_records[-1]['online_probe_top1'] <= 100 and 'probe/loss' in train_records[-1]
+  assert 'probe/loss' in train_records[-1]
+  k, heldout = config.eval.knn_k, config.data.builtin_num_heldout
+  for r in eval_records:
+    assert set(r) == {'step', 'epoch', 'kind', 'time', 'knn_memory_examples', 'online_probe_top1'} | {
+      f'knn_top{t}{at}' for t in (1, 5) for at in ('', f'@{k}')
+    }
+    assert r['knn_memory_examples'] == config.data.builtin_num_train
+    assert r['knn_top1'] == r[f'knn_top1@{k}'] <= r['knn_top5'] == r[f'knn_top5@{k}']
+    for key in ('knn_top1', 'knn_top5', 'online_probe_top1'):  # Percentages of the held-out images.
+      correct = r[key] * heldout / 100
+      assert correct == pytest.approx(round(correct), abs=1e-6) and 0 <= round(correct) <= heldout, (key, r)
+  assert summary['knn_top1'] == eval_records[-1]['knn_top1']
+  assert summary['online_probe_top1'] == eval_records[-1]['online_probe_top1']
   if config.method.loss == 'gsg':
     assert 'gsg/pair_11' in train_records[-1]
   if config.method.target == 'ema':
