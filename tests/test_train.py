@@ -35,8 +35,9 @@ def test_training_writes_outputs(tmp_path, name, predictor):
   assert 'probe/loss' in train_records[-1]
   k, heldout = config.eval.knn_k, config.data.builtin_num_heldout
   for r in eval_records:
+    # The kNN evaluator's keys: the configured k and T, k = 20 and 200 at that T and at T = 0.1 (knn_settings).
     assert set(r) == {'step', 'epoch', 'kind', 'time', 'knn_memory_examples', 'online_probe_top1'} | {
-      f'knn_top{t}{at}' for t in (1, 5) for at in ('', f'@{k}')
+      f'knn_top{t}{at}' for t in (1, 5) for at in ('', *(f'@{kk}{tt}' for kk in (20, 200) for tt in ('', '_t0.1')))
     }
     assert r['knn_memory_examples'] == config.data.builtin_num_train
     assert r['knn_top1'] == r[f'knn_top1@{k}'] <= r['knn_top5'] == r[f'knn_top5@{k}']
