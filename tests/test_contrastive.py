@@ -248,7 +248,7 @@ def test_logits_stay_sharded_by_rows():
     'rows = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), P("data"))\n'
     'for name in ("infonce", "dcl", "dhel", "kcl"):\n'
     '  fn = methods.build_method(methods.default_method_config(name, "online", "none")).loss_fn\n'
-    '  g = jax.jit(jax.value_and_grad(lambda x: fn(x, x, None)[0]), in_shardings=rows)\n'
+    '  g = jax.jit(jax.value_and_grad(lambda x: fn(x, x, None, None)[0]), in_shardings=rows)\n'
     '  text = g.lower(jax.ShapeDtypeStruct((512, 2, 24), jnp.float32, sharding=rows)).compile().as_text()\n'
     '  dots = set(re.findall(r"= f32\\[(\\d+),(\\d+)\\]\\S* dot\\(", text))\n'
     '  print(name, *sorted(f"{a}x{b}" for a, b in dots))\n'
