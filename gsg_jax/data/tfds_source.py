@@ -178,8 +178,9 @@ def open_builder(name: str, data_dir: str, splits: list[str]):
   return builder
 
 
-def load_split(builder, split: str, image_size: int, batch_size: int = 1024) -> Split:
-  """A TFDS split decoded whole into numpy, images resized and centre-cropped to ``image_size``."""
+def decoded_batches(builder, split: str, image_size: int, batch_size: int):
+  """(uint8 images [≤ batch_size, image_size, image_size, 3], int32 labels) of a TFDS split in order, each image
+  resized and centre-cropped to ``image_size``: decoded on the fly, never held whole."""
   tf, tfds = _tf_and_tfds()
   ds = builder.as_dataset(split=split, shuffle_files=False, decoders={'image': tfds.decode.SkipDecoding()})
   ds = ds.map(
@@ -187,8 +188,13 @@ def load_split(builder, split: str, image_size: int, batch_size: int = 1024) -> 
     num_parallel_calls=tf.data.AUTOTUNE,
     deterministic=True,
   )
+  return ds.batch(batch_size).prefetch(2).as_numpy_iterator()
+
+
+def load_split(builder, split: str, image_size: int, batch_size: int = 1024) -> Split:
+  """A TFDS split decoded whole into numpy, images resized and centre-cropped to ``image_size``."""
   images, labels = [], []
-  for x, y in ds.batch(batch_size).prefetch(2).as_numpy_iterator():
+  for x, y in decoded_batches(builder, split, image_size, batch_size):
     images.append(x)
     labels.append(y)
   if not images:

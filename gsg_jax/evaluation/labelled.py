@@ -103,7 +103,7 @@ def in_memory(split: Split, description: dict, class_names=None) -> LabelledImag
 
 def tfds_stream(name: str, split: str, data_dir: str, image_size: int) -> LabelledImages:
   """A TFDS split decoded in order on the fly (shorter side resized to ``image_size``, centre crop), never whole."""
-  from gsg_jax.data.tfds_source import StreamingTrainData, _tf_and_tfds, decode_and_crop, open_builder
+  from gsg_jax.data.tfds_source import StreamingTrainData, decoded_batches, open_builder
 
   builder = open_builder(name, data_dir, [split])
   info = builder.info
@@ -111,15 +111,7 @@ def tfds_stream(name: str, split: str, data_dir: str, image_size: int) -> Labell
     raise DataError(f'TFDS dataset {name!r} lacks an image/label feature.')
   num_examples = int(info.splits[split].num_examples)
 
-  def read(size):
-    tf, tfds = _tf_and_tfds()
-    ds = builder.as_dataset(split=split, shuffle_files=False, decoders={'image': tfds.decode.SkipDecoding()})
-    ds = ds.map(
-      lambda ex: (decode_and_crop(ex['image'], image_size), tf.cast(ex['label'], tf.int32)),
-      num_parallel_calls=tf.data.AUTOTUNE,
-      deterministic=True,
-    )
-    return ds.batch(size).prefetch(2).as_numpy_iterator()
+  read = lambda size: decoded_batches(builder, split, image_size, size)
 
   def linear_train_data(protocol):
     return StreamingTrainData(
