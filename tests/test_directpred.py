@@ -78,8 +78,8 @@ def test_set_every_step_the_predictor_is_the_rule_of_the_moving_correlation():
   trainer, step, state, batch = _trainer_and_batch(freq=1)
   for _ in range(3):
     state, metrics = step(state, batch, jax.random.key(1))
-  correlation = np.asarray(state.extras['predictor']['correlation'])
-  assert int(state.extras['predictor']['count']) == 3
+  correlation = np.asarray(state.extras['predictor'].correlation)
+  assert int(state.extras['predictor'].count) == 3
   w = kernel(state).T
   np.testing.assert_allclose(w, np_directpred(correlation.astype(np.float64), 0.1), atol=2e-4)
   commutator = np.linalg.norm(w @ correlation - correlation @ w) / (np.linalg.norm(w) * np.linalg.norm(correlation))
@@ -98,7 +98,7 @@ def test_freq_above_one_trains_between_settings():
   np.testing.assert_allclose(w0, w0.T, atol=1e-5)  # Just set: symmetric.
   assert not np.allclose(kernels[1], kernels[0]) and not np.allclose(kernels[2], kernels[1])  # SGD moved it.
   np.testing.assert_allclose(
-    kernels[3].T, np_directpred(np.asarray(state.extras['predictor']['correlation'], np.float64), 0.1), atol=2e-4
+    kernels[3].T, np_directpred(np.asarray(state.extras['predictor'].correlation, np.float64), 0.1), atol=2e-4
   )
 
 

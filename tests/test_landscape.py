@@ -432,7 +432,7 @@ def test_every_objective_trains_through_the_step_core(entry):
     k = np.asarray(state.params['predictor']['linear']['kernel'][0])
     np.testing.assert_allclose(k, k.T, atol=1e-5)
   if obj.target == 'ema':
-    assert 'params' in state.extras['target']
+    assert set(state.extras['target'].params) == {'backbone', 'projector'}
 
 
 def test_alternating_steps_train_one_tower_at_a_time():

@@ -22,6 +22,7 @@ SGD between settings when ``freq`` > 1).
 
 import dataclasses
 
+import flax
 import jax
 import jax.numpy as jnp
 
@@ -59,6 +60,15 @@ class TrainedPredictor:
     return None
 
 
+@flax.struct.dataclass
+class SetPredictorState:
+  """A set predictor's ``extras['predictor']``: the moving correlation F̂ [d, d] of its inputs and how many batches
+  it has seen (F̂ means nothing before the first)."""
+
+  correlation: jax.Array
+  count: jax.Array
+
+
 @dataclasses.dataclass(frozen=True)
 class SetPredictor:
   """``directpred`` / ``directcopy``: W_p set from the moving correlation F̂ every ``freq`` steps."""
@@ -76,14 +86,14 @@ class SetPredictor:
   def module(self, model_config, dtype):
     return heads.LinearPredictor(model_config.projection_dim, dtype)
 
-  def init(self, params) -> dict:
+  def init(self, params) -> SetPredictorState:
     d = params['predictor']['linear']['kernel'].shape[0]
-    return {'correlation': jnp.zeros((d, d), jnp.float32), 'count': jnp.zeros((), jnp.int32)}
+    return SetPredictorState(jnp.zeros((d, d), jnp.float32), jnp.zeros((), jnp.int32))
 
   def update(self, entry, params, projections, step):
     """F̂ from this step's projections; W_p ← rule(F̂) when ``step`` (0-based) is a multiple of ``freq``."""
     correlation, count = directpred.update_correlation(
-      entry['correlation'], entry['count'], jax.lax.stop_gradient(projections), self.rho
+      entry.correlation, entry.count, jax.lax.stop_gradient(projections), self.rho
     )
     w, s, w_eigenvalues = directpred.set_predictor(correlation, self.kind, self.eps)
     kernel = params['predictor']['linear']['kernel']
@@ -95,13 +105,13 @@ class SetPredictor:
       'predictor/wp_eig_max': jnp.max(w_eigenvalues),
       'predictor/wp_eig_min': jnp.min(w_eigenvalues),
     }
-    return {'correlation': correlation, 'count': count}, params, metrics
+    return SetPredictorState(correlation, count), params, metrics
 
   def matrix(self, params):
     return params['predictor']['linear']['kernel'].T
 
   def correlation(self, entry):
-    return jnp.asarray(entry['correlation']) if int(entry['count']) > 0 else None
+    return jnp.asarray(entry.correlation) if int(entry.count) > 0 else None
 
 
 def build_trained(kind: str):

@@ -23,8 +23,9 @@ parameters are not an argument of the gradient).
 """
 
 import dataclasses
-from typing import Callable
+from typing import Any, Callable
 
+import flax
 import jax
 import jax.numpy as jnp
 
@@ -68,27 +69,39 @@ class OnlineTarget:
     return entry, {}
 
 
+@flax.struct.dataclass
+class EMATargetState:
+  """BYOL's ``extras['target']``: ξ, the target network's parameters and BatchNorm statistics (backbone and
+  projector); its ``variables`` are what ``network.apply`` takes."""
+
+  params: Any
+  batch_stats: Any
+
+  @property
+  def variables(self) -> dict:
+    return {'params': self.params, 'batch_stats': self.batch_stats}
+
+
 @dataclasses.dataclass(frozen=True)
 class EMATarget:
   """BYOL: a moving average of the online backbone and projector."""
 
   momentum: Callable[[jax.Array], jax.Array]
 
-  def init(self, params, model_state) -> dict:
-    return {
-      'params': {k: params[k] for k in _EMA_PARTS},
-      'batch_stats': {k: model_state[k] for k in _EMA_PARTS if k in model_state},
-    }
+  def init(self, params, model_state) -> EMATargetState:
+    return EMATargetState(
+      {k: params[k] for k in _EMA_PARTS}, {k: model_state[k] for k in _EMA_PARTS if k in model_state}
+    )
 
   def projections(self, entry, network, x, num_views):
     out, updates = network.apply(
-      entry, x, train=True, num_views=num_views, with_predictor=False, mutable=['batch_stats']
+      entry.variables, x, train=True, num_views=num_views, with_predictor=False, mutable=['batch_stats']
     )
-    return out['projection'], {**entry, 'batch_stats': updates.get('batch_stats', {})}
+    return out['projection'], entry.replace(batch_stats=updates.get('batch_stats', {}))
 
   def update(self, entry, params, step):
     momentum = self.momentum(step)
-    return {**entry, 'params': ema_update(entry['params'], params, momentum)}, {'ema_momentum': momentum}
+    return entry.replace(params=ema_update(entry.params, params, momentum)), {'ema_momentum': momentum}
 
 
 def build_online(config, total_steps: int) -> OnlineTarget:
