@@ -105,11 +105,16 @@ def run_evaluators(evaluators, ctx) -> tuple[dict, dict]:
   return metrics, settings
 
 
+# The package's evaluators in the order a report shows them; others follow in the order they were registered.
+REPORT_ORDER = ('knn', 'fast_linear', 'linear', 'online_probe', 'diagnostics', 'predictor', 'floors')
+
+
 def columns(names) -> list[Column]:
-  """The report columns of the registered evaluators among ``names``, in registry order, each key once."""
+  """The report columns of the registered evaluators among ``names``, in ``REPORT_ORDER``, each key once."""
   _register_builtin()
   seen, out = set(), []
-  for name, evaluator in EVALUATORS.items():
+  ranked = sorted(EVALUATORS.items(), key=lambda item: REPORT_ORDER.index(item[0]) if item[0] in REPORT_ORDER else 99)
+  for name, evaluator in ranked:
     if name in names:
       for column in evaluator.columns:
         if column.key not in seen:
@@ -118,7 +123,7 @@ def columns(names) -> list[Column]:
   return out
 
 
-BUILTIN = ('knn', 'fast_linear', 'linear', 'online_probe', 'collapse', 'predictor', 'floors')  # Modules, report order.
+BUILTIN = ('knn', 'fast_linear', 'linear', 'online_probe', 'collapse', 'predictor', 'floors')  # Their modules.
 
 
 def _register_builtin() -> None:
