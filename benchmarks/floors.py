@@ -31,9 +31,9 @@ def main(argv=None) -> int:
 
   from gsg_jax import config_lib, data
   from gsg_jax.evaluation import floors, labelled
+  from gsg_jax.evaluation.context import network_context
   from gsg_jax.evaluation.evaluator import get_evaluators, run_evaluators
   from gsg_jax.evaluation.knn import knn_settings
-  from gsg_jax.evaluation.run import build_context
   from gsg_jax.training import build_trainer
 
   per_config, knn = {}, None
@@ -51,9 +51,9 @@ def main(argv=None) -> int:
       trainer = build_trainer(config, dataset.train.steps_per_epoch(config.batch_size), dataset.num_classes)
       knn = knn_settings(config.eval)
       state = floors.random_init_state(trainer, config, dataset.train.image_shape)
-      ctx = build_context(
-        config, os.path.join(scratch, 'run'), dataset, memory, heldout, dataset.num_classes, trainer, state
-      )
+      ctx = network_context(
+        config, os.path.join(scratch, 'run'), dataset.train.image_shape, memory, heldout, dataset.num_classes, trainer
+      ).at_state(state)
       metrics = run_evaluators(get_evaluators(['floors']), ctx)[0]
       per_config[spec] = {
         kind: {key: round(float(metrics[f'floors/{kind}/{key}']), 2) for key in ('knn_top1', 'fast_linear_top1')}

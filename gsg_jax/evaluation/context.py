@@ -14,7 +14,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from gsg_jax.evaluation.features import encode_split
+from gsg_jax import parallel
+from gsg_jax.evaluation.features import encode_split, jit_encode, network_encoder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,27 @@ class Context:
 
   def at_state(self, state) -> Context:
     """This run's network at another ``state`` (e.g. the random-init one)."""
-    from gsg_jax.evaluation.features import network_encoder
-
     return self.with_encoder(network_encoder(self.encode_network, state, self.mesh), self.trainer, state)
+
+
+def network_context(
+  config, workdir, image_shape, memory, heldout, num_classes, trainer, options=None, mesh=None
+) -> Context:
+  """The context of ``trainer``'s network over ``mesh`` (default: every device), without a state:
+  ``.at_state(state)`` evaluates one. Its jitted encoder is built here once, so every state reuses one compilation."""
+  mesh = mesh or parallel.create_mesh()
+  parallel.check_batch_size(config.eval.batch_size, mesh)
+  return Context(
+    config,
+    None,
+    memory,
+    heldout,
+    num_classes,
+    int(config.eval.batch_size),
+    workdir,
+    trainer,
+    image_shape=tuple(image_shape),
+    mesh=mesh,
+    encode_network=jit_encode(trainer, mesh),
+    options=options or {},
+  )

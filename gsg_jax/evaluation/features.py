@@ -45,7 +45,7 @@ def map_in_batches(fn, images: np.ndarray, batch_size: int) -> list[np.ndarray]:
 def encode_split(encoder, data, batch_size: int):
   """(outputs {name: float32 [n, ...]}, labels int32 [n]) per chunk of ``data`` (a ``LabelledImages``)."""
   for images, labels in data.chunks(batch_size):
-    names, values = None, None
+    names = None
 
     def run(batch, start):
       nonlocal names

@@ -10,9 +10,8 @@ random-init encoder, cached beside the workdir) as ``floors/<kind>/<metric>``.
 """
 
 from gsg_jax.evaluation import labelled
-from gsg_jax.evaluation.context import Context
+from gsg_jax.evaluation.context import network_context
 from gsg_jax.evaluation.evaluator import columns, get_evaluators, run_evaluators
-from gsg_jax.evaluation.features import jit_encode, network_encoder
 
 
 class Monitor:
@@ -20,32 +19,24 @@ class Monitor:
 
   def __init__(self, trainer, dataset, config, mesh, workdir: str | None = None):
     self.evaluators = get_evaluators(config.eval.monitor, 'config.eval.monitor')
-    self.trainer, self.config, self.mesh = trainer, config, mesh
-    self.encode_network = jit_encode(trainer, mesh)
-    self.memory = labelled.run_memory(dataset, config, stream=False)
-    self.heldout = labelled.run_heldout(dataset, config)
+    memory = labelled.run_memory(dataset, config, stream=False)
     # An unlabelled training folder has num_classes 0; its data.eval_path splits carry their own labels.
-    self.num_classes = dataset.num_classes or int(dataset.memory.labels.max()) + 1
-    self.image_shape, self.workdir = tuple(dataset.train.image_shape), workdir or '.'
+    num_classes = dataset.num_classes or int(dataset.memory.labels.max()) + 1
+    self.network = network_context(
+      config,
+      workdir or '.',
+      dataset.train.image_shape,
+      memory,
+      labelled.run_heldout(dataset, config),
+      num_classes,
+      trainer,
+      mesh=mesh,
+    )
     streamed = config.data.source == 'tfds' and len(dataset.memory) < dataset.train.num_examples
     self.split_examples = dataset.train.num_examples if streamed else len(dataset.memory)
 
   def __call__(self, state) -> dict:
-    ctx = Context(
-      self.config,
-      network_encoder(self.encode_network, state, self.mesh),
-      self.memory,
-      self.heldout,
-      self.num_classes,
-      int(self.config.eval.batch_size),
-      self.workdir,
-      self.trainer,
-      state,
-      self.image_shape,
-      self.mesh,
-      self.encode_network,
-    )
-    return run_evaluators(self.evaluators, ctx)[0]
+    return run_evaluators(self.evaluators, self.network.at_state(state))[0]
 
   def message(self, step: int, metrics: dict) -> str:
     """The log line: each evaluator's headline figures, with their floors beside them.

@@ -43,12 +43,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gsg_jax import data, parallel, storage
+from gsg_jax import data, storage
 from gsg_jax.errors import ConfigError, MissingPathError, UnusablePathError
 from gsg_jax.evaluation import labelled
-from gsg_jax.evaluation.context import Context
+from gsg_jax.evaluation.context import network_context
 from gsg_jax.evaluation.evaluator import get_evaluators, run_evaluators
-from gsg_jax.evaluation.features import jit_encode, network_encoder
 from gsg_jax.evaluation.floors import beats_raw_pixels
 from gsg_jax.evaluation.linear import DEFAULT_PROTOCOL as DEFAULT_LINEAR_PROTOCOL
 from gsg_jax.evaluation.linear_probe import resolve_protocol
@@ -191,7 +190,9 @@ def evaluate_run(
   steps_per_epoch = max(dataset.train.steps_per_epoch(config.batch_size), 1)
   trainer = build_trainer(config, steps_per_epoch, dataset.num_classes)
   state = _restore(run, dataset, trainer)
-  ctx = build_context(config, workdir, dataset, memory, heldout, num_classes, trainer, state, options)
+  ctx = network_context(
+    config, workdir, dataset.train.image_shape, memory, heldout, num_classes, trainer, options
+  ).at_state(state)
   metrics, settings = run_evaluators(evaluators, ctx)
   step = int(state.step)
   held = ctx.heldout_outputs
@@ -222,28 +223,6 @@ def evaluate_run(
   else:
     _mark(result)
   return result
-
-
-def build_context(config, workdir, dataset, memory, heldout, num_classes, trainer, state, options=None) -> Context:
-  """The evaluators' ``Context`` for the run's network at ``state`` on ``memory`` / ``heldout``, over every device."""
-  mesh = parallel.create_mesh()
-  parallel.check_batch_size(config.eval.batch_size, mesh)
-  encode_network = jit_encode(trainer, mesh)
-  return Context(
-    config,
-    network_encoder(encode_network, state, mesh),
-    memory,
-    heldout,
-    num_classes,
-    int(config.eval.batch_size),
-    workdir,
-    trainer,
-    state,
-    tuple(dataset.train.image_shape),
-    mesh,
-    encode_network,
-    options or {},
-  )
 
 
 def _mark(result: dict) -> None:
