@@ -13,11 +13,12 @@ from fake_gcs import fake_gcs  # noqa: F401 (a fixture: a fake gs:// object stor
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # One persistent XLA compilation cache for the session, inherited by the CLI runs that tests start as
-# subprocesses: the same tiny train step is compiled once instead of once per process (CPU compiles
-# dominate this suite's time). A fresh folder each session, so no test ever sees a stale entry.
-_COMPILATION_CACHE = tempfile.mkdtemp(prefix='gsg_jax_test_xla_cache_')
-os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _COMPILATION_CACHE)
-atexit.register(shutil.rmtree, _COMPILATION_CACHE, ignore_errors=True)
+# subprocesses and by pytest-xdist's workers (they start after the controller has set it): the same tiny train
+# step is compiled once instead of once per process (CPU compiles dominate this suite's time). A fresh folder each
+# session, so no test ever sees a stale entry; the process that made it removes it.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='gsg_jax_test_xla_cache_')
+  atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
 
 
 # A run of 8 steps (512 images, batch 64, one epoch) for command-line tests, with checkpoints and logs every 2 steps.
