@@ -1,11 +1,14 @@
 """The learning tests' runs over several seeds: how far each gets above its random init.
 
-    python benchmarks/learning_margins.py {quick,directpred,cifar} --seeds=0,1,2 [--workdir=runs/margins]
+    python benchmarks/learning_margins.py RUN --seeds=0,1,2 [--workdir=runs/margins]
 
-``quick`` is ``tests/test_learning.py``'s SimSiam+GSG quick run, ``directpred``
-its BYOL+DirectPred one: the margins those tests ask for are set from this
-spread (``benchmarks/results/quick/learning_margins.json``). Prints, per
-seed, kNN top-1 at step 0 and at the end.
+RUN is one of quick, directpred, simclr, dcl, dhel, kcl and cifar. ``quick``
+is ``tests/test_learning.py``'s SimSiam+GSG quick run, ``directpred`` its
+BYOL+DirectPred one, and the four contrastive names are
+``tests/test_contrastive.py``'s quick runs: the margins those tests ask for are
+set from this spread (``benchmarks/results/quick/learning_margins.json`` and
+``contrastive_learning_margins.json``). Prints, per seed, kNN top-1 at step 0
+and at the end.
 
 ``cifar``, the CIFAR-10 subset run (needs the shared zip), is a benchmark, not
 a test: seeds 0, 1, 2 gained +2.7, +6.2 and +2.2 kNN points
@@ -44,7 +47,13 @@ def cifar():
   return config
 
 
-RUNS = {'quick': lambda: quick('simsiam_gsg'), 'directpred': lambda: quick('byol_directpred'), 'cifar': cifar}
+RUNS = {
+  'quick': lambda: quick('simsiam_gsg'),
+  'directpred': lambda: quick('byol_directpred'),
+  'cifar': cifar,
+  # tests/test_contrastive.py's learning tests (benchmarks/results/quick/contrastive_learning_margins.json).
+  **{name: (lambda name=name: quick(name)) for name in ('simclr', 'dcl', 'dhel', 'kcl')},
+}
 
 
 def knn_by_step(workdir: str) -> dict:
