@@ -8,7 +8,8 @@ Reads each run's ``metrics.jsonl`` (the monitor's held-out kNN and its floors
 at every evaluation), ``run.json`` / ``summary.json`` (steps, parts, training
 time) and ``eval/latest.json`` where ``gsg_jax.evaluate`` has run (the fast
 linear probe). Writes ``benchmarks/results/<study>/<name>_curves.json`` (kNN
-against epoch, with the floors) and ``<name>_table.json`` (one row per run:
+against epoch, with the floors), ``<name>_compute_curves.json`` (the same
+against two-view epochs: a four-view GSG epoch counts twice) and ``<name>_table.json`` (one row per run:
 epochs reached of those configured, kNN, linear, training time), each with the
 command, date, commit and machine. A run still training is collected as far as
 it got: the table says how far, so a partial curve is never read as a finished
@@ -27,6 +28,7 @@ sys.path.insert(0, REPO)
 
 from gsg_jax import run_dir, storage  # noqa: E402 (after the path: runs from a checkout)
 from gsg_jax.errors import MissingPathError  # noqa: E402
+from gsg_jax.methods import LOSSES  # noqa: E402
 
 SCHEMA = 'gsg_jax.results/1'
 FLOOR_KEYS = {'raw pixels': 'floors/raw_pixels/knn_top1', 'random init': 'floors/random_init/knn_top1'}
@@ -94,8 +96,11 @@ def main():
   if any(len(r) != 2 for r in runs):
     parser.error('--label takes LABEL=RUN_DIR')
   series, floors = [], {}
+  compute_series = []
   for label, workdir in runs:
     epochs, knn, run_floors = curve(workdir)
+    views = LOSSES[run_dir.saved_config(workdir)['method']['loss']].num_views
+    compute_series.append({'label': label, 'x': [e * views / 2 for e in epochs], 'y': knn})
     for name, value in run_floors.items():
       if floors.setdefault(name, value) != value:
         raise ValueError(f'{workdir}: floor {name!r} is {value}, another run has {floors[name]}: not one footing.')
@@ -124,6 +129,14 @@ def main():
     'floors': floor_list,
     'reference_lines': [],
   }
+  # Equal compute: a GSG step encodes four views per image where the plain methods encode two, exactly twice the
+  # FLOPs; view-epochs count that work without the shared machine's noisy wall time.
+  compute_curves = {
+    **curves,
+    'title': f'{args.title}: held-out kNN top-1 against compute',
+    'x': {'label': 'two-view epochs (epoch × views per image ÷ 2)'},
+    'series': compute_series,
+  }
   table = {
     **common,
     'kind': 'table',
@@ -142,7 +155,7 @@ def main():
     'rows': rows,
     'notes': args.note,
   }
-  for suffix, record in (('curves', curves), ('table', table)):
+  for suffix, record in (('curves', curves), ('compute_curves', compute_curves), ('table', table)):
     path = os.path.join(out_dir, f'{args.name}_{suffix}.json')
     with open(path, 'w') as f:
       json.dump(record, f, indent=1)

@@ -21,6 +21,13 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
 
 
+def pytest_configure(config):
+  """Under ``-n 2`` (pytest-xdist), each worker takes whole modules (``--dist=loadscope``) rather than single tests:
+  a module's fixtures (a trained run) are then built once, not once per worker."""
+  if getattr(config.option, 'dist', None) == 'load':
+    config.option.dist = 'loadscope'
+
+
 # A run of 8 steps (512 images, batch 64, one epoch) for command-line tests, with checkpoints and logs every 2 steps.
 TINY_FLAGS = [
   '--config.data.builtin_num_train=512',

@@ -18,9 +18,9 @@ def _load(name: str, path: str):
   return module
 
 
-def _fake_run(folder, evals, steps_per_epoch=10, finished=True, raw=37.8):
+def _fake_run(folder, evals, steps_per_epoch=10, finished=True, raw=37.8, method='simsiam'):
   os.makedirs(folder)
-  run_dir.write_config(str(folder), tiny_config('simsiam', num_epochs=4))
+  run_dir.write_config(str(folder), tiny_config(method, num_epochs=4))
   records = [{'kind': 'train', 'step': 5, 'epoch': 0.5, 'loss': -0.1}]
   records += [
     {
@@ -59,7 +59,7 @@ def _collect(monkeypatch, root, **labels):
   monkeypatch.setattr(sys, 'argv', ['collect_runs.py', *args, *[f'--label={k}={v}' for k, v in labels.items()]])
   collect.main()
   records = []
-  for suffix in ('curves', 'table'):
+  for suffix in ('curves', 'compute_curves', 'table'):
     with open(root / 'benchmarks' / 'results' / 'demo' / f'c_{suffix}.json') as f:
       records.append(json.load(f))
   return records
@@ -70,16 +70,22 @@ def test_records_of_a_finished_and_a_partial_run(tmp_path, monkeypatch):
   done, partial = tmp_path / 'done', tmp_path / 'partial'
   # Step 20 logged twice: a crashed part's record, then the resumed part's, which wins.
   _fake_run(done, [(0, 33.3), (20, 39.0), (20, 40.0), (40, 41.5)])
-  _fake_run(partial, [(0, 33.3), (20, 38.0)], finished=False)
-  curves, table = _collect(monkeypatch, tmp_path, A=done, B=partial)
+  _fake_run(partial, [(0, 33.3), (20, 38.0)], finished=False, method='simsiam_gsg')
+  curves, compute, table = _collect(monkeypatch, tmp_path, A=done, B=partial)
   assert curves['series'][0] == {'label': 'A', 'x': [0.0, 2.0, 4.0], 'y': [33.3, 40.0, 41.5]}
+  # Equal compute: SimSiam's two views per image count once, GSG's four twice.
+  assert compute['series'] == [
+    {'label': 'A', 'x': [0.0, 2.0, 4.0], 'y': [33.3, 40.0, 41.5]},
+    {'label': 'B', 'x': [0.0, 4.0], 'y': [33.3, 38.0]},
+  ]
+  assert compute['floors'] == curves['floors']
   assert curves['floors'] == [{'label': 'raw pixels', 'y': 37.8}, {'label': 'random init', 'y': 33.3}]
   a, b = table['rows']
   assert (a['epochs'], a['configured_epochs'], a['finished'], a['knn_top1']) == (4.0, 4, True, 41.5)
   assert a['train_minutes'] == pytest.approx(1.5)
   assert (b['epochs'], b['finished'], b['knn_top1']) == (2.0, False, 38.0)
-  for path, record in (('c_curves.json', curves), ('c_table.json', table)):
-    generator.check_record(record, str(tmp_path / 'benchmarks' / 'results' / 'demo' / path))  # The docs take both.
+  for name, record in (('c_curves.json', curves), ('c_compute_curves.json', compute), ('c_table.json', table)):
+    generator.check_record(record, str(tmp_path / 'benchmarks' / 'results' / 'demo' / name))  # The docs take all.
 
 
 def test_runs_on_different_floors_are_refused(tmp_path, monkeypatch):
