@@ -294,10 +294,10 @@ def contrastive_recipe(c, preset: str | None = None) -> None:
   """The recipe of the contrastive losses (InfoNCE, DCL, DHEL, KCL) at ``preset``, in place.
 
   ``cifar10`` (default) and ``cifar10_zip``: the CIFAR-10 recipe below.
-  ``quick``: the shared quick preset with this recipe's base lr, 1.0 (its 1%
-  warm-up would be 2 of 192 steps: none). The shared quick lr 0.1 is too small
-  for these losses, KCL's above all: its Gaussian alignment term has a small
-  gradient (benchmarks/RESULTS.md, "Quick-preset choices").
+  ``quick`` and ``cifar10_cpu``: the shared preset with this recipe's base lr,
+  1.0 (its 1% warm-up would be 2 of 192 steps: none). The shared lr 0.1 is too
+  small for these losses, KCL's above all: its Gaussian alignment term has a
+  small gradient (benchmarks/RESULTS.md, "Quick-preset choices").
   Other presets (``imagenet``) are left as ``make_config`` sets them.
 
   Koromilas et al. (ICML 2024) train on the simclr-pytorch code base
@@ -310,7 +310,7 @@ def contrastive_recipe(c, preset: str | None = None) -> None:
   γ = 16 for KCL (the authors' DHEL-KCL ``losses.py``).
   """
   preset = preset or 'cifar10'
-  if preset == 'quick':
+  if preset in ('quick', 'cifar10_cpu'):
     c.optim.base_lr = 1.0
     return
   if preset not in ('cifar10', 'cifar10_zip'):

@@ -128,12 +128,16 @@ def test_bad_config_values_fail_clearly(tmp_path, key, value, message):
 
 def test_cifar10_cpu_preset_is_one_footing_for_every_method():
   """Every method config has the CPU preset, and it differs between methods only in the method: the table in the
-  README compares methods at equal data, model, crop, batch, schedule and epochs."""
+  README compares methods at equal data, model, crop, batch, schedule and epochs. The contrastive losses differ
+  in their recipe's learning rate only."""
   from gsg_jax import config_lib
 
   shared = None
-  for name in ('simsiam', 'simsiam_gsg', 'byol', 'byol_gsg'):
+  for name in ('simsiam', 'simsiam_gsg', 'byol', 'byol_gsg', 'byol_directpred', 'simclr', 'dcl', 'dhel', 'kcl'):
     c = config_lib.named_config(name, 'cifar10_cpu')
+    if name in ('simclr', 'dcl', 'dhel', 'kcl'):
+      assert c.optim.base_lr == 1.0, name
+      c.optim.base_lr = 0.1
     config_lib.validate(c)
     assert c.data.source == 'folder' and c.data.path == config_lib.CIFAR10_ZIP
     assert c.model.backbone == 'convnet' and c.augment.crop_size == 24 and c.eval.knn_k == 200
