@@ -21,6 +21,24 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
   atexit.register(shutil.rmtree, os.environ['JAX_COMPILATION_CACHE_DIR'], ignore_errors=True)
 
 
+_UNOPTIMISED = [False]  # Whether the tests now run with jax_disable_most_optimizations.
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+  """The fast tier compiles with most XLA optimisations off, as the Flax ImageNet example's train_test.py does: its
+  tests are compile-bound (a third less time here) and every tolerance holds without them. Slow tests train for
+  hundreds of steps and run optimised. Set before the test's fixtures, so a module's trained run is built in its
+  test's tier. jit's cache does not key on the flag, so it is emptied at each switch."""
+  unoptimised = item.get_closest_marker('slow') is None
+  if unoptimised != _UNOPTIMISED[0]:
+    import jax
+
+    jax.config.update('jax_disable_most_optimizations', unoptimised)
+    jax.clear_caches()
+    _UNOPTIMISED[0] = unoptimised
+
+
 def pytest_configure(config):
   """Under ``-n 2`` (pytest-xdist), each worker takes whole modules (``--dist=loadscope``) rather than single tests:
   a module's fixtures (a trained run) are then built once, not once per worker."""

@@ -4,13 +4,13 @@
 epoch, then the same config with two epochs in the same workdir: it must resume from the checkpoint at step 2, record
 a second part in ``run.json`` and finish at step 4. ``gsg_jax.evaluation.run.evaluate_run`` then evaluates the final
 checkpoint: its kNN top-1 must be the training monitor's at step 4 (the same weights, k and T), and it writes its
-results and the embedding. The slow tier covers the rest (``test_train.py``, ``test_faults.py``,
+results and the embedding. Like the whole fast tier it compiles with most XLA optimisations off (conftest's
+``pytest_runtest_setup``). The slow tier covers the rest (``test_train.py``, ``test_faults.py``,
 ``test_evaluate_report.py``).
 """
 
 import json
 
-import jax
 import numpy as np
 import pytest
 from conftest import tiny_config
@@ -20,22 +20,6 @@ from gsg_jax.evaluation.run import evaluate_run
 from gsg_jax.training import train_and_evaluate
 
 TRAIN, HELDOUT, BATCH = 128, 128, 64
-
-
-@pytest.fixture(autouse=True)
-def fewer_xla_optimisations():
-  """As Flax's ImageNet example's train_test.py: these runs are compile-bound, so XLA skips most optimisations.
-
-  The flag is not part of jit's cache key: the programs compiled under it are dropped afterwards, so that no later
-  test in the session reuses them.
-  """
-  previous = jax.config.values['jax_disable_most_optimizations']
-  jax.config.update('jax_disable_most_optimizations', True)
-  try:
-    yield
-  finally:
-    jax.config.update('jax_disable_most_optimizations', previous)
-    jax.clear_caches()
 
 
 def config(num_epochs):
