@@ -103,9 +103,15 @@ def check_record(record: dict, path: str) -> None:
       if set(floor.get('values', {})) - set(keys):
         fail(f'floor {floor.get("label")!r} names keys that are not columns')
     if 'figure' in record:
-      for panel in record['figure']['panels']:
+      spec = record['figure']
+      for panel in spec['panels']:
         if panel['y'] not in keys:
           fail(f'figure panel {panel["y"]!r} is not a column')
+      for role in ('x', 'group', 'bars'):
+        if role in spec and spec[role] not in keys:
+          fail(f'figure {role} {spec[role]!r} is not a column')
+      if ('bars' in spec) == ('x' in spec):
+        fail('a figure has either "x" and "group" (lines) or "bars" (a bar per row)')
   elif kind == 'curves':
     for key in ('x', 'y', 'series'):
       if key not in record:
@@ -208,7 +214,8 @@ def figure_name(record: dict) -> str:
 
 
 def figure_data(record: dict) -> dict | None:
-  """What a record's figure draws: {'panels': [{'title', 'x', 'y', 'lines': [...], 'floors': [...]}]}.
+  """What a record's figure draws: {'panels': [{'title', 'x', 'y', 'lines': [...], 'floors': [...]}]}, or for a
+  table whose figure names ``bars``, panels of {'title', 'y', 'bars': [{'label', 'y'}], 'floors'}.
 
   Every panel of kNN or linear accuracy carries the record's floors for that metric, drawn dashed.
   """
@@ -235,12 +242,23 @@ def figure_data(record: dict) -> dict | None:
   columns = {c['key']: c for c in record['columns']}
   panels = []
   for panel in spec['panels']:
-    groups: dict[str, list] = {}
-    for row in record['rows']:
-      groups.setdefault(str(row[spec['group']]), []).append((row[spec['x']], row[panel['y']]))
     floors = [
       {'label': f['label'], 'y': f['values'][panel['y']]} for f in record.get('floors', []) if panel['y'] in f['values']
     ]
+    if 'bars' in spec:  # One bar per row with a value, labelled by the row's spec['bars'] column.
+      bars = [{'label': str(row[spec['bars']]), 'y': row[panel['y']]} for row in record['rows']]
+      panels.append(
+        {
+          'title': columns[panel['y']]['label'],
+          'y': columns[panel['y']]['label'],
+          'bars': [b for b in bars if b['y'] is not None],
+          'floors': floors,
+        }
+      )
+      continue
+    groups: dict[str, list] = {}
+    for row in record['rows']:
+      groups.setdefault(str(row[spec['group']]), []).append((row[spec['x']], row[panel['y']]))
     panels.append(
       {
         'title': columns[panel['y']]['label'],
@@ -270,7 +288,12 @@ def draw_figure(data: dict, path: str) -> None:
   fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 4.2 * nrows), dpi=100, squeeze=False)
   colours = plt.get_cmap('tab10')
   for ax, panel in zip(axes.flat, panels):
-    for i, line in enumerate(panel['lines']):
+    if 'bars' in panel:
+      ys = [b['y'] for b in panel['bars']] + [f['y'] for f in panel['floors']]
+      ax.bar(range(len(panel['bars'])), [b['y'] for b in panel['bars']], color=colours(0))
+      ax.set_xticks(range(len(panel['bars'])), [b['label'] for b in panel['bars']], rotation=30, ha='right')
+      ax.set_ylim(min(ys) - 0.1 * (max(ys) - min(ys) + 1), max(ys) + 0.1 * (max(ys) - min(ys) + 1))  # Not from 0.
+    for i, line in enumerate(panel.get('lines', [])):
       ax.plot(
         line['x'],
         line['y'],
@@ -284,11 +307,11 @@ def draw_figure(data: dict, path: str) -> None:
       ax.axhline(floor['y'], color=('black', 'dimgray', 'gray')[j % 3], **FLOOR_STYLE, label=f'floor: {floor["label"]}')
     for reference in panel.get('references', []):
       ax.axhline(reference['y'], color='gray', linestyle=':', linewidth=1.0, label=reference['label'])
-    if panel['log_x']:
+    if panel.get('log_x'):
       ax.set_xscale('log', base=2)
       xs = sorted({x for line in panel['lines'] for x in line['x']})
       ax.set_xticks(xs, [str(x) for x in xs])
-    ax.set(title=panel['title'], xlabel=panel['x'], ylabel=panel['y'])
+    ax.set(title=panel['title'], xlabel=panel.get('x', ''), ylabel=panel['y'])
     ax.grid(alpha=0.3)
   for ax in list(axes.flat)[len(panels) :]:
     ax.axis('off')

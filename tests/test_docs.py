@@ -160,6 +160,30 @@ def test_figures_drawn_dashed(tmp_path, monkeypatch):
   assert (tmp_path / 'f.png').stat().st_size > 0
 
 
+def test_a_bar_figure_of_a_table_has_a_bar_per_row_and_its_floors(tmp_path):
+  record = {
+    'schema': generate_results.SCHEMA,
+    'study': 'demo',
+    'title': 'family',
+    'command': 'c',
+    'date': '2026-12-04',
+    'commit': None,
+    'source': 's',
+    'columns': [{'key': 'run', 'label': 'run'}, {'key': 'knn_top1', 'label': 'kNN top-1 (%)'}],
+    'rows': [{'run': 'A', 'knn_top1': 40.0}, {'run': 'B', 'knn_top1': None}, {'run': 'C', 'knn_top1': 42.5}],
+    'floors': [{'label': 'raw pixels', 'values': {'knn_top1': 37.8}}],
+    'figure': {'bars': 'run', 'panels': [{'y': 'knn_top1'}]},
+  }
+  generate_results.check_record(record, str(tmp_path / 'demo' / 'family.json'))
+  (panel,) = generate_results.figure_data(record)['panels']
+  assert panel['bars'] == [{'label': 'A', 'y': 40.0}, {'label': 'C', 'y': 42.5}]  # A row without a value: no bar.
+  assert panel['floors'] == [{'label': 'raw pixels', 'y': 37.8}]
+  generate_results.draw_figure(generate_results.figure_data(record), str(tmp_path / 'f.png'))
+  assert (tmp_path / 'f.png').stat().st_size > 0
+  with pytest.raises(generate_results.SchemaError, match='either'):
+    generate_results.check_record({**record, 'figure': {'bars': 'run', 'x': 'run', 'panels': []}}, 'demo/f.json')
+
+
 def test_components_table_lists_every_registered_component(generated):
   from gsg_jax import methods
 
