@@ -45,4 +45,4 @@ for entry in "${family[@]}"; do
 done
 python benchmarks/collect_runs.py --study=cifar10_cpu --name=family_seed0 \
   --title="The family at the cifar10_cpu preset, 8 epochs, seed 0" \
-  --command="nice -n 19 bash benchmarks/cifar10_cpu_family.sh RUNS_DIR" "${labels[@]}"
+  --command="nice -n 19 bash benchmarks/cifar10_cpu_family.sh RUNS_DIR" --bars "${labels[@]}"

@@ -90,6 +90,7 @@ def main():
   parser.add_argument('--machine', default='2 CPU cores, shared with other work: training times are wall time')
   parser.add_argument('--note', action='append', default=[], help='a sentence under the table (repeatable)')
   parser.add_argument('--label', action='append', required=True, help='LABEL=RUN_DIR (repeatable, in order)')
+  parser.add_argument('--bars', action='store_true', help="the table's figure: a bar per run, kNN and linear")
   args = parser.parse_args()
 
   runs = [spec.split('=', 1) for spec in args.label]
@@ -155,6 +156,8 @@ def main():
     'rows': rows,
     'notes': args.note,
   }
+  if args.bars:
+    table['figure'] = {'bars': 'run', 'panels': [{'y': 'knn_top1'}, {'y': 'fast_linear_top1'}]}
   for suffix, record in (('curves', curves), ('compute_curves', compute_curves), ('table', table)):
     path = os.path.join(out_dir, f'{args.name}_{suffix}.json')
     with open(path, 'w') as f:

@@ -51,11 +51,11 @@ def _fake_run(folder, evals, steps_per_epoch=10, finished=True, raw=37.8, method
     run_dir.write_summary(str(folder), {'steps': last})
 
 
-def _collect(monkeypatch, root, **labels):
+def _collect(monkeypatch, root, *flags, **labels):
   """benchmarks/collect_runs.py's command line, writing under ``root`` instead of the checkout."""
   collect = _load('collect_runs', os.path.join(REPO, 'benchmarks', 'collect_runs.py'))
   monkeypatch.setattr(collect, 'REPO', str(root))
-  args = ['--study=demo', '--name=c', '--title=Demo', '--command=cmd']
+  args = ['--study=demo', '--name=c', '--title=Demo', '--command=cmd', *flags]
   monkeypatch.setattr(sys, 'argv', ['collect_runs.py', *args, *[f'--label={k}={v}' for k, v in labels.items()]])
   collect.main()
   records = []
@@ -71,7 +71,8 @@ def test_records_of_a_finished_and_a_partial_run(tmp_path, monkeypatch):
   # Step 20 logged twice: a crashed part's record, then the resumed part's, which wins.
   _fake_run(done, [(0, 33.3), (20, 39.0), (20, 40.0), (40, 41.5)])
   _fake_run(partial, [(0, 33.3), (20, 38.0)], finished=False, method='simsiam_gsg')
-  curves, compute, table = _collect(monkeypatch, tmp_path, A=done, B=partial)
+  curves, compute, table = _collect(monkeypatch, tmp_path, '--bars', A=done, B=partial)
+  assert table['figure'] == {'bars': 'run', 'panels': [{'y': 'knn_top1'}, {'y': 'fast_linear_top1'}]}
   assert curves['series'][0] == {'label': 'A', 'x': [0.0, 2.0, 4.0], 'y': [33.3, 40.0, 41.5]}
   # Equal compute: SimSiam's two views per image count once, GSG's four twice.
   assert compute['series'] == [
