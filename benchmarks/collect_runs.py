@@ -137,6 +137,8 @@ def main():
     'title': f'{args.title}: held-out kNN top-1 against compute',
     'x': {'label': 'two-view epochs (epoch × views per image ÷ 2)'},
     'series': compute_series,
+    'caption': "Each point is a checkpoint partway through its run's own learning-rate schedule, not a run "
+    'trained to that budget: compare runs where their compute is equal, and the ends of runs of equal compute.',
   }
   table = {
     **common,
