@@ -186,6 +186,7 @@ def run_torch_child(python: str, specs, args) -> dict:
     'steps': args.steps,
     'warmup': args.warmup,
     'repeats': args.repeats,
+    'threads': args.torch_threads,
   }
   out = subprocess.run(
     [python, os.path.abspath(__file__), '--torch-child'],
@@ -273,6 +274,13 @@ def main(argv=None) -> int:
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--repeats', type=int, default=3)
   parser.add_argument('--torch-modes', default='eager', help='comma-separated: eager, compile (torch.compile)')
+  parser.add_argument(
+    '--torch-threads',
+    type=int,
+    default=0,
+    help="PyTorch's intra-op threads (0: its default, one per core). On a machine shared with other work, 1 avoids "
+    "OpenMP's threads waiting on each other for a core at every op",
+  )
   parser.add_argument('--torch-python', default='', help=f'$GSG_TORCH_PYTHON, else {DEFAULT_TORCH_PYTHON}')
   parser.add_argument('--out', default='', help='write the results-schema table here')
   parser.add_argument('--torch-child', action='store_true', help=argparse.SUPPRESS)
@@ -345,6 +353,8 @@ def torch_child() -> int:
 
   request = json.loads(sys.stdin.read())
   torch.manual_seed(0)
+  if request.get('threads'):
+    torch.set_num_threads(request['threads'])
   torch.set_flush_denormal(True)  # As XLA:CPU, which flushes denormals to zero; x86 slows down on them otherwise.
   steps = [TorchStep(spec) for spec in request['specs']]
   rows = [{'errors': []} for _ in steps]
