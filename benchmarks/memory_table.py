@@ -166,6 +166,8 @@ def main(argv=None):
   command = ' '.join(['python', os.path.relpath(os.path.abspath(__file__)), *argv])
   record = memory_record(rows, capacities, args.usable, command, args.batch_size)
   if args.raw:
+    # Named by the record, so the docs know the file beside it (every field of the rows) is its source.
+    record['results_file'] = os.path.relpath(os.path.abspath(args.raw), os.path.dirname(os.path.abspath(args.out)))
     with open(args.raw, 'w') as f:
       json.dump({'date': record['date'], 'command': command, 'commit': record['commit'], 'results': rows}, f, indent=1)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
