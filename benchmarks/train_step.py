@@ -11,8 +11,21 @@ with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``.
 ``--preset`` picks the whole model, heads, crop size and optimiser:
 ``cifar10`` (the paper's: ResNet-18, 2048-wide heads, 32×32 views),
 ``cifar10_cpu`` (the CPU experiments': ConvNet width 16, 256-wide heads,
-24×24 views) or ``quick``; ``--backbone``/``--width``, when given, override
-the preset's network.
+24×24 views), ``quick``, or ``imagenet`` (ResNet-50, 224×224 views cropped on
+the host, as the streamed input hands them over: a batch of
+[B, views, 224, 224, 3] uint8, and a 1000-class probe); ``--backbone``/
+``--width``, when given, override the preset's network. ``--remat off,on``
+compiles each case without and with rematerialised ResNet blocks.
+
+Every row carries ``memory``: XLA's memory analysis of the compiled step, per
+device (``argument_bytes``, ``output_bytes``, ``temp_bytes``,
+``generated_code_bytes``, ``alias_bytes``, and ``peak_bytes`` = argument +
+output + temp − alias: the step's state and batch, its new state, its scratch,
+less the state buffers it donates and reuses). With ``--compile-only`` nothing
+is allocated or run (the state and batch are shapes only), so the memory of a
+step on a device not at hand is read here; on the CPU it is the CPU backend's
+buffer assignment, close to but not the same as a GPU's. ``memory_table.py``
+turns such rows into a table of what fits on 16, 40 and 80 GB devices.
 
 Every run also times a dense float32 matrix product on the same devices
 (``matmul_gflops``), the machine's practical peak for this kind of work, and
@@ -60,8 +73,37 @@ def matmul_gflops(repeats: int = 10) -> float:
   return 2 * n**3 / best / 1e9
 
 
-def prepare(method: str, batch_size: int, args) -> dict:
-  """Compile one method's step at ``batch_size``: its row (FLOPs from XLA's cost analysis) and what timing needs."""
+SOURCE_IMAGE_SIZE = 32  # The CIFAR presets' images, cropped on the device.
+REMAT = {'off': False, 'on': True}
+
+
+def input_shapes(config, batch_size: int, preset: str) -> tuple[tuple[int, ...], int]:
+  """(shape of a batch's ``'image'``, number of classes) at ``preset``: the CIFAR presets hand the step whole 32×32
+  images; ImageNet's training split is streamed, and hands it every view already cropped on the host."""
+  if preset == 'imagenet':
+    crop = config.augment.crop_size
+    return (batch_size, config.data.stream_views, crop, crop, 3), 1000
+  return (batch_size, SOURCE_IMAGE_SIZE, SOURCE_IMAGE_SIZE, 3), 10
+
+
+def memory_row(compiled) -> dict | None:
+  """XLA's memory analysis of ``compiled``, per device, in bytes; None where the backend gives none."""
+  analysis = compiled.memory_analysis()
+  if analysis is None:
+    return None
+  sizes = {
+    key: int(getattr(analysis, f'{key}_size_in_bytes'))
+    for key in ('argument', 'output', 'temp', 'generated_code', 'alias')
+  }
+  row = {f'{key}_bytes': value for key, value in sizes.items()}
+  # Live at once: the inputs, the outputs and the scratch, less the donated inputs whose buffers the outputs reuse.
+  row['peak_bytes'] = sizes['argument'] + sizes['output'] + sizes['temp'] - sizes['alias']
+  return row
+
+
+def prepare(method: str, batch_size: int, args, remat: bool = False) -> dict:
+  """Compile one method's step at ``batch_size``: its row (FLOPs from XLA's cost analysis, memory from its memory
+  analysis) and what timing needs. With ``args.compile_only`` the state and batch are shapes, never allocated."""
   import jax
   import numpy as np
 
@@ -72,21 +114,32 @@ def prepare(method: str, batch_size: int, args) -> dict:
   config.model.backbone = args.backbone or config.model.backbone  # Given explicitly, or the preset's.
   config.model.width = args.width or config.model.width
   config.model.dtype = args.dtype
+  config.model.remat = remat
   config.batch_size = batch_size
   mesh = parallel.create_mesh()
   parallel.check_batch_size(batch_size, mesh)
   batch = parallel.batch_sharding(mesh)
-  trainer = build_trainer(config, steps_per_epoch=1000, num_classes=10)  # With the online probe, as runs are.
+  image_shape, num_classes = input_shapes(config, batch_size, args.preset)
+  # With the online probe, as runs are.
+  trainer = build_trainer(config, steps_per_epoch=1000, num_classes=num_classes)
   init, step = parallel.jit_trainer(trainer, mesh)
-  state = init(jax.random.key(0), (32, 32, 3))
-  data_rng = np.random.default_rng(0)
-  images = jax.device_put(
-    {
-      'image': data_rng.integers(0, 256, (batch_size, 32, 32, 3), np.uint8),
-      'label': data_rng.integers(0, 10, (batch_size,), np.int32),
-    },
-    batch,
-  )
+  init_shape = image_shape[-3:]
+  if args.compile_only:
+    state = jax.eval_shape(lambda key: init(key, init_shape), jax.random.key(0))
+    images = {
+      'image': jax.ShapeDtypeStruct(image_shape, np.uint8, sharding=batch),
+      'label': jax.ShapeDtypeStruct((batch_size,), np.int32, sharding=batch),
+    }
+  else:
+    state = init(jax.random.key(0), init_shape)
+    data_rng = np.random.default_rng(0)
+    images = jax.device_put(
+      {
+        'image': data_rng.integers(0, 256, image_shape, np.uint8),
+        'label': data_rng.integers(0, num_classes, (batch_size,), np.int32),
+      },
+      batch,
+    )
   rng = jax.random.key(1)
 
   t0 = time.perf_counter()
@@ -101,17 +154,21 @@ def prepare(method: str, batch_size: int, args) -> dict:
     'method': method,
     'batch_size': batch_size,
     'devices': jax.device_count(),
+    'batch_per_device': batch_size // jax.device_count(),
     'device_kind': device,
     'platform': jax.default_backend(),
     'preset': args.preset,
     'backbone': config.model.backbone,
     'width': config.model.width,
     'dtype': args.dtype,
+    'remat': remat,
     'crop_size': config.augment.crop_size,
+    'input_shape': list(image_shape),
     'views_per_image': trainer.method.num_views,
     'compile_seconds': compile_s,
     'flops_per_step': flops * jax.device_count(),
     'flops_per_image': flops * jax.device_count() / batch_size,
+    'memory': memory_row(compiled),  # Per device.
   }
   return {'row': row, 'compiled': compiled, 'state': state, 'images': images, 'rng': rng}
 
@@ -153,7 +210,7 @@ def measure_all(cases, args) -> list[dict]:
         case['images'],
         case['rng'],
         args.steps,
-        os.path.join(args.profile, f'{row["method"]}_b{row["batch_size"]}_d{row["devices"]}'),
+        os.path.join(args.profile, f'{row["method"]}_b{row["batch_size"]}_d{row["devices"]}' + '_remat' * row['remat']),
       )
       case['state'] = profile.pop('state')
     flops_per_s = row['flops_per_step'] / seconds
@@ -234,8 +291,14 @@ def main():
   parser.add_argument(
     '--preset',
     default='cifar10',
-    choices=('cifar10', 'cifar10_cpu', 'quick'),
-    help='config preset for the network, heads, crop size and optimiser (32×32 source images)',
+    choices=('cifar10', 'cifar10_cpu', 'quick', 'imagenet'),
+    help='config preset for the network, heads, crop size and optimiser (32×32 source images; imagenet: '
+    '224×224 views cropped on the host)',
+  )
+  parser.add_argument(
+    '--remat',
+    default='off',
+    help='comma-separated: off, on (rematerialise ResNet blocks; the ConvNet has none); every case with each',
   )
   parser.add_argument('--backbone', default='', help="override the preset's backbone (e.g. resnet18, convnet)")
   parser.add_argument('--width', type=int, default=0, help="override the preset's width")
@@ -262,32 +325,29 @@ def main():
   parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args()
 
+  remats = [REMAT[r] for r in args.remat.split(',')]
   if args.devices and not args.child:  # One child process per simulated device count.
-    rows = []
-    for n in args.devices.split(','):
-      env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={n}', JAX_PLATFORMS='cpu')
-      argv = [
-        f'--methods={args.methods}',
-        f'--batch-sizes={args.batch_sizes}',
-        f'--preset={args.preset}',
-        f'--backbone={args.backbone}',
-        f'--width={args.width}',
-        f'--dtype={args.dtype}',
-        f'--steps={args.steps}',
-        f'--warmup={args.warmup}',
-        f'--repeats={args.repeats}',
-        f'--profile={args.profile}',
-      ] + ['--compile-only'] * args.compile_only
-      out = subprocess.run(
-        [sys.executable, __file__, *argv, '--child', '--out', '-'],
-        env=env,
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-      ).stdout
-      rows += json.loads(out.strip().splitlines()[-1])
+    argv = [
+      f'--methods={args.methods}',
+      f'--batch-sizes={args.batch_sizes}',
+      f'--preset={args.preset}',
+      f'--backbone={args.backbone}',
+      f'--width={args.width}',
+      f'--dtype={args.dtype}',
+      f'--remat={args.remat}',
+      f'--steps={args.steps}',
+      f'--warmup={args.warmup}',
+      f'--repeats={args.repeats}',
+      f'--profile={args.profile}',
+    ] + ['--compile-only'] * args.compile_only
+    rows = [row for n in args.devices.split(',') for row in child_rows(int(n), argv)]
   else:
-    cases = [prepare(method, int(b), args) for method in args.methods.split(',') for b in args.batch_sizes.split(',')]
+    cases = [
+      prepare(method, int(b), args, remat)
+      for method in args.methods.split(',')
+      for b in args.batch_sizes.split(',')
+      for remat in remats
+    ]
     rows = [case['row'] for case in cases] if args.compile_only else measure_all(cases, args)
     for row in rows:
       speed = (
@@ -295,9 +355,10 @@ def main():
         if args.compile_only
         else f'{row["images_per_second"]:9.1f} img/s  {row["flops_per_second"] / 1e9:9.1f} GFLOP/s  '
       )
+      memory = f'  {row["memory"]["peak_bytes"] / 2**30:.2f} GiB/device' if row['memory'] else ''
       print(
-        f'{row["method"]:>14}  batch {row["batch_size"]:>5}  {row["devices"]} {row["device_kind"]}: {speed}'
-        f'{row["flops_per_image"] / 1e9:.2f} GFLOP/image',
+        f'{row["method"]:>14}  batch {row["batch_size"]:>5}  {row["devices"]} {row["device_kind"]}'
+        f'{" remat" * row["remat"]}: {speed}{row["flops_per_image"] / 1e9:.2f} GFLOP/image{memory}',
         file=sys.stderr,
       )
     if not args.compile_only:
@@ -327,6 +388,19 @@ def main():
   print(f'wrote {args.out}', file=sys.stderr)
 
 
+def child_rows(devices: int, argv: list[str]) -> list[dict]:
+  """The rows of this script run with ``argv`` in a child process on ``devices`` simulated CPU devices."""
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', JAX_PLATFORMS='cpu')
+  out = subprocess.run(
+    [sys.executable, os.path.abspath(__file__), *argv, '--child', '--out', '-'],
+    env=env,
+    check=True,
+    stdout=subprocess.PIPE,
+    text=True,
+  ).stdout
+  return json.loads(out.strip().splitlines()[-1])
+
+
 def git_commit() -> str | None:
   """The checkout's commit (with ``+dirty`` when it has uncommitted changes), or None outside a checkout."""
   here = os.path.dirname(os.path.abspath(__file__))
@@ -353,10 +427,11 @@ def cpu_model() -> str | None:
 def add_ratios(rows) -> None:
   """``gsg_cost_ratio`` on every GSG row with a plain row of the same batch, devices and network: time per image
   over the plain method's (SimSiam's for SimSiam+GSG, BYOL's for BYOL+GSG)."""
-  plain = {(r['method'], r['batch_size'], r['devices'], r['backbone'], r['width']): r for r in rows}
+  key = lambda r, method: (method, r['batch_size'], r['devices'], r['backbone'], r['width'], r.get('remat', False))
+  plain = {key(r, r['method']): r for r in rows}
   for r in rows:
     if r['method'].endswith('_gsg'):
-      base = plain.get((r['method'][: -len('_gsg')], r['batch_size'], r['devices'], r['backbone'], r['width']))
+      base = plain.get(key(r, r['method'][: -len('_gsg')]))
       if base:
         r['gsg_cost_ratio'] = base['images_per_second'] / r['images_per_second']
         print(
