@@ -15,7 +15,9 @@ with ``XLA_FLAGS=--xla_force_host_platform_device_count=N``.
 the host, as the streamed input hands them over: a batch of
 [B, views, 224, 224, 3] uint8, and a 1000-class probe); ``--backbone``/
 ``--width``, when given, override the preset's network. ``--remat off,on``
-compiles each case without and with rematerialised ResNet blocks.
+compiles each case without and with rematerialised ResNet blocks;
+``--views-per-pass 0,1`` with the views in one network pass and in one pass
+per view (``config.model.views_per_pass``).
 
 Every row carries ``memory``: XLA's memory analysis of the compiled step, per
 device (``argument_bytes``, ``output_bytes``, ``temp_bytes``,
@@ -101,7 +103,7 @@ def memory_row(compiled) -> dict | None:
   return row
 
 
-def prepare(method: str, batch_size: int, args, remat: bool = False) -> dict:
+def prepare(method: str, batch_size: int, args, remat: bool = False, views_per_pass: int = 0) -> dict:
   """Compile one method's step at ``batch_size``: its row (FLOPs from XLA's cost analysis, memory from its memory
   analysis) and what timing needs. With ``args.compile_only`` the state and batch are shapes, never allocated."""
   import jax
@@ -115,6 +117,7 @@ def prepare(method: str, batch_size: int, args, remat: bool = False) -> dict:
   config.model.width = args.width or config.model.width
   config.model.dtype = args.dtype
   config.model.remat = remat
+  config.model.views_per_pass = views_per_pass
   config.batch_size = batch_size
   mesh = parallel.create_mesh()
   parallel.check_batch_size(batch_size, mesh)
@@ -162,6 +165,7 @@ def prepare(method: str, batch_size: int, args, remat: bool = False) -> dict:
     'width': config.model.width,
     'dtype': args.dtype,
     'remat': remat,
+    'views_per_pass': views_per_pass,
     'crop_size': config.augment.crop_size,
     'input_shape': list(image_shape),
     'views_per_image': trainer.method.num_views,
@@ -210,7 +214,10 @@ def measure_all(cases, args) -> list[dict]:
         case['images'],
         case['rng'],
         args.steps,
-        os.path.join(args.profile, f'{row["method"]}_b{row["batch_size"]}_d{row["devices"]}' + '_remat' * row['remat']),
+        os.path.join(
+          args.profile,
+          f'{row["method"]}_b{row["batch_size"]}_d{row["devices"]}_v{row["views_per_pass"]}' + '_remat' * row['remat'],
+        ),
       )
       case['state'] = profile.pop('state')
     flops_per_s = row['flops_per_step'] / seconds
@@ -300,6 +307,11 @@ def main():
     default='off',
     help='comma-separated: off, on (rematerialise ResNet blocks; the ConvNet has none); every case with each',
   )
+  parser.add_argument(
+    '--views-per-pass',
+    default='0',
+    help='comma-separated config.model.views_per_pass values (0: all views in one network pass); every case with each',
+  )
   parser.add_argument('--backbone', default='', help="override the preset's backbone (e.g. resnet18, convnet)")
   parser.add_argument('--width', type=int, default=0, help="override the preset's width")
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
@@ -335,6 +347,7 @@ def main():
       f'--width={args.width}',
       f'--dtype={args.dtype}',
       f'--remat={args.remat}',
+      f'--views-per-pass={args.views_per_pass}',
       f'--steps={args.steps}',
       f'--warmup={args.warmup}',
       f'--repeats={args.repeats}',
@@ -343,10 +356,11 @@ def main():
     rows = [row for n in args.devices.split(',') for row in child_rows(int(n), argv)]
   else:
     cases = [
-      prepare(method, int(b), args, remat)
+      prepare(method, int(b), args, remat, int(k))
       for method in args.methods.split(',')
       for b in args.batch_sizes.split(',')
       for remat in remats
+      for k in args.views_per_pass.split(',')
     ]
     rows = [case['row'] for case in cases] if args.compile_only else measure_all(cases, args)
     for row in rows:
@@ -356,9 +370,10 @@ def main():
         else f'{row["images_per_second"]:9.1f} img/s  {row["flops_per_second"] / 1e9:9.1f} GFLOP/s  '
       )
       memory = f'  {row["memory"]["peak_bytes"] / 2**30:.2f} GiB/device' if row['memory'] else ''
+      passes = f' {row["views_per_pass"]} views/pass' if row['views_per_pass'] else ''
       print(
         f'{row["method"]:>14}  batch {row["batch_size"]:>5}  {row["devices"]} {row["device_kind"]}'
-        f'{" remat" * row["remat"]}: {speed}{row["flops_per_image"] / 1e9:.2f} GFLOP/image{memory}',
+        f'{" remat" * row["remat"]}{passes}: {speed}{row["flops_per_image"] / 1e9:.2f} GFLOP/image{memory}',
         file=sys.stderr,
       )
     if not args.compile_only:
@@ -427,7 +442,15 @@ def cpu_model() -> str | None:
 def add_ratios(rows) -> None:
   """``gsg_cost_ratio`` on every GSG row with a plain row of the same batch, devices and network: time per image
   over the plain method's (SimSiam's for SimSiam+GSG, BYOL's for BYOL+GSG)."""
-  key = lambda r, method: (method, r['batch_size'], r['devices'], r['backbone'], r['width'], r.get('remat', False))
+  key = lambda r, method: (
+    method,
+    r['batch_size'],
+    r['devices'],
+    r['backbone'],
+    r['width'],
+    r.get('remat', False),
+    r.get('views_per_pass', 0),
+  )
   plain = {key(r, r['method']): r for r in rows}
   for r in rows:
     if r['method'].endswith('_gsg'):
@@ -435,7 +458,8 @@ def add_ratios(rows) -> None:
       if base:
         r['gsg_cost_ratio'] = base['images_per_second'] / r['images_per_second']
         print(
-          f'{r["method"]} / {base["method"]}, batch {r["batch_size"]}, {r["devices"]} device(s): '
+          f'{r["method"]} / {base["method"]}, batch {r["batch_size"]}, {r["devices"]} device(s), '
+          f'{r.get("views_per_pass", 0)} views/pass: '
           f'{r["gsg_cost_ratio"]:.2f}× the time per image',
           file=sys.stderr,
         )

@@ -103,6 +103,8 @@ def make_config(
   c.model.predictor_hidden_dim = 512  # Reference predictor bottleneck.
   c.model.dtype = 'float32'  # or 'bfloat16' compute (parameters stay float32).
   c.model.remat = False  # Rematerialise ResNet blocks to save memory.
+  c.model.views_per_pass = 0  # Views per network pass in training (models.train_pass); 0: all at once, the
+  # accelerator's shape.
   # Heads' initialisation (gsg_jax.models.heads): 'torch', PyTorch's nn.Linear default as the reference (weights and
   # biases U(±1/√fan_in)), or 'flax', nn.Dense's default (lecun_normal, √3 times the std; zero biases).
   # The ResNet convolutions are torchvision's Kaiming normal (fan_out) under both.
@@ -172,6 +174,9 @@ def make_config(
     c.model.projector_hidden_dim = 256
     c.model.predictor_hidden_dim = 64
     c.augment.crop_size = 24  # 24×24 views (evaluation resizes the 32×32 image to 24): half the cost of 32.
+    # One network pass per view, the same step: XLA:CPU's convolutions cost more per row as a call's rows grow,
+    # which made GSG's four views in one pass cost more than twice SimSiam's two (benchmarks/gsg_cost.py).
+    c.model.views_per_pass = 1
     c.optim.base_lr = 0.1  # A short run takes a larger step than the 800-epoch recipe's 0.03.
     c.batch_size = 256
     c.num_epochs = 8  # SimSiam+GSG's 8 epochs fit the budget; SimSiam's take half of it.
@@ -210,6 +215,7 @@ def make_config(
     c.model.predictor_hidden_dim = 64
     c.model.projector_layers = 3  # The layout the measured quick figures (docs/results/) were taken with.
     c.augment.crop_size = 24  # 24×24 views of the 32×32 images: half the cost of 32×32.
+    c.model.views_per_pass = 1  # As at cifar10_cpu: the faster shape on a CPU.
     c.optim.base_lr = 0.1
     c.batch_size = 128
     c.num_epochs = 6

@@ -3,6 +3,7 @@ fail clearly. (Resuming after SIGTERM/SIGKILL and unusable workdirs: test_faults
 
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -92,6 +93,35 @@ def test_online_probe_gradient_reaches_only_the_probe(name):
   assert not np.allclose(other['probe']['kernel'], grads['probe']['kernel'])
 
 
+@pytest.mark.parametrize('name,views_per_pass', [('simsiam_gsg', 1), ('simsiam_gsg', 2), ('byol_gsg', 2), ('byol', 1)])
+def test_views_per_pass_takes_the_same_steps(name, views_per_pass):
+  """A step with the views in several network passes equals the one-pass step: the same losses, parameters,
+  BatchNorm running statistics and target network (BYOL's EMA pass is split too)."""
+  rng = np.random.default_rng(0)
+  batch = {
+    'image': rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
+    'label': rng.integers(0, 10, (16,), dtype=np.int32),
+  }
+  results = []
+  for k in (0, views_per_pass):
+    trainer = build_trainer(tiny_config(name, **{'model.views_per_pass': k}), 8, num_classes=10)
+    state = jax.jit(trainer.init, static_argnums=1)(jax.random.key(0), (32, 32, 3))
+    step = jax.jit(trainer.train_step)
+    for i in range(2):
+      state, metrics = step(state, batch, jax.random.key(i))
+    results.append((state, metrics))
+  (one, one_metrics), (split, split_metrics) = results
+  for key in ('loss', 'probe/loss'):
+    np.testing.assert_allclose(split_metrics[key], one_metrics[key], rtol=1e-5)
+  close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  for part in ('params', 'model_state', 'extras'):
+    jax.tree_util.tree_map(close, getattr(split, part), getattr(one, part))
+  # And the split program is what it says: the first convolution sees 16·k rows of 16×16×3 crops per pass.
+  lowered = jax.jit(trainer.train_step).lower(state, batch, jax.random.key(0)).as_text()
+  rows = {int(n) for n in re.findall(r'convolution.*?tensor<(\d+)x16x16x3xf32>', lowered)}
+  assert rows == {16 * views_per_pass}
+
+
 def test_restoring_a_mismatched_checkpoint_says_why(tmp_path):
   import jax.numpy as jnp
 
@@ -119,6 +149,8 @@ def test_restoring_a_mismatched_checkpoint_says_why(tmp_path):
     ('optim.base_lr', -1.0, 'optim.base_lr'),
     ('batch_size', 1, 'batch_size'),
     ('data.source', 'nowhere', 'source'),
+    ('model.views_per_pass', -1, 'views_per_pass'),
+    ('model.views_per_pass', 3, 'views_per_pass=3 is invalid: it must divide'),
   ],
 )
 def test_bad_config_values_fail_clearly(tmp_path, key, value, message):

@@ -29,6 +29,7 @@ import flax
 import jax
 import jax.numpy as jnp
 
+from gsg_jax import models
 from gsg_jax.errors import ConfigError
 
 SCHEDULES = ('constant', 'cosine')
@@ -94,10 +95,8 @@ class EMATarget:
     )
 
   def projections(self, entry, network, x, num_views):
-    out, updates = network.apply(
-      entry.variables, x, train=True, num_views=num_views, with_predictor=False, mutable=['batch_stats']
-    )
-    return out['projection'], entry.replace(batch_stats=updates.get('batch_stats', {}))
+    out, batch_stats = models.train_pass(network, entry.variables, x, num_views, with_predictor=False)
+    return out['projection'], entry.replace(batch_stats=batch_stats)
 
   def update(self, entry, params, step):
     momentum = self.momentum(step)

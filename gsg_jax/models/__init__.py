@@ -38,6 +38,7 @@ class SiameseNetwork(nn.Module):
   backbone: nn.Module
   projector: nn.Module
   predictor: Optional[nn.Module] = None
+  views_per_pass: int = 0  # Training passes (``train_pass``) take this many views at a time; 0: all at once.
 
   def __call__(self, x, *, train: bool, num_views: int = 1, with_predictor: bool = True):
     features = self.backbone(x, train=train, num_views=num_views)
@@ -52,6 +53,40 @@ class SiameseNetwork(nn.Module):
   def encode(self, x):
     """Backbone features in evaluation mode (running BatchNorm statistics)."""
     return self.backbone(x, train=False).astype(jnp.float32)
+
+
+def train_pass(network: SiameseNetwork, variables, x, num_views: int, with_predictor: bool = True):
+  """Training-mode ``network`` on view rows ``x`` [B·V, ...] → (outputs, new ``batch_stats``).
+
+  With ``network.views_per_pass = k`` (0 < k < V) the V views go through the
+  network in V/k passes of k views each instead of one pass over all rows.
+  The function is the same: BatchNorm's statistics are per view either way,
+  every pass starts from the same running statistics, and their new values
+  are averaged over the passes, which equals the one-pass update
+  ``m · running + (1 − m) · mean over views``. Why it exists: XLA:CPU's
+  convolutions (and most of all their input gradients) cost more per row as
+  a call's rows grow, so on a CPU the views in several smaller passes run
+  faster than all at once (``benchmarks/gsg_cost.py`` measures it). On an
+  accelerator one big pass is the usual faster shape; leave it at 0 there.
+  """
+  k = getattr(network, 'views_per_pass', 0) or num_views  # Other networks (the landscape's) take one pass.
+  if num_views % k:
+    raise ConfigError(f"config.model.views_per_pass={k} is invalid: it must divide the method's {num_views} views.")
+  apply = lambda rows, v: network.apply(
+    variables, rows, train=True, num_views=v, with_predictor=with_predictor, mutable=['batch_stats']
+  )
+  if k == num_views:
+    out, updates = apply(x, num_views)
+    return out, updates.get('batch_stats', {})
+  by_view = x.reshape((x.shape[0] // num_views, num_views) + x.shape[1:])  # [B, V, ...]
+  passes = [apply(by_view[:, g : g + k].reshape((-1,) + x.shape[1:]), k) for g in range(0, num_views, k)]
+  # Back to image-major rows: [B, k, D] per pass, joined along the view axis.
+  out = {
+    key: jnp.concatenate([o[key].reshape(by_view.shape[0], k, -1) for o, _ in passes], 1).reshape(x.shape[0], -1)
+    for key in passes[0][0]
+  }
+  stats = [u.get('batch_stats', {}) for _, u in passes]
+  return out, jax.tree_util.tree_map(lambda *s: sum(s) / len(s), *stats)
 
 
 def _dtype(config):
@@ -95,7 +130,10 @@ def build_network(config, predictor: Optional[nn.Module] = None) -> SiameseNetwo
   )
   if predictor is not None and hasattr(predictor, 'init_scheme'):
     predictor = predictor.clone(init_scheme=init_scheme)
-  return SiameseNetwork(build_backbone(config), projector, predictor)
+  views_per_pass = config.get('views_per_pass', 0)  # Absent from the configs of runs made before it existed.
+  if views_per_pass < 0:
+    raise ConfigError(f'config.model.views_per_pass={views_per_pass!r} is invalid: expected >= 0.')
+  return SiameseNetwork(build_backbone(config), projector, predictor, views_per_pass)
 
 
 def init_variables(network: nn.Module, rng: jax.Array, row_shape) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """Batch normalisation with statistics computed per view.
 
-Every train step pushes all views of a batch through the network in one pass
-(one big convolution instead of two or four small ones), as an array of
+A train step pushes the views of a batch through the network as an array of
 ``B * V`` rows laid out image-major: row ``b * V + v`` is view ``v`` of image
-``b``. The reference implementations normalise each view over its own batch,
-so the statistics here are taken per view:
+``b`` (all views in one pass, or a few at a time: ``models.train_pass``).
+The reference implementations normalise each view over its own batch, so the
+statistics here are taken per view:
 
     mean_v = 1/(B·S) Σ_{b,s} x[b, v, s]        var_v = 1/(B·S) Σ_{b,s} (x[b, v, s] − mean_v)²
     y[b, v, s] = γ · (x[b, v, s] − mean_v) / √(var_v + ε) + β

@@ -15,7 +15,8 @@ static about a run; its two functions are pure and jit-able:
   [B·V, ...], example-major.
 
 One step:
-  1. V views of every example (``views``); one network pass over all rows.
+  1. V views of every example (``views``); the network over all rows (``models.train_pass``: in one pass, or
+     ``views_per_pass`` views at a time, the same function).
   2. Targets: the target component's projections (BYOL's EMA network), or the
      online projections with their gradient (SimSiam); the loss puts what it
      treats as a target under ``jax.lax.stop_gradient`` itself.
@@ -96,9 +97,7 @@ class Trainer:
     ``aux['loss']`` is the method's loss alone.
     """
     num_views = self.method.num_views
-    out, updates = self.network.apply(
-      self.network_variables(params, model_state), x, train=True, num_views=num_views, mutable=['batch_stats']
-    )
+    out, model_state = models.train_pass(self.network, self.network_variables(params, model_state), x, num_views)
     targets = out['projection'] if target_projections is None else target_projections
     to_views = lambda a: a.reshape(x.shape[0] // num_views, num_views, -1)
     loss, aux, loss_state = self.method.loss_fn(to_views(out['prediction']), to_views(targets), rng, loss_state)
@@ -111,7 +110,7 @@ class Trainer:
       aux['probe/loss'] = probe_loss
       aux['probe/train_top1'] = 100.0 * jnp.mean(jnp.argmax(logits, -1) == view_labels)
       objective = loss + probe_loss
-    return objective, (aux, updates.get('batch_stats', {}), out, loss_state)
+    return objective, (aux, model_state, out, loss_state)
 
   def train_step(self, state: TrainState, batch, rng):
     """One optimisation step on a global batch. Pure: (state, batch, rng) → (state, metrics).
