@@ -10,8 +10,10 @@ time) and ``eval/latest.json`` where ``gsg_jax.evaluate`` has run (the fast
 linear probe). Writes ``benchmarks/results/<study>/<name>_curves.json`` (kNN
 against epoch, with the floors), ``<name>_compute_curves.json`` (the same
 against two-view epochs: a four-view GSG epoch counts twice) and ``<name>_table.json`` (one row per run:
-epochs reached of those configured, kNN, linear, training time), each with the
-command, date, commit and machine. A run still training is collected as far as
+seed, batch, epochs reached of those configured, kNN, linear, training time),
+each with the command, date, commit and machine. ``--bars`` gives the table a
+bar per run as its figure; ``--by-batch`` (one label's runs at several batch
+sizes) kNN and linear against the batch, a line per label. A run still training is collected as far as
 it got: the table says how far, so a partial curve is never read as a finished
 one.
 """
@@ -57,11 +59,8 @@ def curve(workdir: str) -> tuple[list, list, dict]:
   return [r['epoch'] for r in records], [r['knn_top1'] for r in records], floors
 
 
-def row(label: str, workdir: str) -> dict:
-  config = run_dir.saved_config(workdir)
-  if config is None:
-    raise MissingPathError(f'{workdir} holds no run (no config.json).')
-  epochs, knn, _ = curve(workdir)
+def row(label: str, workdir: str, config: dict, epochs: list, knn: list) -> dict:
+  """The table row of the run in ``workdir``: its ``config`` and kNN curve read already, the rest read here."""
   summary = run_dir.read_summary(workdir) or {}
   record = storage.read_json_if_present(storage.join(workdir, run_dir.RECORD_FILE)) or {}
   steps_per_epoch = record.get('steps_per_epoch')
@@ -72,6 +71,7 @@ def row(label: str, workdir: str) -> dict:
   return {
     'run': label,
     'seed': config['seed'],
+    'batch_size': config['batch_size'],
     'epochs': reached / steps_per_epoch if steps_per_epoch else (epochs[-1] if epochs else None),
     'configured_epochs': config['num_epochs'],
     'finished': bool(summary) and summary.get('steps') == reached,
@@ -91,22 +91,31 @@ def main():
   parser.add_argument('--note', action='append', default=[], help='a sentence under the table (repeatable)')
   parser.add_argument('--label', action='append', required=True, help='LABEL=RUN_DIR (repeatable, in order)')
   parser.add_argument('--bars', action='store_true', help="the table's figure: a bar per run, kNN and linear")
+  parser.add_argument(
+    '--by-batch',
+    action='store_true',
+    help="runs of one label at several batch sizes: the table's figure is kNN and linear against the batch size, "
+    'a line per label',
+  )
   args = parser.parse_args()
 
   runs = [spec.split('=', 1) for spec in args.label]
   if any(len(r) != 2 for r in runs):
     parser.error('--label takes LABEL=RUN_DIR')
-  series, floors = [], {}
-  compute_series = []
-  for label, workdir in runs:
+  series, compute_series, rows, floors = [], [], [], {}
+  for label, workdir in runs:  # Each run's files read once.
+    config = run_dir.saved_config(workdir)
+    if config is None:
+      raise MissingPathError(f'{workdir} holds no run (no config.json).')
     epochs, knn, run_floors = curve(workdir)
-    views = LOSSES[run_dir.saved_config(workdir)['method']['loss']].num_views
-    compute_series.append({'label': label, 'x': [e * views / 2 for e in epochs], 'y': knn})
-    for name, value in run_floors.items():
-      if floors.setdefault(name, value) != value:
-        raise ValueError(f'{workdir}: floor {name!r} is {value}, another run has {floors[name]}: not one footing.')
-    series.append({'label': label, 'x': epochs, 'y': knn})
-  rows = [row(label, workdir) for label, workdir in runs]
+    for floor, value in run_floors.items():
+      if floors.setdefault(floor, value) != value:
+        raise ValueError(f'{workdir}: floor {floor!r} is {value}, another run has {floors[floor]}: not one footing.')
+    rows.append(row(label, workdir, config, epochs, knn))
+    name = f'{label}, batch {config["batch_size"]}' if args.by_batch else label
+    views = LOSSES[config['method']['loss']].num_views
+    series.append({'label': name, 'x': epochs, 'y': knn})
+    compute_series.append({'label': name, 'x': [e * views / 2 for e in epochs], 'y': knn})
   common = {
     'schema': SCHEMA,
     'study': args.study,
@@ -147,6 +156,7 @@ def main():
     'columns': [
       {'key': 'run', 'label': 'run'},
       {'key': 'seed', 'label': 'seed'},
+      {'key': 'batch_size', 'label': 'batch'},
       {'key': 'epochs', 'label': 'epochs reached', 'format': '.2f'},
       {'key': 'configured_epochs', 'label': 'of'},
       {'key': 'finished', 'label': 'finished'},
@@ -158,8 +168,17 @@ def main():
     'rows': rows,
     'notes': args.note,
   }
+  if args.bars and args.by_batch:
+    parser.error('--bars and --by-batch are two figures of the table: choose one')
   if args.bars:
     table['figure'] = {'bars': 'run', 'panels': [{'y': 'knn_top1'}, {'y': 'fast_linear_top1'}]}
+  if args.by_batch:
+    table['figure'] = {
+      'x': 'batch_size',
+      'group': 'run',
+      'log_x': True,
+      'panels': [{'y': 'knn_top1'}, {'y': 'fast_linear_top1'}],
+    }
   for suffix, record in (('curves', curves), ('compute_curves', compute_curves), ('table', table)):
     path = os.path.join(out_dir, f'{args.name}_{suffix}.json')
     with open(path, 'w') as f:

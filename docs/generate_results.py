@@ -257,8 +257,9 @@ def figure_data(record: dict) -> dict | None:
       )
       continue
     groups: dict[str, list] = {}
-    for row in record['rows']:
-      groups.setdefault(str(row[spec['group']]), []).append((row[spec['x']], row[panel['y']]))
+    for row in record['rows']:  # Rows without the value (a run not yet probed) are left out of the line.
+      if row[panel['y']] is not None:
+        groups.setdefault(str(row[spec['group']]), []).append((row[spec['x']], row[panel['y']]))
     panels.append(
       {
         'title': columns[panel['y']]['label'],

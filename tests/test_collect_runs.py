@@ -18,9 +18,9 @@ def _load(name: str, path: str):
   return module
 
 
-def _fake_run(folder, evals, steps_per_epoch=10, finished=True, raw=37.8, method='simsiam'):
+def _fake_run(folder, evals, steps_per_epoch=10, finished=True, raw=37.8, method='simsiam', batch_size=64):
   os.makedirs(folder)
-  run_dir.write_config(str(folder), tiny_config(method, num_epochs=4))
+  run_dir.write_config(str(folder), tiny_config(method, num_epochs=4, batch_size=batch_size))
   records = [{'kind': 'train', 'step': 5, 'epoch': 0.5, 'loss': -0.1}]
   records += [
     {
@@ -52,7 +52,8 @@ def _fake_run(folder, evals, steps_per_epoch=10, finished=True, raw=37.8, method
 
 
 def _collect(monkeypatch, root, *flags, **labels):
-  """benchmarks/collect_runs.py's command line, writing under ``root`` instead of the checkout."""
+  """benchmarks/collect_runs.py's command line, writing under ``root`` instead of the checkout (more labels,
+  repeated ones too, as ``--label`` flags)."""
   collect = _load('collect_runs', os.path.join(REPO, 'benchmarks', 'collect_runs.py'))
   monkeypatch.setattr(collect, 'REPO', str(root))
   args = ['--study=demo', '--name=c', '--title=Demo', '--command=cmd', *flags]
@@ -94,3 +95,30 @@ def test_runs_on_different_floors_are_refused(tmp_path, monkeypatch):
   _fake_run(tmp_path / 'b', [(0, 33.3), (20, 39.0)], raw=41.0)
   with pytest.raises(ValueError, match='not one footing'):
     _collect(monkeypatch, tmp_path, A=tmp_path / 'a', B=tmp_path / 'b')
+
+
+def test_runs_of_one_method_at_several_batches(tmp_path, monkeypatch):
+  """--by-batch: the table's figure is kNN and linear against the batch, a line per label; curves name the batch."""
+  generator = _load('generate_results', os.path.join(REPO, 'docs', 'generate_results.py'))
+  runs = {(m, b): tmp_path / f'{m}_{b}' for m in ('simsiam', 'simsiam_gsg') for b in (32, 256)}
+  for (method, batch), folder in runs.items():
+    _fake_run(folder, [(0, 33.3), (40, 40.0 + batch / 100)], method=method, batch_size=batch)
+  labels = [f'--label={"GSG" if m.endswith("gsg") else "SimSiam"}={f}' for (m, _), f in runs.items()]
+  curves, _, table = _collect(monkeypatch, tmp_path, '--by-batch', *labels)
+  assert table['figure']['x'] == 'batch_size' and table['figure']['group'] == 'run'
+  assert [(r['run'], r['batch_size']) for r in table['rows']] == [
+    ('SimSiam', 32),
+    ('SimSiam', 256),
+    ('GSG', 32),
+    ('GSG', 256),
+  ]
+  assert [s['label'] for s in curves['series']][:2] == ['SimSiam, batch 32', 'SimSiam, batch 256']
+  generator.check_record(table, str(tmp_path / 'benchmarks' / 'results' / 'demo' / 'c_table.json'))
+  knn, linear = generator.figure_data(table)['panels']
+  assert [(line['label'], line['x'], line['y']) for line in knn['lines']] == [
+    ('SimSiam', [32, 256], [40.32, 42.56]),
+    ('GSG', [32, 256], [40.32, 42.56]),
+  ]
+  assert knn['log_x'] and linear['lines'] == []  # No run was probed: no linear line, and no error.
+  with pytest.raises(SystemExit):
+    _collect(monkeypatch, tmp_path, '--by-batch', '--bars', *labels)
