@@ -7,8 +7,8 @@ A run directory (``--workdir``) holds, beside ``checkpoints/`` and ``metrics.jso
   same directory must give the same value for every key that changes what is
   trained (method, model, data, optimiser, batch size, seed, …), or it is
   refused before anything is written (``check_config``). Only the keys of
-  ``RESUMABLE_KEYS`` may change: more epochs, and the cadence of logging,
-  checkpoints and evaluation. Their changes are written into ``config.json``
+  ``RESUMABLE_KEYS`` may change: more epochs, the cadence of logging,
+  checkpoints and evaluation, and how many views a network pass takes. Their changes are written into ``config.json``
   and recorded in ``run.json``, so evaluation, reports and exports always read
   the config that trained the weights.
 * ``run.json``: ``{"steps_per_epoch", "parts": [...]}``, one part per command
@@ -55,6 +55,7 @@ RESUMABLE_KEYS = (
   'eval.',
   'distributed.',
   'data.cache_dir',
+  'model.views_per_pass',  # The same step in another shape (models.train_pass); absent from older runs' configs.
 )
 _SHOWN_DIFFERENCES = 4  # Keys named in the one-line refusal; the rest are counted.
 

@@ -59,6 +59,14 @@ def test_cadence_and_more_epochs_are_allowed_and_returned(tmp_path):
   }
 
 
+def test_a_run_made_before_views_per_pass_resumes_with_it(tmp_path):
+  """Older runs' configs have no model.views_per_pass; the presets now set it, and it computes the same step."""
+  config = tiny_config('simsiam_gsg')
+  del config.model['views_per_pass']
+  workdir = _saved(tmp_path, config)
+  assert run_dir.check_config(workdir, tiny_config('simsiam_gsg')) == {'model.views_per_pass': (None, 1)}
+
+
 def test_a_key_only_one_side_has_is_a_difference():
   config = tiny_config('simsiam')
   saved = run_dir.config_as_dict(config)
