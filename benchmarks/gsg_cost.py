@@ -18,7 +18,6 @@ The record is a results-schema table (``docs/development/results_schema.md``).
 
 import argparse
 import datetime
-import json
 import os
 import sys
 
@@ -147,16 +146,7 @@ def main(argv=None):
       f'{row["gsg_time_ratio"]:.2f}×',
       file=sys.stderr,
     )
-  if args.raw:
-    # Named by the record, so the docs know the file beside it (every field of the rows) is its source.
-    record['results_file'] = os.path.relpath(os.path.abspath(args.raw), os.path.dirname(os.path.abspath(args.out)))
-    with open(args.raw, 'w') as f:
-      json.dump({'date': record['date'], 'command': command, 'commit': record['commit'], 'results': rows}, f, indent=1)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, 'w') as f:
-    json.dump(record, f, indent=1, ensure_ascii=False)
-    f.write('\n')
-  print(f'wrote {args.out}', file=sys.stderr)
+  train_step.write_record(record, rows, args.out, args.raw)
 
 
 if __name__ == '__main__':

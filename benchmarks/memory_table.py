@@ -23,7 +23,6 @@ accelerator, not a measurement on one.
 
 import argparse
 import datetime
-import json
 import os
 import sys
 
@@ -165,16 +164,7 @@ def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
   command = ' '.join(['python', os.path.relpath(os.path.abspath(__file__)), *argv])
   record = memory_record(rows, capacities, args.usable, command, args.batch_size)
-  if args.raw:
-    # Named by the record, so the docs know the file beside it (every field of the rows) is its source.
-    record['results_file'] = os.path.relpath(os.path.abspath(args.raw), os.path.dirname(os.path.abspath(args.out)))
-    with open(args.raw, 'w') as f:
-      json.dump({'date': record['date'], 'command': command, 'commit': record['commit'], 'results': rows}, f, indent=1)
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, 'w') as f:
-    json.dump(record, f, indent=1, ensure_ascii=False)
-    f.write('\n')
-  print(f'wrote {args.out}', file=sys.stderr)
+  train_step.write_record(record, rows, args.out, args.raw)
 
 
 if __name__ == '__main__':

@@ -403,6 +403,20 @@ def main():
   print(f'wrote {args.out}', file=sys.stderr)
 
 
+def write_record(record: dict, rows: list[dict], out: str, raw: str = '') -> None:
+  """Writes a results-schema ``record`` made from train_step rows to ``out``, and with ``raw`` the ``rows`` (every
+  field) to that file too, named in the record as its ``results_file`` so the docs know where its table came from."""
+  if raw:
+    record['results_file'] = os.path.relpath(os.path.abspath(raw), os.path.dirname(os.path.abspath(out)))
+    with open(raw, 'w') as f:
+      json.dump({k: record[k] for k in ('date', 'command', 'commit')} | {'results': rows}, f, indent=1)
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out, 'w') as f:
+    json.dump(record, f, indent=1, ensure_ascii=False)
+    f.write('\n')
+  print(f'wrote {out}', file=sys.stderr)
+
+
 def child_rows(devices: int, argv: list[str]) -> list[dict]:
   """The rows of this script run with ``argv`` in a child process on ``devices`` simulated CPU devices."""
   env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', JAX_PLATFORMS='cpu')
