@@ -40,7 +40,8 @@ SimSiam+GSG, and the PyTorch half gets the same shapes as a JSON spec:
 
 PyTorch forwards each view through the network on its own (the reference code's
 way, and BatchNorm's statistics are per view as gsg_jax's ViewBatchNorm);
-gsg_jax forwards all views in one pass. "PyTorch, no augmentation" is the same
+so does gsg_jax by default (``--views-per-pass 1``; 0 forwards all views in
+one pass). "PyTorch, no augmentation" is the same
 step on views already made (random tensors), to show what the augmentation
 costs it. One image = one source image with all its views, as in
 ``train_step.py``. Each side keeps the fastest of ``--repeats`` repeats of
@@ -174,7 +175,7 @@ def measure_jax(specs, args) -> list[dict]:
       repeats=args.repeats,
       profile='',
     )
-    cases.append(train_step.prepare(spec['method'], spec['batch_size'], step_args))
+    cases.append(train_step.prepare(spec['method'], spec['batch_size'], step_args, views_per_pass=args.views_per_pass))
   return train_step.measure_all(cases, step_args)
 
 
@@ -270,6 +271,12 @@ def main(argv=None) -> int:
   parser.add_argument('--cases', default='quick,resnet18', help=f'comma-separated: {", ".join(CASES)}')
   parser.add_argument('--methods', default='simsiam,simsiam_gsg')
   parser.add_argument('--batch-size', type=int, default=128)
+  parser.add_argument(
+    '--views-per-pass',
+    type=int,
+    default=1,
+    help="gsg_jax's config.model.views_per_pass (0: all views in one pass); PyTorch's step makes one pass per view",
+  )
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--warmup', type=int, default=2)
   parser.add_argument('--repeats', type=int, default=3)
@@ -327,7 +334,8 @@ def main(argv=None) -> int:
       ['python', os.path.relpath(os.path.abspath(__file__)), *(sys.argv[1:] if argv is None else argv)]
     )
     notes = [
-      f'gsg_jax: JAX {jax.__version__}, {jax.device_count()} CPU device(s), all views in one pass, float32. '
+      f'gsg_jax: JAX {jax.__version__}, {jax.device_count()} CPU device(s), '
+      f'{f"{args.views_per_pass} view(s)" if args.views_per_pass else "all views"} per pass, float32. '
       f'PyTorch {version} ({torch_result["threads"]} threads), channels_last, one pass per view, float32.',
       f'Each side: the fastest of {args.repeats} repeats of {args.steps} steps after {args.warmup} warm-up steps, '
       'its cases in turn; gsg_jax first, then PyTorch. Images/s counts source images (GSG: four views each).',

@@ -103,7 +103,7 @@ def memory_row(compiled) -> dict | None:
   return row
 
 
-def prepare(method: str, batch_size: int, args, remat: bool = False, views_per_pass: int = 0) -> dict:
+def prepare(method: str, batch_size: int, args, remat: bool = False, views_per_pass: int | None = None) -> dict:
   """Compile one method's step at ``batch_size``: its row (FLOPs from XLA's cost analysis, memory from its memory
   analysis) and what timing needs. With ``args.compile_only`` the state and batch are shapes, never allocated."""
   import jax
@@ -117,7 +117,8 @@ def prepare(method: str, batch_size: int, args, remat: bool = False, views_per_p
   config.model.width = args.width or config.model.width
   config.model.dtype = args.dtype
   config.model.remat = remat
-  config.model.views_per_pass = views_per_pass
+  if views_per_pass is not None:  # Given explicitly, or the preset's.
+    config.model.views_per_pass = views_per_pass
   config.batch_size = batch_size
   mesh = parallel.create_mesh()
   parallel.check_batch_size(batch_size, mesh)
@@ -165,7 +166,7 @@ def prepare(method: str, batch_size: int, args, remat: bool = False, views_per_p
     'width': config.model.width,
     'dtype': args.dtype,
     'remat': remat,
-    'views_per_pass': views_per_pass,
+    'views_per_pass': config.model.views_per_pass,
     'crop_size': config.augment.crop_size,
     'input_shape': list(image_shape),
     'views_per_image': trainer.method.num_views,
@@ -309,8 +310,9 @@ def main():
   )
   parser.add_argument(
     '--views-per-pass',
-    default='0',
-    help='comma-separated config.model.views_per_pass values (0: all views in one network pass); every case with each',
+    default='',
+    help='comma-separated config.model.views_per_pass values (0: all views in one network pass; default: the '
+    "preset's); every case with each",
   )
   parser.add_argument('--backbone', default='', help="override the preset's backbone (e.g. resnet18, convnet)")
   parser.add_argument('--width', type=int, default=0, help="override the preset's width")
@@ -356,7 +358,7 @@ def main():
     rows = [row for n in args.devices.split(',') for row in child_rows(int(n), argv)]
   else:
     cases = [
-      prepare(method, int(b), args, remat, int(k))
+      prepare(method, int(b), args, remat, int(k) if k else None)
       for method in args.methods.split(',')
       for b in args.batch_sizes.split(',')
       for remat in remats
