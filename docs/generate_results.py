@@ -400,6 +400,7 @@ STUDY_ORDER = (
   'ablation',
   'linear_dynamics',
   'landscape',
+  'landscape_speed',
   'throughput',
 )
 

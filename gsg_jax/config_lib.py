@@ -224,9 +224,11 @@ def make_config(
     c.eval_every_epochs = 2
     c.eval.knn_k = 20  # Small memory bank (4,096 images).
     # BYOL's target must keep up within 192 steps: at m = 0.99 (a 100-step time constant) it stays near its
-    # random init and BYOL barely learns; 0.9 learned most of 0.9/0.95/0.99 (benchmarks/RESULTS.md).
+    # random init and BYOL barely learns; 0.9 learned most of 0.9/0.95/0.99
+    # (benchmarks/results/quick/byol_momentum.json).
     c.method.ema.momentum = 0.9
-    # Probe lr 1.0: a linear head trained for 192 steps only needs a larger step (benchmarks/RESULTS.md).
+    # Probe lr 1.0: a linear head trained for 192 steps only needs a larger step
+    # (benchmarks/results/quick/probe_lr.json).
     c.optim.rules = (c.optim.rules[0], ('probe/.*', {**c.optim.rules[1][1], 'lr': 1.0}))
   return c
 
@@ -303,7 +305,7 @@ def contrastive_recipe(c, preset: str | None = None) -> None:
   ``quick`` and ``cifar10_cpu``: the shared preset with this recipe's base lr,
   1.0 (its 1% warm-up would be 2 of 192 steps: none). The shared lr 0.1 is too
   small for these losses, KCL's above all: its Gaussian alignment term has a
-  small gradient (benchmarks/RESULTS.md, "Quick-preset choices").
+  small gradient (benchmarks/results/quick/contrastive_lr.json).
   Other presets (``imagenet``) are left as ``make_config`` sets them.
 
   Koromilas et al. (ICML 2024) train on the simclr-pytorch code base

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 
 # kNN points above the run's own random init that each test asks for. Set from the spread over seeds 0, 1, 2 with
 # today's defaults, benchmarks/results/quick/learning_margins.json (benchmarks/learning_margins.py ran them; older
-# runs and the history of these margins: benchmarks/RESULTS.md, "Learning-test margins"):
+# runs: benchmarks/results/quick/learning_margins_2026-12-01.json and directpred_2026-12-01.json; the history of
+# these margins: benchmarks/RESULTS.md, "Quick-preset choices and learning-test margins"):
 # * SimSiam+GSG gained +13.9 to +18.6, so +6 leaves 7.9 points below the worst seed and still fails a run that learns
 #   nothing.
 # * BYOL+DirectPred gained +10.4 to +21.1, a wider spread (with the older head init its worst seed gained +5.0), so

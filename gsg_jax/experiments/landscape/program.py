@@ -19,7 +19,8 @@ a scan over runs, the faster program on a 2-core CPU: cache-sized arrays).
 Two-encoder negcos objectives with an even number of steps per epoch step
 as pairs (A-step, B-step) with the per-tower trainers (no gradient for the
 idle tower: the same updates, tested; on 2 CPU cores it measured within
-the ±4 % noise of an interleaved A/B, ``benchmarks/RESULTS.md``);
+the ±4 % noise of an interleaved A/B,
+``benchmarks/results/landscape_speed/skip_idle_tower.json``);
 otherwise, and for GSG (whose four-view forward and guide dominate), the
 generic trainer's gate zeroes the idle tower's gradient. ``run.py`` calls
 ``chunk`` every ``chunk_epochs`` epochs and checkpoints between calls.
