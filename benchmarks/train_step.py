@@ -29,6 +29,10 @@ step on a device not at hand is read here; on the CPU it is the CPU backend's
 buffer assignment, close to but not the same as a GPU's. ``memory_table.py``
 turns such rows into a table of what fits on 16, 40 and 80 GB devices.
 
+Every timed row has ``first_loss`` and ``final_loss``: the loss of the case's first step (the initial state's,
+before any update) and of its last (after every warm-up and timed step). Every case of a method starts from the
+same state, batch and random key, so two runs that compute the same step give the same losses up to rounding.
+
 Every run also times a dense float32 matrix product on the same devices
 (``matmul_gflops``), the machine's practical peak for this kind of work, and
 reports each step's FLOP/s as a fraction of it (``fraction_of_matmul``): a
@@ -187,6 +191,7 @@ def time_steps(case: dict, steps: int) -> float:
   t0 = time.perf_counter()
   for _ in range(steps):
     state, metrics = compiled(state, images, rng)
+    case.setdefault('first_metrics', metrics)  # The case's first step: the initial state's loss.
   jax.block_until_ready(metrics)
   case['state'], case['metrics'] = state, metrics
   return (time.perf_counter() - t0) / steps
@@ -231,6 +236,7 @@ def measure_all(cases, args) -> list[dict]:
         'images_per_second': row['batch_size'] / seconds,
         'flops_per_second': flops_per_s,
         'fraction_of_peak': flops_per_s / peak if peak else None,
+        'first_loss': float(jax.device_get(case['first_metrics']['loss'])),  # Before any update.
         'final_loss': float(jax.device_get(case['metrics']['loss'])),
         'profile': profile,
       }
@@ -419,9 +425,11 @@ def write_record(record: dict, rows: list[dict], out: str, raw: str = '') -> Non
   print(f'wrote {out}', file=sys.stderr)
 
 
-def child_rows(devices: int, argv: list[str]) -> list[dict]:
-  """The rows of this script run with ``argv`` in a child process on ``devices`` simulated CPU devices."""
-  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}', JAX_PLATFORMS='cpu')
+def child_rows(devices: int, argv: list[str], xla_flags: str = '') -> list[dict]:
+  """The rows of this script run with ``argv`` in a child process on ``devices`` simulated CPU devices; ``xla_flags``
+  (e.g. ``'--xla_cpu_use_onednn=true'``) go into the child's ``XLA_FLAGS`` after the device count."""
+  flags = f'--xla_force_host_platform_device_count={devices} {xla_flags}'.strip()
+  env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS='cpu')
   out = subprocess.run(
     [sys.executable, os.path.abspath(__file__), *argv, '--child', '--out', '-'],
     env=env,
