@@ -33,7 +33,13 @@ from gsg_jax.errors import MissingPathError  # noqa: E402
 from gsg_jax.methods import LOSSES  # noqa: E402
 
 SCHEMA = 'gsg_jax.results/1'
-FLOOR_KEYS = {'raw pixels': 'floors/raw_pixels/knn_top1', 'random init': 'floors/random_init/knn_top1'}
+# (floor, table column) → the monitor's metric. The fast linear floors are the monitor's fast linear probe of the
+# floors' features on the same held-out slice: the protocol of the table's linear column.
+FLOOR_KEYS = {
+  (label, metric): f'floors/{name}/{metric}'
+  for label, name in (('raw pixels', 'raw_pixels'), ('random init', 'random_init'))
+  for metric in ('knn_top1', 'fast_linear_top1')
+}
 
 
 def git_commit() -> str | None:
@@ -46,7 +52,7 @@ def git_commit() -> str | None:
 
 
 def curve(workdir: str) -> tuple[list, list, dict]:
-  """(epochs, kNN top-1, floors {label: value}) of the run's monitor, the last record of each step."""
+  """(epochs, kNN top-1, floors {(label, metric): value}) of the run's monitor, the last record of each step."""
   evals = {r['step']: r for r in run_dir.load_metrics(workdir) if r.get('kind') == 'eval' and 'knn_top1' in r}
   records = [evals[s] for s in sorted(evals)]
   floors = {}
@@ -110,7 +116,7 @@ def main():
     epochs, knn, run_floors = curve(workdir)
     for floor, value in run_floors.items():
       if floors.setdefault(floor, value) != value:
-        raise ValueError(f'{workdir}: floor {floor!r} is {value}, another run has {floors[floor]}: not one footing.')
+        raise ValueError(f'{workdir}: floor {floor} is {value}, another run has {floors[floor]}: not one footing.')
     rows.append(row(label, workdir, config, epochs, knn))
     name = f'{label}, batch {config["batch_size"]}' if args.by_batch else label
     views = LOSSES[config['method']['loss']].num_views
@@ -128,7 +134,10 @@ def main():
   }
   out_dir = os.path.join(REPO, 'benchmarks', 'results', args.study)
   os.makedirs(out_dir, exist_ok=True)
-  floor_list = [{'label': k, 'y': v} for k, v in floors.items()]
+  floor_list = [{'label': label, 'y': v} for (label, metric), v in floors.items() if metric == 'knn_top1']
+  table_floors = {}
+  for (label, metric), v in floors.items():
+    table_floors.setdefault(label, {})[metric] = v
   curves = {
     **common,
     'kind': 'curves',
@@ -164,7 +173,7 @@ def main():
       {'key': 'fast_linear_top1', 'label': 'linear top-1, fast (%)', 'format': '.2f'},
       {'key': 'train_minutes', 'label': 'train time (min)', 'format': '.1f'},
     ],
-    'floors': [{'label': k, 'values': {'knn_top1': v}} for k, v in floors.items()],
+    'floors': [{'label': label, 'values': values} for label, values in table_floors.items()],
     'rows': rows,
     'notes': args.note,
   }

@@ -30,6 +30,7 @@ def _fake_run(folder, evals, steps_per_epoch=10, finished=True, raw=37.8, method
       'knn_top1': knn,
       'floors/raw_pixels/knn_top1': raw,
       'floors/random_init/knn_top1': 33.3,
+      'floors/raw_pixels/fast_linear_top1': 40.0,
     }
     for step, knn in evals
   ]
@@ -82,6 +83,11 @@ def test_records_of_a_finished_and_a_partial_run(tmp_path, monkeypatch):
   ]
   assert compute['floors'] == curves['floors']
   assert curves['floors'] == [{'label': 'raw pixels', 'y': 37.8}, {'label': 'random init', 'y': 33.3}]
+  # The table's floors carry the linear column's too, where the monitor measured them.
+  assert table['floors'] == [
+    {'label': 'raw pixels', 'values': {'knn_top1': 37.8, 'fast_linear_top1': 40.0}},
+    {'label': 'random init', 'values': {'knn_top1': 33.3}},
+  ]
   a, b = table['rows']
   assert (a['epochs'], a['configured_epochs'], a['finished'], a['knn_top1']) == (4.0, 4, True, 41.5)
   assert a['train_minutes'] == pytest.approx(1.5)
