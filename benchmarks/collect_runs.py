@@ -73,7 +73,7 @@ def row(label: str, workdir: str, config: dict, epochs: list, knn: list) -> dict
   parts = record.get('parts', [])
   reached = max([p['end_step'] for p in parts] + [summary.get('steps', 0)])
   evaluated = storage.read_json_if_present(storage.join(workdir, 'eval', 'latest.json')) or {}
-  linear = evaluated.get('metrics', {}).get('fast_linear_top1') if evaluated.get('step') == reached else None
+  final = evaluated.get('metrics', {}) if evaluated.get('step') == reached else {}
   return {
     'run': label,
     'seed': config['seed'],
@@ -82,7 +82,8 @@ def row(label: str, workdir: str, config: dict, epochs: list, knn: list) -> dict
     'configured_epochs': config['num_epochs'],
     'finished': bool(summary) and summary.get('steps') == reached,
     'knn_top1': knn[-1] if knn else None,
-    'fast_linear_top1': linear,
+    'fast_linear_top1': final.get('fast_linear_top1'),
+    'linear_top1': final.get('linear_top1'),  # The standard (cifar) probe, where it has been run.
     'train_minutes': sum(p['seconds'] for p in parts) / 60 if parts else summary.get('train_seconds', 0) / 60,
   }
 
@@ -158,6 +159,10 @@ def main():
     'caption': "Each point is a checkpoint partway through its run's own learning-rate schedule, not a run "
     'trained to that budget: compare runs where their compute is equal, and the ends of runs of equal compute.',
   }
+  probed = any(r['linear_top1'] is not None for r in rows)  # The standard probe gets a column where a run has it.
+  if not probed:
+    for r in rows:
+      del r['linear_top1']
   table = {
     **common,
     'kind': 'table',
@@ -171,6 +176,7 @@ def main():
       {'key': 'finished', 'label': 'finished'},
       {'key': 'knn_top1', 'label': 'kNN top-1 (%)', 'format': '.2f'},
       {'key': 'fast_linear_top1', 'label': 'linear top-1, fast (%)', 'format': '.2f'},
+      *([{'key': 'linear_top1', 'label': 'linear top-1, cifar protocol (%)', 'format': '.2f'}] if probed else []),
       {'key': 'train_minutes', 'label': 'train time (min)', 'format': '.1f'},
     ],
     'floors': [{'label': label, 'values': values} for label, values in table_floors.items()],

@@ -327,6 +327,8 @@ def main(argv=None) -> int:
   if args.out:
     import jax
 
+    from gsg_jax import compiler
+
     sys.path.insert(0, HERE)
     import train_step
 
@@ -335,7 +337,8 @@ def main(argv=None) -> int:
     )
     notes = [
       f'gsg_jax: JAX {jax.__version__}, {jax.device_count()} CPU device(s), '
-      f'{f"{args.views_per_pass} view(s)" if args.views_per_pass else "all views"} per pass, float32. '
+      f'{f"{args.views_per_pass} view(s)" if args.views_per_pass else "all views"} per pass, float32, '
+      f'compiler options {compiler.options() or "none (jaxlib defaults)"}. '
       f'PyTorch {version} ({torch_result["threads"]} threads), channels_last, one pass per view, float32.',
       f'Each side: the fastest of {args.repeats} repeats of {args.steps} steps after {args.warmup} warm-up steps, '
       'its cases in turn; gsg_jax first, then PyTorch. Images/s counts source images (GSG: four views each).',

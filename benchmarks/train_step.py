@@ -113,7 +113,7 @@ def prepare(method: str, batch_size: int, args, remat: bool = False, views_per_p
   import jax
   import numpy as np
 
-  from gsg_jax import config_lib, parallel
+  from gsg_jax import compiler, config_lib, parallel
   from gsg_jax.training import build_trainer
 
   config = config_lib.named_config(method, args.preset)  # configs/<method>.py
@@ -171,6 +171,7 @@ def prepare(method: str, batch_size: int, args, remat: bool = False, views_per_p
     'dtype': args.dtype,
     'remat': remat,
     'views_per_pass': config.model.views_per_pass,
+    'compiler_options': compiler.options(mesh.devices.flat),  # None: jaxlib's defaults.
     'crop_size': config.augment.crop_size,
     'input_shape': list(image_shape),
     'views_per_image': trainer.method.num_views,
@@ -425,11 +426,16 @@ def write_record(record: dict, rows: list[dict], out: str, raw: str = '') -> Non
   print(f'wrote {out}', file=sys.stderr)
 
 
-def child_rows(devices: int, argv: list[str], xla_flags: str = '') -> list[dict]:
+def child_rows(devices: int, argv: list[str], xla_flags: str = '', jaxlib_defaults: bool = False) -> list[dict]:
   """The rows of this script run with ``argv`` in a child process on ``devices`` simulated CPU devices; ``xla_flags``
-  (e.g. ``'--xla_cpu_use_onednn=true'``) go into the child's ``XLA_FLAGS`` after the device count."""
+  (e.g. ``'--xla_cpu_use_onednn=true'``) go into the child's ``XLA_FLAGS`` after the device count. With
+  ``jaxlib_defaults`` the step compiles without ``gsg_jax.compiler``'s options."""
   flags = f'--xla_force_host_platform_device_count={devices} {xla_flags}'.strip()
   env = dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS='cpu')
+  if jaxlib_defaults:
+    from gsg_jax.compiler import ENV_SWITCH
+
+    env[ENV_SWITCH] = '0'
   out = subprocess.run(
     [sys.executable, os.path.abspath(__file__), *argv, '--child', '--out', '-'],
     env=env,

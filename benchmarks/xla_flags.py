@@ -10,7 +10,8 @@ run cut short (or one network at a time, to keep each run short) goes on where i
 For every network (``--networks``: ``preset[:backbone:width]@batch``) and flag
 set (``--flag-sets``: ``;``-separated, each a space-separated list of XLA
 flags; ``default`` is none), ``train_step.py`` times ``--methods`` on one
-device in a child process whose ``XLA_FLAGS`` carry the set. The record's rows
+device in a child process whose ``XLA_FLAGS`` carry the set, without ``gsg_jax.compiler``'s options (which
+came out of this benchmark), so that every set is read against jaxlib's own defaults. The record's rows
 give each case's images/s, its speed-up over the default's (the same network
 and method without extra flags), its FLOP/s as a fraction of a dense float32
 matrix product timed in the same child, and the loss of its last step with its
@@ -96,6 +97,7 @@ def measured_rows(args, flag_sets: list[str], rows: list[dict] | None = None, sa
       f'--steps={args.steps}',
       f'--warmup={args.warmup}',
       f'--repeats={args.repeats}',
+      f'--views-per-pass={args.views_per_pass}',
     ]
     for flag_set in flag_sets:
       if (network, flag_set) in done:
@@ -104,7 +106,7 @@ def measured_rows(args, flag_sets: list[str], rows: list[dict] | None = None, sa
       print(f'{network}: {flag_set} ...', file=sys.stderr, flush=True)
       t0 = time.perf_counter()
       try:
-        new = train_step.child_rows(1, argv, flags_of(flag_set))
+        new = train_step.child_rows(1, argv, flags_of(flag_set), jaxlib_defaults=True)
       except subprocess.CalledProcessError as e:
         how = f'killed by signal {-e.returncode}' if e.returncode < 0 else f'exit status {e.returncode}'
         new = [{'method': m, 'error': f'the child failed ({how})'} for m in args.methods.split(',')]
@@ -147,6 +149,8 @@ def table_rows(rows: list[dict]) -> list[dict]:
       'xla_flags': r['xla_flags'],
       'compiled': 'error' not in r,
     }
+    if 'views_per_pass' in r:
+      row['views_per_pass'] = r['views_per_pass']
     if 'error' in r:
       row['error'] = r['error']
     else:
@@ -170,6 +174,7 @@ def flags_record(rows: list[dict], command: str, steps: int, tolerance: float = 
     {'key': 'network', 'label': 'network'},
     {'key': 'method', 'label': 'method'},
     {'key': 'xla_flags', 'label': 'XLA flags'},
+    {'key': 'views_per_pass', 'label': 'views per network pass (0: all)'},
     {'key': 'compiled', 'label': 'compiled and ran'},
     {'key': 'images_per_second', 'label': 'images/s', 'format': '.1f'},
     {'key': 'speedup', 'label': 'speed-up over default', 'format': '.2f'},
@@ -215,7 +220,11 @@ def flags_record(rows: list[dict], command: str, steps: int, tolerance: float = 
       'The same losses as the default, bit for bit, in every case (the same program, or a setting that changes '
       f'no arithmetic): {"; ".join(same)}.'
     )
+  passes = sorted({r['views_per_pass'] for r in measured if 'views_per_pass' in r})
   notes += [
+    "Every child compiles without gsg_jax.compiler's options (GSG_JAX_XLA_CPU_OPTIONS=0): each row is jaxlib's "
+    "defaults plus its flags. The project's own options are one of these rows' settings: convolutions out of "
+    'YNNPACK, as --xla_cpu_experimental_ynn_fusion_type=-individual_convolution does.',
     "Speed-up: images/s over the default flag set's, the same network and method; each flag set in its own "
     'child process, the methods timed in turn and the fastest of the repeats kept. Fraction of matmul: the '
     f"step's FLOP/s (XLA's cost analysis) over a dense float32 {train_step.MATMUL_SIZE}² matrix product timed "
@@ -228,8 +237,9 @@ def flags_record(rows: list[dict], command: str, steps: int, tolerance: float = 
   return {
     'schema': 'gsg_jax.results/1',
     'study': 'throughput',
-    'title': 'XLA:CPU compiler flags: train-step images/s and final loss against the default flags',
-    'order': 16,
+    'title': 'XLA:CPU compiler flags: train-step images/s and final loss against the default flags'
+    + {(0,): ', all views in one network pass', (1,): ', one network pass per view'}.get(tuple(passes), ''),
+    'order': 16 if passes != [1] else 17,
     'command': command,
     'date': datetime.date.today().isoformat(),
     'commit': train_step.git_commit(),
@@ -260,6 +270,9 @@ def main(argv=None):
   parser.add_argument('--steps', type=int, default=4)
   parser.add_argument('--warmup', type=int, default=1)
   parser.add_argument('--repeats', type=int, default=2)
+  parser.add_argument(
+    '--views-per-pass', default='', help="config.model.views_per_pass (default: each preset's own; 0: one pass)"
+  )
   parser.add_argument('--tolerance', type=float, default=1e-4, help="relative loss difference from the default's")
   parser.add_argument(
     '--raw',

@@ -43,7 +43,7 @@ class Encoder:
     import jax
     import jax.numpy as jnp
 
-    from gsg_jax import models
+    from gsg_jax import compiler, models
     from gsg_jax.data import augment
 
     self.workdir, self.config, self.step = run.workdir, run.config, run.step
@@ -62,7 +62,7 @@ class Encoder:
       x = augment.preprocess_eval(images_u8, augment_config)
       return backbone.apply(variables, x, train=False).astype(jnp.float32)
 
-    self._features = jax.jit(features)
+    self._features = compiler.jit(features)
     crop = augment_config.crop_size
     example = jax.ShapeDtypeStruct((1, crop, crop, 3), jnp.uint8)
     self.feature_dim = int(jax.eval_shape(features, self.variables, example).shape[-1])

@@ -16,6 +16,7 @@ from absl import logging
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from gsg_jax import compiler
 from gsg_jax.errors import ConfigError
 
 DATA_AXIS = 'data'
@@ -74,8 +75,9 @@ def jit_trainer(trainer, mesh: Mesh):
   """
   state_sharding, batch = replicated(mesh), batch_sharding(mesh)
   init = jax.jit(trainer.init, static_argnums=1, out_shardings=state_sharding)
-  train_step = jax.jit(
+  train_step = compiler.jit(
     trainer.train_step,
+    mesh.devices.flat,
     in_shardings=(state_sharding, batch, state_sharding),
     out_shardings=(state_sharding, state_sharding),
     donate_argnums=0,

@@ -94,6 +94,19 @@ def test_records_of_a_finished_and_a_partial_run(tmp_path, monkeypatch):
   assert (b['epochs'], b['finished'], b['knn_top1']) == (2.0, False, 38.0)
   for name, record in (('c_curves.json', curves), ('c_compute_curves.json', compute), ('c_table.json', table)):
     generator.check_record(record, str(tmp_path / 'benchmarks' / 'results' / 'demo' / name))  # The docs take all.
+  assert 'linear_top1' not in [c['key'] for c in table['columns']]  # No run has the standard probe yet.
+
+
+def test_the_standard_linear_probe_gets_a_column_where_a_run_has_it(tmp_path, monkeypatch):
+  probed, plain = tmp_path / 'probed', tmp_path / 'plain'
+  _fake_run(probed, [(0, 33.3), (40, 41.5)])
+  _fake_run(plain, [(0, 33.3), (40, 40.0)])
+  os.makedirs(probed / 'eval')
+  with open(probed / 'eval' / 'latest.json', 'w') as f:  # gsg_jax.evaluate's merged record of the final step.
+    json.dump({'step': 40, 'metrics': {'fast_linear_top1': 45.0, 'linear_top1': 47.5}}, f)
+  *_, table = _collect(monkeypatch, tmp_path, A=probed, B=plain)
+  assert 'linear_top1' in [c['key'] for c in table['columns']]
+  assert [(r['fast_linear_top1'], r['linear_top1']) for r in table['rows']] == [(45.0, 47.5), (None, None)]
 
 
 def test_runs_on_different_floors_are_refused(tmp_path, monkeypatch):

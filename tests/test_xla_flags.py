@@ -18,6 +18,8 @@ import generate_results  # noqa: E402
 import train_step  # noqa: E402
 import xla_flags  # noqa: E402
 
+from gsg_jax import compiler  # noqa: E402
+
 ONEDNN = '--xla_cpu_use_onednn=true'
 NO_YNN_CONVOLUTION = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
 
@@ -29,6 +31,11 @@ def test_child_rows_passes_xla_flags_to_the_child():
   assert row['method'] == 'simsiam' and row['devices'] == 1
   assert row['images_per_second'] > 0 and 0 < row['fraction_of_matmul']
   assert abs(row['first_loss']) < 2 and abs(row['final_loss']) < 2  # Minus a cosine similarity: finite, in range.
+  assert row['compiler_options'] is None  # The flag in XLA_FLAGS is the user's choice: gsg_jax.compiler adds none.
+  (row,) = train_step.child_rows(1, argv + ['--repeats=1'])
+  assert row['compiler_options'] == compiler.CPU_OPTIONS
+  (row,) = train_step.child_rows(1, argv + ['--repeats=1'], jaxlib_defaults=True)
+  assert row['compiler_options'] is None
   with pytest.raises(subprocess.CalledProcessError):  # The flags reach the child's XLA, which refuses unknown ones.
     train_step.child_rows(1, argv + ['--repeats=1'], '--xla_cpu_no_such_flag=true')
 
@@ -49,6 +56,7 @@ def fake_row(method, flags, images_per_second, loss, network='cifar10_cpu@256', 
     'compile_seconds': 7.0,
     'first_loss': first_loss,
     'final_loss': loss,
+    'views_per_pass': 1,
   }
 
 
@@ -78,6 +86,7 @@ def test_rows_pair_each_flag_set_with_the_default():
   assert table[3]['loss_difference'] == pytest.approx(3e-4) and table[3]['first_loss_difference'] == 0
   assert table[4]['error'] == 'the child failed' and 'images_per_second' not in table[4]
   assert table[0]['network'] == 'ConvNet width 16, 24² (cifar10_cpu), batch 256'
+  assert table[0]['views_per_pass'] == 1 and record['title'].endswith(', one network pass per view')
   assert "Beyond it: 0 of 2 rows in the first step's loss, 1 in the final loss." in record['notes'][0]
   generate_results.check_record(record, os.path.join(REPO, 'benchmarks', 'results', 'throughput', 'xla_flags.json'))
   markdown = generate_results.markdown_table(record)
@@ -113,7 +122,14 @@ def test_resume_skips_what_was_measured():
   import argparse
 
   args = argparse.Namespace(
-    networks='cifar10_cpu@256', methods='simsiam', batch_size=128, dtype='float32', steps=1, warmup=0, repeats=1
+    networks='cifar10_cpu@256',
+    methods='simsiam',
+    batch_size=128,
+    dtype='float32',
+    steps=1,
+    warmup=0,
+    repeats=1,
+    views_per_pass='',
   )
   before = [fake_row('simsiam', 'default', 400.0, -0.002), fake_row('simsiam', ONEDNN, 420.0, -0.002)]
   saved = []

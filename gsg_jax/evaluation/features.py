@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from gsg_jax import parallel
+from gsg_jax import compiler, parallel
 
 
 def to_global_array(batch: np.ndarray, sharding) -> jax.Array:
@@ -60,7 +60,9 @@ def encode_split(encoder, data, batch_size: int):
 def jit_encode(trainer, mesh):
   """``trainer.encode`` jitted with the batch laid out over ``mesh``: build it once per trainer, it compiles once."""
   replicated, batch_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-  return jax.jit(trainer.encode, in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding)
+  return compiler.jit(
+    trainer.encode, mesh.devices.flat, in_shardings=(replicated, batch_sharding), out_shardings=batch_sharding
+  )
 
 
 def network_encoder(apply, state, mesh):

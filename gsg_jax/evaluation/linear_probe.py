@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from gsg_jax import compiler
 from gsg_jax.errors import ConfigError
 from gsg_jax.evaluation.features import pad_rows
 
@@ -255,7 +256,7 @@ def linear_probe(
   params = _init_head(rng, dim, num_classes)
   opt_state = tx.init(params)
 
-  @jax.jit
+  @compiler.jit
   def train_step(params, opt_state, images, labels, step):
     images = images.reshape((images.shape[0],) + view_shape)
     features = jax.lax.stop_gradient(encode_fn(augment_fn(jax.random.fold_in(key, step), images)))
@@ -275,7 +276,7 @@ def linear_probe(
       loss, top1 = np.asarray(jnp.stack(metrics).mean(0)) if metrics else (float('nan'), float('nan'))
       log_fn(epoch, {'loss': float(loss), 'train_top1': float(top1), 'lr': float(schedule((epoch + 1) * steps))})
 
-  logits_fn = jax.jit(lambda images: _logits(params, encode_fn(eval_preprocess_fn(images))))
+  logits_fn = compiler.jit(lambda images: _logits(params, encode_fn(eval_preprocess_fn(images))))
   size = min(batch, 1024)
   return _evaluate(logits_fn, test_chunks(size), size, num_classes)
 
