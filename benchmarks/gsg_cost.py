@@ -18,6 +18,7 @@ The record is a results-schema table (``docs/development/results_schema.md``).
 
 import argparse
 import datetime
+import json
 import os
 import sys
 
@@ -78,6 +79,14 @@ def table_rows(rows: list[dict]) -> list[dict]:
   return out
 
 
+def compiler_note(rows: list[dict]) -> str:
+  """The record's sentence on the XLA compiler options its rows were compiled with (train_step.py's rows say)."""
+  options = {json.dumps(r.get('compiler_options'), sort_keys=True) for r in rows}
+  if options == {'null'}:
+    return "Compiled with jaxlib's default options."
+  return "Compiled with gsg_jax.compiler's options: " + '; '.join(sorted(options)) + '.'
+
+
 def cost_record(rows: list[dict], command: str) -> dict:
   """The results-schema table of ``rows`` (train_step.py's timed rows)."""
   columns = [
@@ -113,6 +122,7 @@ def cost_record(rows: list[dict], command: str) -> dict:
       f"Fraction of matmul: the step's FLOP/s (XLA's cost analysis) over a dense float32 {train_step.MATMUL_SIZE}² "
       f'matrix product timed in the same run ({", ".join(str(m) for m in matmul)} GFLOP/s).',
       'Images/s count source images, augmentation and the online probe included, as in training.',
+      compiler_note(rows),
     ],
   }
 

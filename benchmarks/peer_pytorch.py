@@ -230,8 +230,9 @@ def cpu_description() -> str:
   return f'{model}, {fields.get("CPU(s)", "?").strip()} CPUs'
 
 
-def peer_record(rows, command: str, commit, machine: str, notes=()) -> dict:
-  """The results-schema table of ``rows`` (``combine``'s)."""
+def peer_record(rows, command: str, commit, machine: str, notes=(), torch_threads: int | None = None) -> dict:
+  """The results-schema table of ``rows`` (``combine``'s); ``torch_threads``: PyTorch's intra-op threads, named in
+  the title (records of two thread counts are two tables)."""
   has_compile = any(r['torch_compile'] is not None for r in rows)
   columns = [
     {'key': 'network', 'label': 'network'},
@@ -252,8 +253,9 @@ def peer_record(rows, command: str, commit, machine: str, notes=()) -> dict:
   return {
     'schema': 'gsg_jax.results/1',
     'study': 'throughput',
-    'title': "gsg_jax's train step against the same step in PyTorch, on the CPU",
-    'order': 30,
+    'title': "gsg_jax's train step against the same step in PyTorch, on the CPU"
+    + (f', PyTorch on {torch_threads} thread{"s" * (torch_threads != 1)}' if torch_threads else ''),
+    'order': 30 + (torch_threads == 1),
     'command': command,
     'date': datetime.date.today().isoformat(),
     'commit': commit,
@@ -290,6 +292,7 @@ def main(argv=None) -> int:
   )
   parser.add_argument('--torch-python', default='', help=f'$GSG_TORCH_PYTHON, else {DEFAULT_TORCH_PYTHON}')
   parser.add_argument('--out', default='', help='write the results-schema table here')
+  parser.add_argument('--machine', default='', help="the record's machine (default: the CPU, and 'shared')")
   parser.add_argument('--torch-child', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.torch_child:
@@ -345,7 +348,14 @@ def main(argv=None) -> int:
       "PyTorch, no augmentation: the same step on views made before it (random tensors of the views' shape).",
       *(f'PyTorch error: {e}' for e in errors),
     ]
-    record = peer_record(rows, command, train_step.git_commit(), f'{cpu_description()}, shared', notes)
+    record = peer_record(
+      rows,
+      command,
+      train_step.git_commit(),
+      args.machine or f'{cpu_description()}, shared',
+      notes,
+      torch_result['threads'],
+    )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
       json.dump(record, f, indent=1, ensure_ascii=False)

@@ -101,6 +101,10 @@ def test_rows_ratios_and_record():
   rows[0]['torch_compile'], rows[0]['ratio_compile'] = 100.0, 3.0
   record = peer_pytorch.peer_record(rows, 'cmd', 'abc', 'a CPU')
   assert 'ratio_compile' in {c['key'] for c in record['columns']}
+  assert record['title'].endswith('on the CPU') and record['order'] == 30
+  one, two = (peer_pytorch.peer_record(rows, 'cmd', 'abc', 'a CPU', torch_threads=n) for n in (1, 2))
+  assert one['title'].endswith(', PyTorch on 1 thread') and two['title'].endswith(', PyTorch on 2 threads')
+  assert one['order'] != two['order']  # Two tables of one page.
 
 
 def torch_python_or_skip() -> str:
