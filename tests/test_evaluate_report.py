@@ -225,3 +225,14 @@ def test_evaluate_no_checkpoint(runs, tmp_path):
   shutil.copy(os.path.join(runs[0], 'config.json'), workdir / 'config.json')
   with pytest.raises(FileNotFoundError, match='no checkpoint in .*no_ckpt'):
     evaluate_run(str(workdir))
+
+
+def test_the_standard_probe_prints_its_progress(capsys):
+  from gsg_jax.evaluation import linear
+
+  log = linear.progress(epochs=3)
+  for epoch in range(3):
+    log(epoch, {'loss': 2.0 - epoch, 'train_top1': 10.0 * epoch, 'lr': 0.1})
+  lines = capsys.readouterr().out.splitlines()
+  assert [line.split('  ')[0] for line in lines] == [f'linear probe: epoch {n}/3' for n in (1, 2, 3)]
+  assert 'train top-1 20.0%' in lines[-1] and lines[-1].endswith('ETA 0m00s')

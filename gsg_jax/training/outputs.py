@@ -83,7 +83,7 @@ class MetricsLogger:
       eta = (self.total_steps - step) * self.batch_size / max(rate, 1e-9)
       line = (
         f'step {step}/{self.total_steps}  epoch {step / self.steps_per_epoch:.2f}  loss {loss:.4f}  '
-        f'{rate:,.0f} img/s  ETA {_duration(eta)}'
+        f'{rate:,.0f} img/s  ETA {format_duration(eta)}'
       )
       print(('\r' + line + '   ') if self._tty else line, end='' if self._tty else '\n', flush=True)
     return rate
@@ -109,7 +109,7 @@ def _to_python(v):
   return v.item() if hasattr(v, 'item') else v
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
   seconds = int(seconds)
   h, rem = divmod(seconds, 3600)
   m, s = divmod(rem, 60)
