@@ -34,7 +34,7 @@ collect() {
 for method in simsiam simsiam_gsg; do
   train $method $epochs "$runs/${method}_e$epochs"
 done
-# SimSiam at twice the epochs costs about what SimSiam+GSG costs at $epochs: a GSG step costs 1.9–2.0 SimSiam steps
+# SimSiam at twice the epochs costs about what SimSiam+GSG costs at $epochs: a GSG step costs about two SimSiam steps
 # per image (benchmarks/results/throughput/gsg_cost.json). Its curve is the equal-compute view.
 train simsiam $((2 * epochs)) "$runs/simsiam_e$((2 * epochs))"
 collect

@@ -2,10 +2,11 @@
 
 On a CPU, jaxlib 0.10's XLA gives every convolution that stands alone to YNNPACK (XNNPACK's successor): the
 default of ``xla_cpu_experimental_ynn_fusion_type`` is individual convolutions, individual dots and reductions.
-For this project's networks XLA's own (Eigen) convolutions are faster: a train step ran 1.4–1.9× faster with
-convolutions taken out of that list, and no other CPU option moved it (``benchmarks/xla_flags.py``; the
-measurements are in ``docs/results/throughput.md``). ``CPU_OPTIONS`` keeps YNNPACK for dots and reductions and
-gives convolutions back to XLA. Only the rounding changes: the two kernels sum in different orders.
+For this project's networks XLA's own (Eigen) convolutions are faster: taking convolutions out of that list was
+the one CPU option that sped the train step up, on both networks and with the views in one pass or one pass each
+(``benchmarks/xla_flags.py``; the measurements are in ``docs/results/throughput.md``). ``CPU_OPTIONS`` keeps
+YNNPACK for dots and reductions and gives convolutions back to XLA.
+Only the rounding changes: the two kernels sum in different orders.
 
 They are passed per program (``jax.jit(..., compiler_options=...)``), not through ``XLA_FLAGS``: they then reach
 only the programs built with ``jit`` below and never a notebook's own code; a jaxlib that does not know an option
@@ -39,10 +40,11 @@ def options(devices=None) -> dict | None:
 
 @functools.cache
 def _accepted(items) -> dict | None:
-  """``dict(items)`` if this jaxlib compiles a program with them, else None (one warning per process)."""
+  """``dict(items)`` if this jaxlib's CPU compiler takes them, else None (one warning per process)."""
   candidate = dict(items)
-  try:
-    jax.jit(lambda x: x + 1, compiler_options=candidate)(0.0).block_until_ready()
+  try:  # On a CPU device: the options are for the CPU compiler, whatever the default backend is.
+    x = jax.device_put(0.0, jax.devices('cpu')[0])
+    jax.jit(lambda x: x + 1, compiler_options=candidate)(x).block_until_ready()
   except Exception as e:  # The runtime's error type differs between jaxlib versions.
     logging.warning('this jaxlib rejects the CPU compiler options %s (%s); using its defaults.', candidate, e)
     return None
