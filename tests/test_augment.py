@@ -4,6 +4,7 @@ import colorsys
 import functools
 import itertools
 import math
+import re
 import time
 
 import jax
@@ -204,6 +205,16 @@ def test_full_crop_with_everything_off_is_normalisation_only():
   view = jax.jit(functools.partial(augment.augment_view, cfg=cfg))
   np.testing.assert_allclose(view(jax.random.key(0), x[0]), expected[0], atol=1e-5)
   np.testing.assert_allclose(augment.preprocess_eval(x, cfg), expected, atol=1e-5)
+
+
+def test_normalisation_stays_a_matrix_product_on_the_cpu():
+  """``normalize`` is a product with diag(1/std) so that XLA:CPU writes the views to memory once (a dot's output),
+  rather than fusing the whole colour chain into each consumer of the views. Fails if XLA rewrites it elementwise."""
+  cfg = config()
+  fn = jax.jit(functools.partial(augment.augment_batch, num_views=2, cfg=cfg))
+  hlo = fn.lower(jax.random.key(0), images(4)).compile().as_text()
+  product = re.compile(r'= f32\[\d+,3\]\S* (dot|fusion)\(.*\.\.\.c,cd->\.\.\.d')
+  assert any(product.search(line) for line in hlo.splitlines()), 'the normalisation product was rewritten'
 
 
 def test_flip_and_grayscale_probabilities_and_outputs():

@@ -267,8 +267,17 @@ def gaussian_blur(x, sigma, kernel_size: int):
 
 
 def normalize(x, cfg):
-  """(x − mean) / std over the last (channel) axis."""
-  return (x - jnp.asarray(cfg.mean, jnp.float32)) / jnp.asarray(cfg.std, jnp.float32)
+  """(x − mean) / std over the last (channel) axis, computed as x · diag(1/std) − mean/std.
+
+  Why a matrix product: XLA:CPU writes a dot's output to memory, whereas an
+  elementwise tail fuses into every consumer. Written elementwise, the whole
+  augmentation chain (crop, jitter, grey, flip) was recomputed inside each
+  consumer of the views in a train step: the first convolution's input and,
+  in transposed order, the copy that feeds its weight gradient.
+  """
+  std = jnp.asarray(cfg.std, jnp.float32)
+  scaled = jnp.einsum('...c,cd->...d', x, jnp.diag(1.0 / std), precision=_HIGHEST)
+  return scaled - jnp.asarray(cfg.mean, jnp.float32) / std
 
 
 # ---------------------------------------------------------------- pipelines
