@@ -230,9 +230,13 @@ def cpu_description() -> str:
   return f'{model}, {fields.get("CPU(s)", "?").strip()} CPUs'
 
 
-def peer_record(rows, command: str, commit, machine: str, notes=(), torch_threads: int | None = None) -> dict:
+def peer_record(
+  rows, command: str, commit, machine: str, notes=(), torch_threads: int | None = None, cores: int | None = None
+) -> dict:
   """The results-schema table of ``rows`` (``combine``'s); ``torch_threads``: PyTorch's intra-op threads, named in
-  the title (records of two thread counts are two tables)."""
+  the title (records of two thread counts are two tables); ``cores``: the CPU cores both sides could run on, named
+  in the title where the run was pinned to fewer than the machine's (``taskset``)."""
+  pinned = cores is not None and cores < (os.cpu_count() or cores)
   has_compile = any(r['torch_compile'] is not None for r in rows)
   columns = [
     {'key': 'network', 'label': 'network'},
@@ -254,8 +258,9 @@ def peer_record(rows, command: str, commit, machine: str, notes=(), torch_thread
     'schema': 'gsg_jax.results/1',
     'study': 'throughput',
     'title': "gsg_jax's train step against the same step in PyTorch, on the CPU"
-    + (f', PyTorch on {torch_threads} thread{"s" * (torch_threads != 1)}' if torch_threads else ''),
-    'order': 30 + (torch_threads == 1),
+    + (f', PyTorch on {torch_threads} thread{"s" * (torch_threads != 1)}' if torch_threads else '')
+    + (f', both sides on {cores} core{"s" * (cores != 1)}' if pinned else ''),
+    'order': 30 + (torch_threads == 1) + 2 * pinned,
     'command': command,
     'date': datetime.date.today().isoformat(),
     'commit': commit,
@@ -355,6 +360,7 @@ def main(argv=None) -> int:
       args.machine or f'{cpu_description()}, shared',
       notes,
       torch_result['threads'],
+      len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
     )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:

@@ -105,6 +105,10 @@ def test_rows_ratios_and_record():
   one, two = (peer_pytorch.peer_record(rows, 'cmd', 'abc', 'a CPU', torch_threads=n) for n in (1, 2))
   assert one['title'].endswith(', PyTorch on 1 thread') and two['title'].endswith(', PyTorch on 2 threads')
   assert one['order'] != two['order']  # Two tables of one page.
+  pinned = peer_pytorch.peer_record(rows, 'cmd', 'abc', 'a CPU', torch_threads=1, cores=1)
+  assert pinned['title'].endswith(', PyTorch on 1 thread, both sides on 1 core') and pinned['order'] not in (30, 31)
+  every = peer_pytorch.peer_record(rows, 'cmd', 'abc', 'a CPU', torch_threads=2, cores=os.cpu_count())
+  assert every['title'] == two['title']
 
 
 def torch_python_or_skip() -> str:
