@@ -43,9 +43,11 @@ time per image over SimSiam's (2.0 is the cost of its four views alone).
 """
 
 import argparse
+import collections
 import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -245,6 +247,115 @@ def measure_all(cases, args) -> list[dict]:
   return rows
 
 
+# The parts of a train step, as named in its ops' metadata: the network's modules (gsg_jax.models) and the named
+# scopes of gsg_jax.training.step.
+STEP_PARTS = ('views', 'backbone', 'projector', 'predictor', 'loss', 'probe', 'optimizer', 'target', 'predictor_update')
+
+
+def part_of(op_name: str) -> str:
+  """The part of the step an op belongs to, from its ``op_name`` metadata: the first of ``STEP_PARTS`` among the
+  scopes, with `` (backward)`` in a differentiated (transposed) computation, else ``other``.
+
+  ``jit(train_step)/transpose(jvp(SiameseNetwork))/backbone/Conv_3/conv_general_dilated`` → ``backbone (backward)``.
+  """
+  components = op_name.split('/')[1:]
+  names = [re.sub(r'^(?:\w+\()*([^()]*)\)*$', r'\1', c) for c in components]  # transpose(jvp(loss)) → loss
+  part = next((n for n in names[:-1] if n in STEP_PARTS), 'other')
+  return f'{part} (backward)' if part != 'other' and any(c.startswith('transpose(') for c in components) else part
+
+
+def op_parts(hlo_text: str) -> dict[str, str]:
+  """Each op of a compiled program's text (``Compiled.as_text()``) → its part of the step (``part_of``); a
+  fusion takes the part that most of the ops fused into it have."""
+  computation, inside, own, calls = None, collections.defaultdict(list), {}, {}
+  for line in hlo_text.splitlines():
+    header = re.match(r'^(?:ENTRY )?%?([\w.\-]+) .*\{\s*$', line)
+    if header:
+      computation = header.group(1)
+      continue
+    op = re.match(r'\s*(?:ROOT )?%?([\w.\-]+) = ', line)
+    if not op:
+      continue
+    name = re.search(r'op_name="([^"]+)"', line)
+    if name:
+      own[op.group(1)] = part_of(name.group(1))
+      inside[computation].append(own[op.group(1)])
+    called = re.search(r'calls=%?([\w.\-]+)', line)
+    if called:
+      calls[op.group(1)] = called.group(1)
+  parts = dict(own)
+  for op, computation in calls.items():
+    if inside.get(computation):
+      parts[op] = collections.Counter(inside[computation]).most_common(1)[0][0]
+  return parts
+
+
+# The record's columns: the parts of the step (STEP_PARTS, forward and backward) gathered into what they do.
+PART_GROUPS = {
+  'views': ('views',),
+  'backbone': ('backbone',),
+  'backbone_backward': ('backbone (backward)',),
+  'heads': ('projector', 'projector (backward)', 'predictor', 'predictor (backward)'),
+  'loss': ('loss', 'loss (backward)'),
+  'probe': ('probe', 'probe (backward)'),
+  'update': ('optimizer', 'target', 'predictor_update'),
+}
+
+
+def parts_record(rows: list[dict], command: str, commit: str | None) -> dict:
+  """A results-schema table of the profiled rows' op time by part of the step (``--profile`` with
+  ``--parts-record``): each group's share of the op time; the rest (ops outside every named part) in ``other``."""
+  table = []
+  for row in rows:
+    parts = {p['name']: p['share'] for p in row['profile']['parts']}
+    shares = {group: sum(parts.get(name, 0.0) for name in names) for group, names in PART_GROUPS.items()}
+    table.append(
+      {
+        'network': f'{row["backbone"]} width {row["width"]}, {row["crop_size"]}²',
+        'method': row['method'],
+        'batch': row['batch_size'],
+        'views_per_pass': row['views_per_pass'],
+        'op_ms': 1e3 * row['profile']['op_seconds_per_step'],
+        **shares,
+        'other': 1.0 - sum(shares.values()),
+      }
+    )
+  share = lambda key, label: {'key': key, 'label': label, 'format': '.0%'}
+  return {
+    'schema': 'gsg_jax.results/1',
+    'study': 'throughput',
+    'title': "Where the step's time goes, by part of the step",
+    'order': 3,
+    'command': command,
+    'date': datetime.date.today().isoformat(),
+    'commit': commit,
+    'machine': f'{cpu_model()}, {os.cpu_count()} CPUs',
+    'source': "the `profile` field of train_step.py's rows (a jax.profiler trace of the timed steps; each op's part "
+    'from its metadata in the compiled program, `op_parts`)',
+    'columns': [
+      {'key': 'network', 'label': 'network'},
+      {'key': 'method', 'label': 'method'},
+      {'key': 'batch', 'label': 'batch', 'format': 'd'},
+      {'key': 'views_per_pass', 'label': 'views/pass', 'format': 'd'},
+      {'key': 'op_ms', 'label': 'op time per step (ms)', 'format': '.1f'},
+      share('views', 'views (augmentation)'),
+      share('backbone', 'backbone forward'),
+      share('backbone_backward', 'backbone backward'),
+      share('heads', 'projector, predictor'),
+      share('loss', 'loss'),
+      share('probe', 'online probe'),
+      share('update', 'optimiser, target, predictor update'),
+      share('other', 'other'),
+    ],
+    'rows': table,
+    'notes': [
+      "Shares of the op time of a step, summed over the trace's ops. An op's part is the first Flax module or "
+      'named scope of the train step in its metadata; a fusion takes the part most of its fused ops have, so work '
+      'XLA fused across parts is counted in one of them. The heads, loss and probe include their backward passes.',
+    ],
+  }
+
+
 def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dict:
   """Runs ``steps`` steps under ``jax.profiler.trace``; sums the time of XLA's ops from the trace.
 
@@ -252,13 +363,13 @@ def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dic
   Perfetto ``.json.gz``). The summary counts the events that name an HLO op
   (``args.hlo_op``: XLA's kernels/thunks on CPU, GPU and TPU), grouped by
   op kind (``convolution``, ``ynn_fusion``, ``copy``, ...: the name without
-  its number) and one by one: time per step and share of all op time. On a
+  its number), by part of the step (``parts``: ``op_parts``) and one by one: time per step and share of all op
+  time. On a
   CPU, ops of one step run on several threads, so op time can exceed wall
   time; ``busy_fraction`` < 1 on an accelerator means gaps between ops.
   """
   import glob
   import gzip
-  import re
 
   import jax
 
@@ -275,11 +386,14 @@ def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dic
   ops = [e for e in events if e.get('ph') == 'X' and 'hlo_op' in (e.get('args') or {})]
   if not ops:
     return {'state': state, 'log_dir': log_dir, 'error': 'the trace has no HLO op events'}
-  by_op, by_kind = {}, {}
+  parts = op_parts(compiled.as_text())
+  by_op, by_kind, by_part = {}, {}, {}
   for e in ops:
     by_op[e['name']] = by_op.get(e['name'], 0.0) + e['dur']
     kind = re.sub(r'[._]\d+$', '', e['name'])
     by_kind[kind] = by_kind.get(kind, 0.0) + e['dur']
+    part = parts.get(e['name'], 'other')
+    by_part[part] = by_part.get(part, 0.0) + e['dur']
   total = sum(by_op.values())
   wall = max(e['ts'] + e['dur'] for e in ops) - min(e['ts'] for e in ops)
   table = lambda d, n: [
@@ -293,6 +407,7 @@ def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dic
     'op_seconds_per_step': total / 1e6 / steps,
     'wall_seconds_per_step': wall / 1e6 / steps,
     'busy_fraction': total / wall,
+    'parts': table(by_part, len(by_part)),
     'top_kinds': table(by_kind, 10),
     'top_ops': table(by_op, 10),
   }
@@ -339,12 +454,19 @@ def main():
     help='directory: also trace the timed steps with jax.profiler and summarise the costliest ops in the JSON',
   )
   parser.add_argument(
+    '--parts-record',
+    default='',
+    help='with --profile: also write a results-schema record of op time by part of the step (--out: its rows)',
+  )
+  parser.add_argument(
     '--compile-only',
     action='store_true',
     help='compile and count FLOPs without running: the work of a step on a device not at hand',
   )
   parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.parts_record and not args.profile:
+    parser.error('--parts-record needs --profile')
 
   remats = [REMAT[r] for r in args.remat.split(',')]
   if args.devices and not args.child:  # One child process per simulated device count.
@@ -410,6 +532,14 @@ def main():
       indent=2,
     )
   print(f'wrote {args.out}', file=sys.stderr)
+  if args.parts_record and args.profile:
+    record = parts_record(rows, ' '.join(['python', *sys.argv]), git_commit())
+    record['results_file'] = os.path.relpath(
+      os.path.abspath(args.out), os.path.dirname(os.path.abspath(args.parts_record))
+    )
+    with open(args.parts_record, 'w') as f:
+      json.dump(record, f, indent=1)
+    print(f'wrote {args.parts_record}', file=sys.stderr)
 
 
 def write_record(record: dict, rows: list[dict], out: str, raw: str = '') -> None:

@@ -12,10 +12,47 @@ import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 from conftest import REPO
 
-pytestmark = pytest.mark.slow  # Subprocesses: the full tier only.
+sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
+import train_step  # noqa: E402
+
+
+@pytest.mark.parametrize(
+  'op_name, part',
+  [
+    ('jit(train_step)/transpose(jvp(SiameseNetwork))/backbone/Conv_3/conv_general_dilated', 'backbone (backward)'),
+    ('jit(train_step)/jvp(SiameseNetwork)/projector/Dense_0/dot_general', 'projector'),
+    ('jit(train_step)/views/vmap()/div', 'views'),
+    ('jit(train_step)/transpose(jvp(loss))/mul', 'loss (backward)'),
+    ('jit(train_step)/optimizer/mul', 'optimizer'),
+    ('jit(train_step)/add', 'other'),
+    ('jit(train_step)/views', 'other'),  # The scope's name alone is the op, not a scope.
+  ],
+)
+def test_part_of_an_op(op_name, part):
+  assert train_step.part_of(op_name) == part
+
+
+def test_op_parts_of_a_compiled_program():
+  def loss(w, x):
+    with jax.named_scope('views'):
+      x = jnp.sin(x) * 2.0
+    with jax.named_scope('loss'):
+      return jnp.sum(jnp.tanh(x @ w) ** 2)
+
+  def step(w, x):
+    g = jax.grad(loss)(w, x)
+    with jax.named_scope('optimizer'):
+      return w - 0.1 * g
+
+  hlo = jax.jit(step).lower(jnp.ones((8, 8)), jnp.ones((4, 8))).compile().as_text()
+  parts = set(train_step.op_parts(hlo).values())
+  assert {'views', 'loss', 'loss (backward)'} <= parts, parts
+  assert parts <= {'views', 'loss', 'loss (backward)', 'optimizer', 'other'}, parts
 
 
 @pytest.fixture(scope='module')
@@ -35,6 +72,7 @@ def benchmark_json(tmp_path_factory):
       '--warmup=1',
       '--repeats=2',
       f'--profile={profile}',
+      f'--parts-record={tmp / "parts.json"}',
       f'--out={out}',
     ],
     env=env,
@@ -42,9 +80,13 @@ def benchmark_json(tmp_path_factory):
     timeout=600,
   )
   with open(out) as f:
-    return json.load(f)
+    results = json.load(f)
+  with open(tmp / 'parts.json') as f:
+    results['parts_record'] = json.load(f)
+  return results
 
 
+@pytest.mark.slow  # A subprocess: the full tier only.
 def test_rows_report_throughput_and_flops(benchmark_json):
   rows = benchmark_json['results']
   assert [(r['method'], r['batch_size']) for r in rows] == [('simsiam', 8), ('simsiam_gsg', 8)]
@@ -64,11 +106,13 @@ def test_rows_report_throughput_and_flops(benchmark_json):
   assert benchmark_json['commit'] and benchmark_json['cpu'] is not None and benchmark_json['date']
 
 
+@pytest.mark.slow  # A subprocess: the full tier only.
 def test_flops_scale_with_the_views(benchmark_json):
   simsiam, gsg = (r['flops_per_step'] for r in benchmark_json['results'])
   assert gsg / simsiam == pytest.approx(2.0, rel=0.05)
 
 
+@pytest.mark.slow  # A subprocess: the full tier only.
 def test_profile_summary(benchmark_json):
   for r in benchmark_json['results']:
     profile = r['profile']
@@ -78,3 +122,22 @@ def test_profile_summary(benchmark_json):
     shares = [k['share'] for k in profile['top_kinds']]
     assert shares and shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1 + 1e-9
     assert any('fusion' in k['name'] or 'convolution' in k['name'] for k in profile['top_kinds'])
+  parts = {p['name']: p['share'] for p in profile['parts']}
+  assert sum(parts.values()) == pytest.approx(1.0)  # Every op is in one part, 'other' included.
+  # The step's ops are labelled: the augmentation, the network's forward and backward passes, the optimiser.
+  assert {'views', 'backbone', 'backbone (backward)', 'projector', 'optimizer'} <= set(parts), parts
+  assert parts['backbone'] + parts['backbone (backward)'] > parts.get('other', 0.0)
+
+
+@pytest.mark.slow  # A subprocess: the full tier only.
+def test_parts_record(benchmark_json):
+  sys.path.insert(0, os.path.join(REPO, 'docs'))
+  import generate_results
+
+  record = benchmark_json['parts_record']
+  generate_results.check_record(record, os.path.join(REPO, 'benchmarks', 'results', 'throughput', 'parts.json'))
+  assert [r['method'] for r in record['rows']] == ['simsiam', 'simsiam_gsg']
+  for row in record['rows']:
+    shares = [row[c['key']] for c in record['columns'] if c.get('format') == '.0%']
+    assert sum(shares) == pytest.approx(1.0) and min(shares) > -1e-9
+    assert row['backbone'] > 0 and row['backbone_backward'] > 0 and row['views'] > 0 and row['op_ms'] > 0

@@ -100,13 +100,15 @@ class Trainer:
     out, model_state = models.train_pass(self.network, self.network_variables(params, model_state), x, num_views)
     targets = out['projection'] if target_projections is None else target_projections
     to_views = lambda a: a.reshape(x.shape[0] // num_views, num_views, -1)
-    loss, aux, loss_state = self.method.loss_fn(to_views(out['prediction']), to_views(targets), rng, loss_state)
+    with jax.named_scope('loss'):
+      loss, aux, loss_state = self.method.loss_fn(to_views(out['prediction']), to_views(targets), rng, loss_state)
     aux = {'loss': loss, **aux}
     objective = loss
     if self.probe is not None:
-      logits = self.probe_logits(params, out['features'])
-      view_labels = jnp.repeat(labels, num_views)  # Rows are example-major: b·V + v.
-      probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, view_labels).mean()
+      with jax.named_scope('probe'):
+        logits = self.probe_logits(params, out['features'])
+        view_labels = jnp.repeat(labels, num_views)  # Rows are example-major: b·V + v.
+        probe_loss = optax.softmax_cross_entropy_with_integer_labels(logits, view_labels).mean()
       aux['probe/loss'] = probe_loss
       aux['probe/train_top1'] = 100.0 * jnp.mean(jnp.argmax(logits, -1) == view_labels)
       objective = loss + probe_loss
@@ -119,22 +121,27 @@ class Trainer:
     ``'label'`` int32 [B] when the online probe is on (read by the probe only).
     """
     view_rng, loss_rng = jax.random.split(jax.random.fold_in(rng, state.step))
-    x = self.views(batch, view_rng, self.method.num_views)
+    with jax.named_scope('views'):  # Named scopes label the profile's op time (benchmarks/train_step.py --profile).
+      x = self.views(batch, view_rng, self.method.num_views)
     target, predictor = self.method.target, self.method.predictor
-    target_projections, target_entry = target.projections(
-      state.extras['target'], self.network, x, self.method.num_views
-    )
+    with jax.named_scope('target'):
+      target_projections, target_entry = target.projections(
+        state.extras['target'], self.network, x, self.method.num_views
+      )
     labels = batch['label'] if self.probe is not None else None
     (_, (aux, model_state, out, loss_state)), grads = jax.value_and_grad(self.loss, has_aux=True)(
       state.params, state.model_state, x, target_projections, loss_rng, labels, state.extras.get('loss')
     )
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    with jax.named_scope('optimizer'):
+      updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+      params = optax.apply_updates(state.params, updates)
 
-    target_entry, target_metrics = target.update(target_entry, params, state.step)
-    predictor_entry, params, predictor_metrics = predictor.update(
-      state.extras['predictor'], params, out['projection'], state.step
-    )
+    with jax.named_scope('target'):
+      target_entry, target_metrics = target.update(target_entry, params, state.step)
+    with jax.named_scope('predictor_update'):
+      predictor_entry, params, predictor_metrics = predictor.update(
+        state.extras['predictor'], params, out['projection'], state.step
+      )
     extras = {**state.extras, 'target': target_entry, 'predictor': predictor_entry}
     if loss_state is not None:
       extras['loss'] = loss_state
