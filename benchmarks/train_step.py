@@ -324,7 +324,8 @@ def parts_record(rows: list[dict], command: str, commit: str | None) -> dict:
   return {
     'schema': 'gsg_jax.results/1',
     'study': 'throughput',
-    'title': "Where the step's time goes, by part of the step",
+    'title': "Where the step's time goes, by part of the step: "
+    + ', '.join(dict.fromkeys(f'{r["network"]}, batch {r["batch"]}' for r in table)),
     'order': 3,
     'command': command,
     'date': datetime.date.today().isoformat(),
@@ -351,7 +352,9 @@ def parts_record(rows: list[dict], command: str, commit: str | None) -> dict:
     'notes': [
       "Shares of the op time of a step, summed over the trace's ops. An op's part is the first Flax module or "
       'named scope of the train step in its metadata; a fusion takes the part most of its fused ops have, so work '
-      'XLA fused across parts is counted in one of them. The heads, loss and probe include their backward passes.',
+      'XLA fused across parts is counted in one of them: the copies that lay activations out for the weight '
+      "gradients' convolutions fuse the forward BatchNorm and ReLU and count as the backbone's forward pass. The "
+      'heads, loss and probe include their backward passes.',
     ],
   }
 
