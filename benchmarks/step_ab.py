@@ -31,7 +31,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import train_step  # noqa: E402
-from xla_flags import network_label, parse_network, relative_difference  # noqa: E402
+from xla_flags import network_argv, network_label, relative_difference  # noqa: E402
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -74,17 +74,7 @@ def measured_rows(args, trees: dict[str, str]) -> list[dict]:
   rows = []
   for round_ in range(args.rounds):
     for network in args.networks.split(','):
-      preset, backbone, width, batch = parse_network(network)
-      argv = [
-        f'--methods={args.methods}',
-        f'--batch-sizes={batch or args.batch_size}',
-        f'--preset={preset}',
-        f'--backbone={backbone}',
-        f'--width={width or 0}',
-        f'--steps={args.steps}',
-        f'--warmup={args.warmup}',
-        f'--repeats={args.repeats}',
-      ]
+      argv = network_argv(network, args)
       for side, tree in trees.items():
         for row in tree_rows(tree, argv):
           row.update(network=network, side=side, round=round_)

@@ -75,6 +75,23 @@ def parse_network(network: str) -> tuple[str, str, str, str]:
   return preset, backbone, width, batch
 
 
+def network_argv(network: str, args, **options) -> list[str]:
+  """train_step.py's arguments for one ``preset[:backbone:width][@batch]`` network: ``args``' methods, batch size
+  (where the network names none) and timing, and ``options`` by name (``dtype='float32'`` → ``--dtype=float32``)."""
+  preset, backbone, width, batch = parse_network(network)
+  return [
+    f'--methods={args.methods}',
+    f'--batch-sizes={batch or args.batch_size}',
+    f'--preset={preset}',
+    f'--backbone={backbone}',
+    f'--width={width or 0}',
+    f'--steps={args.steps}',
+    f'--warmup={args.warmup}',
+    f'--repeats={args.repeats}',
+    *(f'--{name.replace("_", "-")}={value}' for name, value in options.items()),
+  ]
+
+
 def flags_of(flag_set: str) -> str:
   return '' if flag_set == DEFAULT else flag_set
 
@@ -86,19 +103,7 @@ def measured_rows(args, flag_sets: list[str], rows: list[dict] | None = None, sa
   rows = list(rows or [])
   done = {(r['network'], r['xla_flags']) for r in rows}
   for network in args.networks.split(','):
-    preset, backbone, width, batch = parse_network(network)
-    argv = [
-      f'--methods={args.methods}',
-      f'--batch-sizes={batch or args.batch_size}',
-      f'--preset={preset}',
-      f'--backbone={backbone}',
-      f'--width={width or 0}',
-      f'--dtype={args.dtype}',
-      f'--steps={args.steps}',
-      f'--warmup={args.warmup}',
-      f'--repeats={args.repeats}',
-      f'--views-per-pass={args.views_per_pass}',
-    ]
+    argv = network_argv(network, args, dtype=args.dtype, views_per_pass=args.views_per_pass)
     for flag_set in flag_sets:
       if (network, flag_set) in done:
         print(f'{network}: {flag_set}: measured before', file=sys.stderr, flush=True)
