@@ -354,7 +354,9 @@ def parts_record(rows: list[dict], command: str, commit: str | None) -> dict:
       'named scope of the train step in its metadata; a fusion takes the part most of its fused ops have, so work '
       'XLA fused across parts is counted in one of them: the copies that lay activations out for the weight '
       "gradients' convolutions fuse the forward BatchNorm and ReLU and count as the backbone's forward pass. The "
-      'heads, loss and probe include their backward passes.',
+      'heads, loss and probe include their backward passes. On the CPU a convolution runs asynchronously on '
+      "XLA's thread pool: the trace times its dispatch, and its work is counted in the ops that run beside it or "
+      "wait for it, which are the backbone's own; the shares by part hold, the op kinds' (`top_kinds`) do not.",
     ],
   }
 
@@ -369,7 +371,10 @@ def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dic
   its number), by part of the step (``parts``: ``op_parts``) and one by one: time per step and share of all op
   time. On a
   CPU, ops of one step run on several threads, so op time can exceed wall
-  time; ``busy_fraction`` < 1 on an accelerator means gaps between ops.
+  time; ``busy_fraction`` < 1 on an accelerator means gaps between ops. A CPU
+  convolution (XLA's Eigen kernel) runs asynchronously: its event is the
+  dispatch, and its work shows in the ops beside it, so op kinds misstate
+  convolutions and copies there, while parts of the step stay apart.
   """
   import glob
   import gzip
