@@ -105,6 +105,7 @@ def table_rows(rows: list[dict]) -> list[dict]:
         {
           'network': network_label(network, case),
           'method': method,
+          'views_per_pass': change['views_per_pass'],
           'base_images_per_second': base['images_per_second'],
           'images_per_second': change['images_per_second'],
           'speedup': statistics.median(ratios),
@@ -132,6 +133,7 @@ def ab_record(rows: list[dict], command: str, title: str, base: str, change: str
     'columns': [
       {'key': 'network', 'label': 'network'},
       {'key': 'method', 'label': 'method'},
+      {'key': 'views_per_pass', 'label': 'views per pass (0: all)', 'format': 'd'},
       {'key': 'base_images_per_second', 'label': f'images/s at {base}', 'format': '.1f'},
       {'key': 'images_per_second', 'label': 'images/s after', 'format': '.1f'},
       {'key': 'speedup', 'label': 'speed-up (median of rounds)', 'format': '.2f'},
@@ -176,7 +178,7 @@ def main(argv=None):
     ['python', os.path.relpath(os.path.abspath(__file__)), *(sys.argv[1:] if argv is None else argv)]
   )
   base = resolve(args.base)
-  change = train_step.git_commit()
+  change = resolve('HEAD') + ('+dirty' if (train_step.git_commit() or '').endswith('+dirty') else '')
   with tempfile.TemporaryDirectory(prefix='step_ab_') as tmp:
     trees = {'base': export_tree(args.base, tmp), 'change': CHECKOUT}
     rows = measured_rows(args, trees)

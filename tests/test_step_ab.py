@@ -23,6 +23,7 @@ def row(side, round_, method, images_per_second, loss=-0.5, network='cifar10_cpu
     'width': 16,
     'crop_size': 24,
     'batch_size': 128,
+    'views_per_pass': 1,
     'images_per_second': images_per_second,
     'first_loss': -0.6,
     'final_loss': loss,
