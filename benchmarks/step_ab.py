@@ -19,7 +19,6 @@ both relative differences. The record is a results-schema table
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import shlex
@@ -58,15 +57,8 @@ def resolve(commit: str) -> str:
 def tree_rows(tree: str, argv: list[str]) -> list[dict]:
   """``train_step.py`` of ``tree`` run with ``argv`` on one device, importing that tree's ``gsg_jax``."""
   path = os.pathsep.join(p for p in (tree, os.environ.get('PYTHONPATH', '')) if p)
-  out = subprocess.run(
-    [sys.executable, os.path.join(tree, 'benchmarks', 'train_step.py'), *argv, '--out', '-'],
-    env=dict(os.environ, PYTHONPATH=path, JAX_PLATFORMS='cpu'),
-    cwd=tree,
-    check=True,
-    stdout=subprocess.PIPE,
-    text=True,
-  ).stdout
-  return json.loads(out.strip().splitlines()[-1])
+  script = os.path.join(tree, 'benchmarks', 'train_step.py')
+  return train_step.script_rows(script, argv, dict(os.environ, PYTHONPATH=path, JAX_PLATFORMS='cpu'), cwd=tree)
 
 
 def measured_rows(args, trees: dict[str, str]) -> list[dict]:

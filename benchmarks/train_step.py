@@ -574,12 +574,14 @@ def child_rows(devices: int, argv: list[str], xla_flags: str = '', jaxlib_defaul
     from gsg_jax.compiler import ENV_SWITCH
 
     env[ENV_SWITCH] = '0'
+  return script_rows(os.path.abspath(__file__), [*argv, '--child'], env)
+
+
+def script_rows(script: str, argv: list[str], env: dict, cwd: str | None = None) -> list[dict]:
+  """The rows that ``script`` (this file, or another tree's copy of it) prints with ``--out -``, run as a child
+  process with ``env``."""
   out = subprocess.run(
-    [sys.executable, os.path.abspath(__file__), *argv, '--child', '--out', '-'],
-    env=env,
-    check=True,
-    stdout=subprocess.PIPE,
-    text=True,
+    [sys.executable, script, *argv, '--out', '-'], env=env, cwd=cwd, check=True, stdout=subprocess.PIPE, text=True
   ).stdout
   return json.loads(out.strip().splitlines()[-1])
 
