@@ -249,7 +249,18 @@ def measure_all(cases, args) -> list[dict]:
 
 # The parts of a train step, as named in its ops' metadata: the network's modules (gsg_jax.models) and the named
 # scopes of gsg_jax.training.step.
-STEP_PARTS = ('views', 'backbone', 'projector', 'predictor', 'loss', 'probe', 'optimizer', 'target', 'predictor_update')
+STEP_PARTS = (
+  'views',
+  'target_network',
+  'backbone',
+  'projector',
+  'predictor',
+  'loss',
+  'probe',
+  'optimizer',
+  'target',
+  'predictor_update',
+)
 
 
 def part_of(op_name: str) -> str:
@@ -298,6 +309,7 @@ PART_GROUPS = {
   'heads': ('projector', 'projector (backward)', 'predictor', 'predictor (backward)'),
   'loss': ('loss', 'loss (backward)'),
   'probe': ('probe', 'probe (backward)'),
+  'target_network': ('target_network',),  # BYOL's EMA network forward; SimSiam has none.
   'update': ('optimizer', 'target', 'predictor_update'),
 }
 
@@ -345,6 +357,7 @@ def parts_record(rows: list[dict], command: str, commit: str | None) -> dict:
       share('heads', 'projector, predictor'),
       share('loss', 'loss'),
       share('probe', 'online probe'),
+      share('target_network', 'target network'),
       share('update', 'optimiser, target, predictor update'),
       share('other', 'other'),
     ],
@@ -540,7 +553,7 @@ def main():
       indent=2,
     )
   print(f'wrote {args.out}', file=sys.stderr)
-  if args.parts_record and args.profile:
+  if args.parts_record:
     record = parts_record(rows, ' '.join(['python', *sys.argv]), git_commit())
     record['results_file'] = os.path.relpath(
       os.path.abspath(args.out), os.path.dirname(os.path.abspath(args.parts_record))

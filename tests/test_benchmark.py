@@ -29,6 +29,8 @@ import train_step  # noqa: E402
     ('jit(train_step)/views/vmap()/div', 'views'),
     ('jit(train_step)/transpose(jvp(loss))/mul', 'loss (backward)'),
     ('jit(train_step)/optimizer/mul', 'optimizer'),
+    ('jit(train_step)/target_network/SiameseNetwork/backbone/Conv_0/conv_general_dilated', 'target_network'),
+    ('jit(train_step)/target/mul', 'target'),
     ('jit(train_step)/add', 'other'),
     ('jit(train_step)/views', 'other'),  # The scope's name alone is the op, not a scope.
   ],

@@ -17,8 +17,9 @@ synchronised-BatchNorm semantics independent of the device count.
 flax.linen.BatchNorm normalises over all rows at once and has no notion of
 groups, hence this small module. The standardisation's backward pass is
 written out (``standardize``: BatchNorm's usual formula), which XLA:CPU
-compiles into a faster step than JAX's derivative of the forward pass. Running statistics (used at evaluation) are
-the average of the per-view statistics, updated with PyTorch's convention
+compiles into a faster step than JAX's derivative of the forward pass.
+Running statistics (used at evaluation) are the average of the per-view
+statistics, updated with PyTorch's convention
 ``running = momentum · running + (1 − momentum) · batch`` (flax momentum 0.9
 is PyTorch's 0.1); the variance kept is the biased one (PyTorch keeps the
 unbiased one: a factor N/(N−1), negligible at the batch sizes used here).

@@ -124,7 +124,7 @@ class Trainer:
     with jax.named_scope('views'):  # Named scopes label the profile's op time (benchmarks/train_step.py --profile).
       x = self.views(batch, view_rng, self.method.num_views)
     target, predictor = self.method.target, self.method.predictor
-    with jax.named_scope('target'):
+    with jax.named_scope('target_network'):
       target_projections, target_entry = target.projections(
         state.extras['target'], self.network, x, self.method.num_views
       )
