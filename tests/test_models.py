@@ -83,6 +83,35 @@ def test_standardize_gradient_is_autodiffs():
   assert float(jnp.max(jnp.abs(want))) > 0.1  # A gradient worth comparing.
 
 
+@pytest.mark.parametrize('offset', [0.0, 10.0])
+def test_standardize_gradient_keeps_float32_accuracy_off_centre(offset):
+  """The backward pass reads x, not x − mean (``standardize``'s docstring): against the float64 gradient of the plain
+  forward computation, its float32 rounding stays that of the plain float32 derivative, also where each channel's
+  mean is ten times its standard deviation."""
+  x = jax.random.normal(jax.random.key(3), (64, 6, 6, 5)) * jnp.linspace(0.5, 2.0, 5)
+  x = x + offset * jnp.linspace(0.5, 2.0, 5)
+  weights = jax.random.normal(jax.random.key(4), x.shape)
+  axes, eps = (0, 1, 2), 1e-5
+
+  def plain(x):
+    mean = x.mean(axes, keepdims=True)
+    var = jnp.square(x - mean).mean(axes, keepdims=True)
+    return (x - mean) / jnp.sqrt(var + eps), mean, var
+
+  def objective(fn, x, w):
+    xhat, mean, var = fn(x)
+    return jnp.sum(jax.nn.relu(1.3 * xhat + 0.1) * w) + jnp.sum(mean * w[0, 0, 0]) + jnp.sum(var * w[0, 0, 1])
+
+  with jax.enable_x64(True):
+    want = jax.grad(functools.partial(objective, plain))(x.astype(jnp.float64), weights.astype(jnp.float64))
+  autodiff = jax.grad(functools.partial(objective, plain))(x, weights)
+  got = jax.grad(functools.partial(objective, lambda x: standardize(x, axes, eps)))(x, weights)
+  scale = float(jnp.max(jnp.abs(want)))
+  autodiff_error = float(jnp.max(jnp.abs(autodiff - want))) / scale
+  error = float(jnp.max(jnp.abs(got - want))) / scale
+  assert error < max(4 * autodiff_error, 1e-6), (error, autodiff_error)
+
+
 def test_view_order_does_not_matter_within_a_batch():
   """Per-view statistics: shuffling images inside a batch permutes the outputs and nothing else."""
   net = models.build_network(model_config(backbone='convnet'), Predictor(8, 32))

@@ -41,9 +41,17 @@ def standardize(x, axes: tuple[int, ...], epsilon: float):
 
       ∂x = r·(g − ⟨g⟩ − x̂·⟨g·x̂⟩) + (g_mean + 2·g_var·(x − mean)) / n,
 
-  with ⟨·⟩ the mean over ``axes``: BatchNorm's usual backward pass, two reductions and one elementwise pass over
-  x. Why by hand: JAX's derivative of the forward computation is the same function, but XLA:CPU compiled it into a
-  slower train step (``benchmarks/results/throughput/ab_standardize_vjp.json``).
+  with ⟨·⟩ the mean over ``axes``: BatchNorm's usual backward pass. It is evaluated from g and x alone, as
+
+      ⟨g·x̂⟩ = r·(⟨g·x⟩ − mean·⟨g⟩),    ∂x = r·g + b·x + c,
+      b = 2·g_var/n − r²·⟨g·x̂⟩,    c = g_mean/n − r·⟨g⟩ − b·mean,
+
+  two reductions that read g and x and one elementwise pass. Why by hand, and why this form: JAX's derivative of the
+  forward computation is the same function, but XLA:CPU compiled it into a slower train step
+  (``benchmarks/results/throughput/ab_standardize_vjp.json``); and where the backward pass read x̂, XLA kept x̂ from
+  the forward pass, written out twice per layer, and the form above is faster again
+  (``ab_standardize_from_x.json``). Rounding: mean·⟨g⟩ cancels part of ⟨g·x⟩ when |mean| ≫ √var, as the forward
+  pass's own x − mean does; ``tests/test_models.py`` compares both with float64.
   """
   return _standardize_fwd(x, axes, epsilon)[0]
 
@@ -58,10 +66,12 @@ def _standardize_fwd(x, axes, epsilon):
 def _standardize_bwd(axes, epsilon, res, cotangents):
   x, mean, rstd = res
   dxhat, dmean, dvar = cotangents
-  xhat = (x - mean) * rstd
-  dx = rstd * (dxhat - dxhat.mean(axes, keepdims=True) - xhat * (dxhat * xhat).mean(axes, keepdims=True))
   n = x.size // mean.size
-  return (dx + (dmean + 2.0 * dvar * (x - mean)) / n,)
+  g_mean = dxhat.mean(axes, keepdims=True)
+  gxhat_mean = rstd * ((dxhat * x).mean(axes, keepdims=True) - mean * g_mean)
+  b = 2.0 * dvar / n - rstd * rstd * gxhat_mean
+  c = dmean / n - rstd * g_mean - b * mean
+  return (rstd * dxhat + b * x + c,)
 
 
 standardize.defvjp(_standardize_fwd, _standardize_bwd)
