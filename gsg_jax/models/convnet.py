@@ -12,7 +12,6 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from gsg_jax.models import conv
 from gsg_jax.models.normalization import ViewBatchNorm
 from gsg_jax.models.resnet import conv_init
 
@@ -26,14 +25,6 @@ class ConvNet(nn.Module):
     norm = functools.partial(ViewBatchNorm, use_running_average=not train, num_views=num_views, dtype=self.dtype)
     x = x.astype(self.dtype)
     for i, strides in enumerate((1, 2, 2, 2)):
-      x = nn.Conv(
-        self.width * 2**i,
-        (3, 3),
-        strides,
-        use_bias=False,
-        kernel_init=conv_init,
-        dtype=self.dtype,
-        conv_general_dilated=conv.conv_general_dilated,  # Strided input gradients by phases.
-      )(x)
+      x = nn.Conv(self.width * 2**i, (3, 3), strides, use_bias=False, kernel_init=conv_init, dtype=self.dtype)(x)
       x = nn.relu(norm()(x))
     return jnp.mean(x, axis=(1, 2))

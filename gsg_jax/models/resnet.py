@@ -25,7 +25,6 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from gsg_jax.models import conv
 from gsg_jax.models.normalization import ViewBatchNorm
 
 ModuleDef = Any
@@ -33,19 +32,9 @@ conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')  # Kaimin
 
 
 def torch_conv(features: int, kernel_size, strides=1, **kwargs) -> nn.Conv:
-  """A bias-free ``nn.Conv`` padded as PyTorch's ``Conv2d(padding=k // 2)``, Kaiming-initialised, its strided
-  input gradient by phases (``models.conv``)."""
+  """A bias-free ``nn.Conv`` padded as PyTorch's ``Conv2d(padding=k // 2)``, Kaiming-initialised."""
   padding = [(k // 2, k // 2) for k in kernel_size]
-  return nn.Conv(
-    features,
-    kernel_size,
-    strides,
-    padding=padding,
-    use_bias=False,
-    kernel_init=conv_init,
-    conv_general_dilated=conv.conv_general_dilated,
-    **kwargs,
-  )
+  return nn.Conv(features, kernel_size, strides, padding=padding, use_bias=False, kernel_init=conv_init, **kwargs)
 
 
 class BasicBlock(nn.Module):
