@@ -20,19 +20,20 @@ one.
 
 import argparse
 import datetime
-import json
 import os
-import subprocess
 import sys
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import records  # noqa: E402
+
+REPO = records.REPO
 sys.path.insert(0, REPO)
 
 from gsg_jax import run_dir, storage  # noqa: E402 (after the path: runs from a checkout)
 from gsg_jax.errors import MissingPathError  # noqa: E402
 from gsg_jax.methods import LOSSES  # noqa: E402
 
-SCHEMA = 'gsg_jax.results/1'
 # (floor, table column) → the monitor's metric. The fast linear floors are the monitor's fast linear probe of the
 # floors' features on the same held-out slice: the protocol of the table's linear column.
 FLOOR_KEYS = {
@@ -42,27 +43,18 @@ FLOOR_KEYS = {
 }
 
 
-def git_commit() -> str | None:
-  try:
-    return subprocess.run(
-      ['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True, text=True, check=True
-    ).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return None
-
-
 def curve(workdir: str) -> tuple[list, list, dict]:
   """(epochs, kNN top-1, floors {(label, metric): value}) of the run's monitor, the last record of each step."""
   evals = {r['step']: r for r in run_dir.load_metrics(workdir) if r.get('kind') == 'eval' and 'knn_top1' in r}
-  records = [evals[s] for s in sorted(evals)]
+  points = [evals[s] for s in sorted(evals)]
   floors = {}
   for label, key in FLOOR_KEYS.items():
-    values = {r[key] for r in records if key in r}
+    values = {r[key] for r in points if key in r}
     if len(values) > 1:
       raise ValueError(f'{workdir}: the floor {label!r} changed during the run: {sorted(values)}')
     if values:
       floors[label] = values.pop()
-  return [r['epoch'] for r in records], [r['knn_top1'] for r in records], floors
+  return [r['epoch'] for r in points], [r['knn_top1'] for r in points], floors
 
 
 def row(label: str, workdir: str, config: dict, epochs: list, knn: list) -> dict:
@@ -123,12 +115,12 @@ def main():
     views = LOSSES[config['method']['loss']].num_views
     series.append({'label': name, 'x': epochs, 'y': knn})
     compute_series.append({'label': name, 'x': [e * views / 2 for e in epochs], 'y': knn})
-  common = {
-    'schema': SCHEMA,
+  common = {  # records.table's header without its title and order: the curves are records of their own kind.
+    'schema': records.SCHEMA,
     'study': args.study,
     'command': args.command,
     'date': datetime.date.today().isoformat(),
-    'commit': git_commit(),
+    'commit': records.git_commit(),
     'machine': args.machine,
     'source': "the runs' metrics.jsonl, run.json, summary.json and eval/latest.json, read by "
     'benchmarks/collect_runs.py',
@@ -196,8 +188,7 @@ def main():
     }
   for suffix, record in (('curves', curves), ('compute_curves', compute_curves), ('table', table)):
     path = os.path.join(out_dir, f'{args.name}_{suffix}.json')
-    with open(path, 'w') as f:
-      json.dump(record, f, indent=1)
+    records.write(record, path)
     print(f'wrote {path}')
 
 

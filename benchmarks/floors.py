@@ -13,12 +13,14 @@ import argparse
 import datetime
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import records  # noqa: E402
+
+sys.path.insert(0, records.REPO)
 
 
 def main(argv=None) -> int:
@@ -61,11 +63,10 @@ def main(argv=None) -> int:
       }
       print(spec, per_config[spec], flush=True)
   distinct = {json.dumps(v, sort_keys=True) for v in per_config.values()}
-  commit = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=REPO, capture_output=True, text=True).stdout
   record = {
     'command': 'python benchmarks/floors.py ' + ' '.join(argv if argv is not None else sys.argv[1:]),
     'date': datetime.date.today().isoformat(),
-    'commit': commit.strip() or None,
+    'commit': records.git_commit(),
     'knn': {k: v for k, v in knn.items()} if isinstance(knn, dict) else knn,
     'per_config': per_config,
   }
@@ -75,9 +76,7 @@ def main(argv=None) -> int:
       {'label': 'raw pixels', 'values': values['raw_pixels']},
       {'label': 'random init', 'values': values['random_init']},
     ]
-  with open(args.out, 'w', encoding='utf-8') as f:
-    json.dump(record, f, indent=1)
-    f.write('\n')
+  records.write(record, args.out)
   print('wrote', args.out)
   return 0
 

@@ -17,13 +17,13 @@ The record is a results-schema table (``docs/development/results_schema.md``).
 """
 
 import argparse
-import datetime
 import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import records  # noqa: E402
 import train_step  # noqa: E402
 from memory_table import BACKBONES  # noqa: E402
 
@@ -102,20 +102,17 @@ def cost_record(rows: list[dict], command: str) -> dict:
     {'key': 'gsg_fraction_of_matmul', 'label': 'GSG, fraction of matmul', 'format': '.2f'},
   ]
   matmul = sorted({round(r['matmul_gflops']) for r in rows})
-  return {
-    'schema': 'gsg_jax.results/1',
-    'study': 'throughput',
-    'title': "GSG's time per image over the plain method's, the views in one network pass or one pass per view",
-    'order': 15,
-    'command': command,
-    'date': datetime.date.today().isoformat(),
-    'commit': train_step.git_commit(),
-    'machine': f'{train_step.cpu_model()}, 2 CPU cores, one JAX device',
-    'source': 'benchmarks/train_step.py rows (both methods of a network timed in one process, their cases in '
+  return records.table(
+    'throughput',
+    "GSG's time per image over the plain method's, the views in one network pass or one pass per view",
+    order=15,
+    command=command,
+    machine_text=f'{records.cpu_model()}, 2 CPU cores, one JAX device',
+    source='benchmarks/train_step.py rows (both methods of a network timed in one process, their cases in '
     'turn, the fastest of the repeats), paired by benchmarks/gsg_cost.py',
-    'columns': columns,
-    'rows': table_rows(rows),
-    'notes': [
+    columns=columns,
+    rows=table_rows(rows),
+    notes=[
       "GSG forwards four views per image and the plain method two: 2.00 is the cost of GSG's views alone.",
       'Views per pass: all (one network pass over every view row) or 1 (config.model.views_per_pass = 1, one pass '
       'per view); both compute the same step. Rows per convolution: the batch times the views in a pass.',
@@ -124,7 +121,7 @@ def cost_record(rows: list[dict], command: str) -> dict:
       'Images/s count source images, augmentation and the online probe included, as in training.',
       compiler_note(rows),
     ],
-  }
+  )
 
 
 def main(argv=None):

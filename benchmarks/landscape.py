@@ -33,7 +33,11 @@ import platform
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import records  # noqa: E402
+
+REPO = records.REPO
 
 
 def load_config(preset):
@@ -162,14 +166,6 @@ def dense_matmul_gflops(size: int = 1024, repeats: int = 20) -> float:
   return 2.0 * size**3 * repeats / best / 1e9
 
 
-def cpu_model() -> str:
-  try:
-    with open('/proc/cpuinfo') as f:
-      return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), platform.processor())
-  except OSError:
-    return platform.processor()
-
-
 def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--preset', default='', help="configs/landscape.py preset ('' = the paper's grid, 'quick').")
@@ -224,7 +220,7 @@ def main():
     out = {
       'date': datetime.date.today().isoformat(),
       'command': ' '.join(['benchmarks/landscape.py'] + sys.argv[1:]),
-      'cpu': cpu_model(),
+      'cpu': records.cpu_model() or platform.processor(),
       'cpu_count': os.cpu_count(),
       'load_average_1min_at_start': os.getloadavg()[0],
       'dense_matmul_gflops_per_s': dense,
@@ -252,7 +248,7 @@ def main():
     'command': ' '.join(['benchmarks/landscape.py'] + sys.argv[1:]),
     'machine': {
       'platform': platform.platform(),
-      'cpu': cpu_model(),
+      'cpu': records.cpu_model() or platform.processor(),
       'cpu_count': os.cpu_count(),
       'load_average_1min_at_start': os.getloadavg()[0],
       'jax': jax.__version__,

@@ -22,12 +22,12 @@ accelerator, not a measurement on one.
 """
 
 import argparse
-import datetime
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import records  # noqa: E402
 import train_step  # noqa: E402
 
 GIB = 2**30
@@ -108,20 +108,17 @@ def memory_record(rows: list[dict], capacities, usable: float, command: str, bat
     {'key': 'temp_gib', 'label': 'temp GiB', 'format': '.2f'},
     {'key': 'peak_gib', 'label': 'peak GiB per device', 'format': '.2f'},
   ] + [{'key': f'fits_{c}', 'label': f'fits {c} GB'} for c in capacities]
-  return {
-    'schema': 'gsg_jax.results/1',
-    'study': 'throughput',
-    'title': f'Train-step memory per device at global batch {batch_size}, compiled on the CPU without running',
-    'order': 20,
-    'command': command,
-    'date': datetime.date.today().isoformat(),
-    'commit': train_step.git_commit(),
-    'machine': f'{train_step.cpu_model()}, 2 CPU cores shared (compilation only; nothing is run)',
-    'source': "XLA's memory analysis (jax.stages.Compiled.memory_analysis) of each step compiled by "
+  return records.table(
+    'throughput',
+    f'Train-step memory per device at global batch {batch_size}, compiled on the CPU without running',
+    order=20,
+    command=command,
+    machine_text=f'{records.cpu_model()}, 2 CPU cores shared (compilation only; nothing is run)',
+    source="XLA's memory analysis (jax.stages.Compiled.memory_analysis) of each step compiled by "
     'benchmarks/train_step.py --compile-only, read by benchmarks/memory_table.py',
-    'columns': columns,
-    'rows': [table_row(row, capacities, usable, not remat_not_shown(row, rows)) for row in rows],
-    'notes': [
+    columns=columns,
+    rows=[table_row(row, capacities, usable, not remat_not_shown(row, rows)) for row in rows],
+    notes=[
       'Per device, in GiB (2^30 bytes). Peak = argument + output + temp − alias: the replicated state and the '
       "device's batch shard, the new state, the step's scratch, less the donated state buffers the new state "
       'reuses. Generated code is not counted (XLA:CPU reports none).',
@@ -140,7 +137,7 @@ def memory_record(rows: list[dict], capacities, usable: float, command: str, bat
       "evaluation's own buffers. The ImageNet rows take the streamed input's batch, every view cropped on the host "
       '(uint8 [B, views, 224, 224, 3]).',
     ],
-  }
+  )
 
 
 def main(argv=None):

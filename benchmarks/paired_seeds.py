@@ -13,14 +13,16 @@ finished.
 """
 
 import argparse
-import datetime
 import glob
 import json
 import os
 import re
 import statistics
+import sys
 
-from collect_runs import REPO, SCHEMA, git_commit
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import records  # noqa: E402
 
 PAIRS = (('SimSiam', 'SimSiam+GSG'), ('BYOL', 'BYOL+GSG'))
 METRICS = (('knn', 'kNN top-1'), ('linear', 'linear top-1, fast'))
@@ -55,7 +57,7 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument('--study', default='cifar10_cpu')
   args = parser.parse_args()
-  folder = os.path.join(REPO, 'benchmarks', 'results', args.study)
+  folder = os.path.join(records.REPO, 'benchmarks', 'results', args.study)
   values, sources = {}, []
   inputs = [(os.path.join(folder, 'methods_seed1.json'), seeds_of_transcribed)]
   inputs += [(p, seeds_of_collected) for p in sorted(glob.glob(os.path.join(folder, 'methods_seed*_table.json')))]
@@ -91,17 +93,14 @@ def main():
           'se': sd / n**0.5 if sd is not None else None,
         }
       )
-  record = {
-    'schema': SCHEMA,
-    'study': args.study,
-    'title': 'GSG minus the plain method at equal epochs (8), paired by seed',
-    'order': 21,
-    'command': 'python benchmarks/paired_seeds.py',
-    'date': datetime.date.today().isoformat(),
-    'commit': git_commit(),
-    'machine': '2 CPU cores',
-    'source': 'computed from ' + ', '.join(sources),
-    'columns': [
+  record = records.table(
+    args.study,
+    'GSG minus the plain method at equal epochs (8), paired by seed',
+    order=21,
+    command='python benchmarks/paired_seeds.py',
+    machine_text='2 CPU cores',
+    source='computed from ' + ', '.join(sources),
+    columns=[
       {'key': 'pair', 'label': 'difference'},
       {'key': 'metric', 'label': 'metric'},
       *[{'key': f'd_s{s}', 'label': f'seed {s}', 'format': '+.2f'} for s in seeds],
@@ -110,16 +109,15 @@ def main():
       {'key': 'sd', 'label': 'sd', 'format': '.2f'},
       {'key': 'se', 'label': 'standard error', 'format': '.2f'},
     ],
-    'rows': rows,
-    'notes': [
+    rows=rows,
+    notes=[
       'Points of held-out accuracy, GSG minus plain, each seed its own initialisation and augmentation stream on '
       'the same held-out slice. Seeds 0 and 1 come from an earlier commit than the later seeds: each pair is from '
       'one commit, so the differences are paired, but the seeds are not one code version.',
     ],
-  }
+  )
   path = os.path.join(folder, 'gsg_minus_plain_seeds.json')
-  with open(path, 'w') as f:
-    json.dump(record, f, indent=1)
+  records.write(record, path)
   print(f'wrote {path}')
   for row in rows:
     print(row)

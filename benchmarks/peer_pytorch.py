@@ -50,15 +50,17 @@ PyTorch's (above 1: gsg_jax is faster).
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import records  # noqa: E402  (the standard library only: the PyTorch child imports it too)
+
 DEFAULT_TORCH_PYTHON = '/work/torch_venv/bin/python'
 INSTALL = 'python3 -m venv /work/torch_venv && /work/torch_venv/bin/pip install torch'
 CASES = {  # name → (train_step preset, backbone override, width override)
@@ -158,7 +160,6 @@ def case_spec(method: str, case: str, batch_size: int) -> dict:
 
 def measure_jax(specs, args) -> list[dict]:
   """gsg_jax's rows (train_step.py's) for every spec, timed together."""
-  sys.path.insert(0, HERE)
   import train_step
 
   cases = []
@@ -219,17 +220,6 @@ def combine(jax_rows, torch_rows) -> list[dict]:
   return rows
 
 
-def cpu_description() -> str:
-  """``lscpu``'s model name and CPU count (``platform.processor()`` where lscpu is missing)."""
-  try:
-    out = subprocess.run(['lscpu'], capture_output=True, text=True, check=True).stdout
-  except (OSError, subprocess.CalledProcessError):
-    return platform.processor() or 'unknown CPU'
-  fields = dict(line.split(':', 1) for line in out.splitlines() if ':' in line)
-  model = fields.get('Model name', '').strip() or 'unknown CPU'
-  return f'{model}, {fields.get("CPU(s)", "?").strip()} CPUs'
-
-
 def peer_record(
   rows, command: str, commit, machine: str, notes=(), torch_threads: int | None = None, cores: int | None = None
 ) -> dict:
@@ -254,23 +244,21 @@ def peer_record(
       {'key': 'ratio_compile', 'label': 'gsg_jax ÷ PyTorch compiled', 'format': '.2f'},
     ]
   keys = {c['key'] for c in columns}
-  return {
-    'schema': 'gsg_jax.results/1',
-    'study': 'throughput',
-    'title': "gsg_jax's train step against the same step in PyTorch, on the CPU"
+  return records.table(
+    'throughput',
+    "gsg_jax's train step against the same step in PyTorch, on the CPU"
     + (f', PyTorch on {torch_threads} thread{"s" * (torch_threads != 1)}' if torch_threads else '')
     + (f', both sides on {cores} core{"s" * (cores != 1)}' if pinned else ''),
-    'order': 30 + (torch_threads == 1) + 2 * pinned,
-    'command': command,
-    'date': datetime.date.today().isoformat(),
-    'commit': commit,
-    'machine': machine,
-    'source': 'the output of benchmarks/peer_pytorch.py: gsg_jax timed in its process, PyTorch in a child process '
+    order=30 + (torch_threads == 1) + 2 * pinned,
+    command=command,
+    commit=commit,
+    machine_text=machine,
+    source='the output of benchmarks/peer_pytorch.py: gsg_jax timed in its process, PyTorch in a child process '
     'of its own environment, one after the other in the same run',
-    'columns': columns,
-    'rows': [{k: v for k, v in r.items() if k in keys} for r in rows],
-    'notes': list(notes),
-  }
+    columns=columns,
+    rows=[{k: v for k, v in r.items() if k in keys} for r in rows],
+    notes=notes,
+  )
 
 
 def main(argv=None) -> int:
@@ -337,9 +325,6 @@ def main(argv=None) -> int:
 
     from gsg_jax import compiler
 
-    sys.path.insert(0, HERE)
-    import train_step
-
     command = ' '.join(
       ['python', os.path.relpath(os.path.abspath(__file__)), *(sys.argv[1:] if argv is None else argv)]
     )
@@ -356,16 +341,13 @@ def main(argv=None) -> int:
     record = peer_record(
       rows,
       command,
-      train_step.git_commit(),
-      args.machine or f'{cpu_description()}, shared',
+      records.git_commit(),
+      args.machine or records.machine('shared'),
       notes,
       torch_result['threads'],
       len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,
     )
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, 'w') as f:
-      json.dump(record, f, indent=1, ensure_ascii=False)
-      f.write('\n')
+    records.write(record, args.out)
     print(f'wrote {args.out}', file=sys.stderr)
   return 0
 

@@ -18,9 +18,7 @@ both relative differences. The record is a results-schema table
 """
 
 import argparse
-import datetime
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -29,6 +27,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import records  # noqa: E402
 import train_step  # noqa: E402
 from xla_flags import network_argv, network_label, relative_difference  # noqa: E402
 
@@ -111,18 +110,15 @@ def table_rows(rows: list[dict]) -> list[dict]:
 
 
 def ab_record(rows: list[dict], command: str, title: str, base: str, change: str, notes=(), order: int = 35) -> dict:
-  return {
-    'schema': 'gsg_jax.results/1',
-    'study': 'throughput',
-    'title': title,
-    'order': order,
-    'command': command,
-    'date': datetime.date.today().isoformat(),
-    'commit': change,
-    'machine': f'{train_step.cpu_model() or platform.processor()}, {os.cpu_count()} CPUs',
-    'source': f"benchmarks/step_ab.py: train_step.py's rows of the base commit {base} and of commit {change}, "
+  return records.table(
+    'throughput',
+    title,
+    order=order,
+    command=command,
+    commit=change,
+    source=f"benchmarks/step_ab.py: train_step.py's rows of the base commit {base} and of commit {change}, "
     'timed in turn in child processes, one device',
-    'columns': [
+    columns=[
       {'key': 'network', 'label': 'network'},
       {'key': 'method', 'label': 'method'},
       {'key': 'views_per_pass', 'label': 'views per pass (0: all)', 'format': 'd'},
@@ -134,15 +130,15 @@ def ab_record(rows: list[dict], command: str, title: str, base: str, change: str
       {'key': 'first_loss_difference', 'label': 'first loss, relative difference', 'format': '.1e'},
       {'key': 'loss_difference', 'label': 'final loss, relative difference', 'format': '.1e'},
     ],
-    'rows': table_rows(rows),
-    'notes': [
+    rows=table_rows(rows),
+    notes=[
       "Each round times both trees in turn; the speed-up is the median over rounds of the round's ratio (the lowest "
       "and highest beside it), the images/s each side's fastest round. The same steps from the same state: a "
       'change that keeps the numerics gives the same first loss up to float32 rounding; the final loss, after '
       'every warm-up and timed update, carries the rounding differences those updates grew.',
       *notes,
     ],
-  }
+  )
 
 
 def main(argv=None):
@@ -170,7 +166,7 @@ def main(argv=None):
     ['python', os.path.relpath(os.path.abspath(__file__)), *(sys.argv[1:] if argv is None else argv)]
   )
   base = resolve(args.base)
-  change = resolve('HEAD') + ('+dirty' if (train_step.git_commit() or '').endswith('+dirty') else '')
+  change = records.git_commit()
   with tempfile.TemporaryDirectory(prefix='step_ab_') as tmp:
     trees = {'base': export_tree(args.base, tmp), 'change': CHECKOUT}
     rows = measured_rows(args, trees)

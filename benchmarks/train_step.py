@@ -52,6 +52,10 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import records  # noqa: E402
+
 # Dense peak FLOP/s by device kind and dtype, for the fraction-of-peak column (vendor figures, no sparsity).
 PEAK_FLOPS = {
   ('NVIDIA H100 80GB HBM3', 'bfloat16'): 989e12,
@@ -333,19 +337,16 @@ def parts_record(rows: list[dict], command: str, commit: str | None) -> dict:
       }
     )
   share = lambda key, label: {'key': key, 'label': label, 'format': '.0%'}
-  return {
-    'schema': 'gsg_jax.results/1',
-    'study': 'throughput',
-    'title': "Where the step's time goes, by part of the step: "
+  return records.table(
+    'throughput',
+    "Where the step's time goes, by part of the step: "
     + ', '.join(dict.fromkeys(f'{r["network"]}, batch {r["batch"]}' for r in table)),
-    'order': 3,
-    'command': command,
-    'date': datetime.date.today().isoformat(),
-    'commit': commit,
-    'machine': f'{cpu_model()}, {os.cpu_count()} CPUs',
-    'source': "the `profile` field of train_step.py's rows (a jax.profiler trace of the timed steps; each op's part "
+    order=3,
+    command=command,
+    commit=commit,
+    source="the `profile` field of train_step.py's rows (a jax.profiler trace of the timed steps; each op's part "
     'from its metadata in the compiled program, `op_parts`)',
-    'columns': [
+    columns=[
       {'key': 'network', 'label': 'network'},
       {'key': 'method', 'label': 'method'},
       {'key': 'batch', 'label': 'batch', 'format': 'd'},
@@ -361,8 +362,8 @@ def parts_record(rows: list[dict], command: str, commit: str | None) -> dict:
       share('update', 'optimiser, target, predictor update'),
       share('other', 'other'),
     ],
-    'rows': table,
-    'notes': [
+    rows=table,
+    notes=[
       "Shares of the op time of a step, summed over the trace's ops. An op's part is the first Flax module or "
       'named scope of the train step in its metadata; a fusion takes the part most of its fused ops have, so work '
       'XLA fused across parts is counted in one of them: the copies that lay activations out for the weight '
@@ -371,7 +372,7 @@ def parts_record(rows: list[dict], command: str, commit: str | None) -> dict:
       "XLA's thread pool: the trace times its dispatch, and its work is counted in the ops that run beside it or "
       "wait for it, which are the backbone's own; the shares by part hold, the op kinds' (`top_kinds`) do not.",
     ],
-  }
+  )
 
 
 def profile_steps(compiled, state, images, rng, steps: int, log_dir: str) -> dict:
@@ -545,8 +546,8 @@ def main():
       {
         'date': datetime.date.today().isoformat(),
         'command': ' '.join(sys.argv),
-        'commit': git_commit(),
-        'cpu': cpu_model(),
+        'commit': records.git_commit(),
+        'cpu': records.cpu_model(),
         'results': rows,
       },
       f,
@@ -554,12 +555,11 @@ def main():
     )
   print(f'wrote {args.out}', file=sys.stderr)
   if args.parts_record:
-    record = parts_record(rows, ' '.join(['python', *sys.argv]), git_commit())
+    record = parts_record(rows, ' '.join(['python', *sys.argv]), records.git_commit())
     record['results_file'] = os.path.relpath(
       os.path.abspath(args.out), os.path.dirname(os.path.abspath(args.parts_record))
     )
-    with open(args.parts_record, 'w') as f:
-      json.dump(record, f, indent=1)
+    records.write(record, args.parts_record)
     print(f'wrote {args.parts_record}', file=sys.stderr)
 
 
@@ -570,10 +570,7 @@ def write_record(record: dict, rows: list[dict], out: str, raw: str = '') -> Non
     record['results_file'] = os.path.relpath(os.path.abspath(raw), os.path.dirname(os.path.abspath(out)))
     with open(raw, 'w') as f:
       json.dump({k: record[k] for k in ('date', 'command', 'commit')} | {'results': rows}, f, indent=1)
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  with open(out, 'w') as f:
-    json.dump(record, f, indent=1, ensure_ascii=False)
-    f.write('\n')
+  records.write(record, out)
   print(f'wrote {out}', file=sys.stderr)
 
 
@@ -597,29 +594,6 @@ def script_rows(script: str, argv: list[str], env: dict, cwd: str | None = None)
     [sys.executable, script, *argv, '--out', '-'], env=env, cwd=cwd, check=True, stdout=subprocess.PIPE, text=True
   ).stdout
   return json.loads(out.strip().splitlines()[-1])
-
-
-def git_commit() -> str | None:
-  """The checkout's commit (with ``+dirty`` when it has uncommitted changes), or None outside a checkout."""
-  here = os.path.dirname(os.path.abspath(__file__))
-  try:
-    commit = subprocess.run(
-      ['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True, text=True, check=True
-    ).stdout.strip()
-    dirty = subprocess.run(
-      ['git', 'status', '--porcelain', '--untracked-files=no'], cwd=here, capture_output=True, text=True
-    ).stdout.strip()
-    return commit + ('+dirty' if dirty else '')
-  except (OSError, subprocess.CalledProcessError):
-    return None
-
-
-def cpu_model() -> str | None:
-  try:
-    with open('/proc/cpuinfo') as f:
-      return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), None)
-  except OSError:
-    return None
 
 
 def add_ratios(rows) -> None:

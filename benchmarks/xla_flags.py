@@ -37,6 +37,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import records  # noqa: E402
 import train_step  # noqa: E402
 from memory_table import BACKBONES, METHODS  # noqa: E402
 
@@ -239,22 +240,19 @@ def flags_record(rows: list[dict], command: str, steps: int, tolerance: float = 
     "reduce), XLA's Eigen kernels for the convolutions YNNPACK does not take (in the ResNet-18 width-16 step, "
     'YNNPACK takes 44 of its 59 convolutions, every weight gradient among them).',
   ] + explained
-  return {
-    'schema': 'gsg_jax.results/1',
-    'study': 'throughput',
-    'title': 'XLA:CPU compiler flags: train-step images/s and final loss against the default flags'
+  return records.table(
+    'throughput',
+    'XLA:CPU compiler flags: train-step images/s and final loss against the default flags'
     + {(0,): ', all views in one network pass', (1,): ', one network pass per view'}.get(tuple(passes), ''),
-    'order': 16 if passes != [1] else 17,
-    'command': command,
-    'date': datetime.date.today().isoformat(),
-    'commit': train_step.git_commit(),
-    'machine': f'{train_step.cpu_model()}, 2 CPU cores, one JAX device (other jobs paused while timing)',
-    'source': 'benchmarks/train_step.py rows, one child process per network and flag set (XLA_FLAGS), paired '
+    order=16 if passes != [1] else 17,
+    command=command,
+    machine_text=f'{records.cpu_model()}, 2 CPU cores, one JAX device (other jobs paused while timing)',
+    source='benchmarks/train_step.py rows, one child process per network and flag set (XLA_FLAGS), paired '
     'with the default flag set by benchmarks/xla_flags.py',
-    'columns': columns,
-    'rows': table,
-    'notes': notes,
-  }
+    columns=columns,
+    rows=table,
+    notes=notes,
+  )
 
 
 def main(argv=None):
@@ -304,7 +302,7 @@ def main(argv=None):
       raw = json.load(f)
     before, commands = raw['results'], raw['command'].splitlines()
   commands.append(command)
-  date, commit = datetime.date.today().isoformat(), train_step.git_commit()
+  date, commit = datetime.date.today().isoformat(), records.git_commit()
 
   def save(rows):
     if args.raw:
