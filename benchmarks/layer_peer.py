@@ -330,7 +330,7 @@ def main(argv=None) -> int:
   torch_out = run_torch_child(python, measured, args)
   rows = table_rows(measured, torch_out)
   for row in rows:
-    ratios = ' '.join(f'{op} {row.get(f"{op}_ratio") or 0:.2f}' for op in OPS)
+    ratios = ' '.join(f'{op} {row[f"{op}_ratio"]:.2f}' for op in OPS if row.get(f'{op}_ratio') is not None)
     print(f'{row["network"]:>20} {row["layer"]:>36}  {ratios}  {row["jax_ms"]:8.2f} / {row["torch_ms"]:8.2f} ms')
   if args.out:
     command = ' '.join(['python', 'benchmarks/layer_peer.py', *(sys.argv[1:] if argv is None else argv)])
