@@ -31,7 +31,6 @@ import argparse
 import functools
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -222,14 +221,7 @@ def run_torch_child(python: str, measured: dict, args) -> dict:
     'repeats': args.repeats,
     'threads': args.torch_threads,
   }
-  out = subprocess.run(
-    [python, os.path.abspath(__file__), '--torch-child'],
-    input=json.dumps(request),
-    check=True,
-    stdout=subprocess.PIPE,
-    text=True,
-  ).stdout
-  return json.loads(out.strip().splitlines()[-1])
+  return peer_pytorch.child_json(python, os.path.abspath(__file__), request)
 
 
 def weighted(layers, side: str, op: str) -> float:
@@ -270,7 +262,10 @@ def table_rows(measured: dict, torch_out: dict) -> list[dict]:
   return rows
 
 
-def layer_record(rows, command: str, batch_size: int, torch_version: str, threads: int, machine: str) -> dict:
+def layer_record(
+  rows, command: str, batch_size: int, torch_version: str, threads: int, machine: str, raw: str = ''
+) -> dict:
+  """The results-schema table of ``table_rows``; ``raw``: the file of both sides' ms per op, beside the record."""
   ratio = lambda key, text: {'key': key, 'label': f'{text}, gsg_jax ÷ PyTorch', 'format': '.2f'}
   columns = [
     {'key': 'network', 'label': 'network'},
@@ -290,6 +285,7 @@ def layer_record(rows, command: str, batch_size: int, torch_version: str, thread
     source='the output of benchmarks/layer_peer.py: gsg_jax timed in its process, PyTorch in a child process of '
     'its own environment, one after the other in the same run',
     machine_text=machine,
+    **({'results_file': os.path.basename(raw)} if raw else {}),
     columns=columns,
     rows=rows,
     notes=[
@@ -336,7 +332,8 @@ def main(argv=None) -> int:
     command = ' '.join(['python', 'benchmarks/layer_peer.py', *(sys.argv[1:] if argv is None else argv)])
     machine = args.machine or records.machine()
     records.write(
-      layer_record(rows, command, args.batch_size, torch_out['torch'], torch_out['threads'], machine), args.out
+      layer_record(rows, command, args.batch_size, torch_out['torch'], torch_out['threads'], machine, args.raw),
+      args.out,
     )
   if args.raw:
     records.write({'jax': measured, 'torch': torch_out}, args.raw)

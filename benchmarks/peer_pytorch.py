@@ -190,12 +190,13 @@ def run_torch_child(python: str, specs, args) -> dict:
     'repeats': args.repeats,
     'threads': args.torch_threads,
   }
+  return child_json(python, os.path.abspath(__file__), request)
+
+
+def child_json(python: str, script: str, request: dict) -> dict:
+  """The JSON that ``script --torch-child``, run by ``python`` with ``request`` as JSON on stdin, prints last."""
   out = subprocess.run(
-    [python, os.path.abspath(__file__), '--torch-child'],
-    input=json.dumps(request),
-    check=True,
-    stdout=subprocess.PIPE,
-    text=True,
+    [python, script, '--torch-child'], input=json.dumps(request), check=True, stdout=subprocess.PIPE, text=True
   ).stdout
   return json.loads(out.strip().splitlines()[-1])
 

@@ -3,7 +3,6 @@ PyTorch, and (where a PyTorch environment is on the machine, as in peer_pytorch'
 
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -83,7 +82,10 @@ def test_rows_weight_layers_by_count_and_leave_out_the_images_gradient():
 
 
 def test_record_is_a_results_table(tmp_path):
-  record = layer_peer.layer_record(layer_peer.table_rows(*fake_measurements()), 'python x', 128, '2.x', 2, 'cpu')
+  rows = layer_peer.table_rows(*fake_measurements())
+  record = layer_peer.layer_record(rows, 'python x', 128, '2.x', 2, 'cpu', raw='out/layer_peer_raw.json')
+  assert record['results_file'] == 'layer_peer_raw.json'  # Beside the record, so that the docs read it.
+  assert 'results_file' not in layer_peer.layer_record(rows, 'python x', 128, '2.x', 2, 'cpu')
   path = tmp_path / 'throughput' / 'layer_peer.json'
   generate_results.check_record(record, os.path.join(REPO, 'benchmarks', 'results', 'throughput', 'layer_peer.json'))
   layer_peer.records.write(record, str(path))
@@ -108,15 +110,7 @@ def test_torch_half_answers_a_small_request():
   backbone, shape, spec = layer_peer.case_backbone('quick', 2)
   request = {'cases': {'quick': {'layers': layer_peer.convolutions(backbone, shape)[:2], 'spec': spec}},
              'iterations': 1, 'repeats': 1, 'threads': 1}  # fmt: skip
-  out = subprocess.run(
-    [python, os.path.join(REPO, 'benchmarks', 'layer_peer.py'), '--torch-child'],
-    input=json.dumps(request),
-    capture_output=True,
-    text=True,
-    check=True,
-    timeout=300,
-  ).stdout
-  answer = json.loads(out.strip().splitlines()[-1])
+  answer = peer_pytorch.child_json(python, os.path.join(REPO, 'benchmarks', 'layer_peer.py'), request)
   layers = answer['cases']['quick']['layers']
   assert len(layers) == 2 and all(set(ms) == set(layer_peer.OPS) for ms in layers)
   assert answer['threads'] == 1 and answer['cases']['quick']['backbone_ms'] > 0

@@ -104,6 +104,7 @@ def test_standardize_gradient_keeps_float32_accuracy_off_centre(offset):
 
   with jax.enable_x64(True):
     want = jax.grad(functools.partial(objective, plain))(x.astype(jnp.float64), weights.astype(jnp.float64))
+    assert want.dtype == jnp.float64
   autodiff = jax.grad(functools.partial(objective, plain))(x, weights)
   got = jax.grad(functools.partial(objective, lambda x: standardize(x, axes, eps)))(x, weights)
   scale = float(jnp.max(jnp.abs(want)))
