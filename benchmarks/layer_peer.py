@@ -54,15 +54,11 @@ OP_LABELS = {
 
 def case_backbone(case: str, batch_size: int):
   """(gsg_jax's backbone module, its input shape [B, H, W, 3], the PyTorch peer's spec) of ``case``."""
-  from gsg_jax import config_lib, models
+  from gsg_jax import models
 
   spec = peer_pytorch.case_spec('simsiam', case, batch_size)
-  preset, backbone, width = peer_pytorch.CASES[case]
-  c = config_lib.named_config('simsiam', preset)
-  c.model.backbone = backbone or c.model.backbone
-  c.model.width = width or c.model.width
   size = spec['augment']['crop_size']
-  return models.build_backbone(c.model), (batch_size, size, size, 3), spec
+  return models.build_backbone(peer_pytorch.case_config('simsiam', case).model), (batch_size, size, size, 3), spec
 
 
 def convolutions(backbone, input_shape) -> list[dict]:

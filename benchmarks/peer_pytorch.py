@@ -99,15 +99,23 @@ def skip_message(python: str) -> str:
   )
 
 
-def case_spec(method: str, case: str, batch_size: int) -> dict:
-  """What the PyTorch half needs to build ``method``'s step at ``case``, read from gsg_jax's config."""
-  from gsg_jax import config_lib, methods
-  from gsg_jax.training.optim import peak_learning_rate
+def case_config(method: str, case: str):
+  """gsg_jax's config of ``method`` at ``case``: the case's preset with its backbone and width."""
+  from gsg_jax import config_lib
 
   preset, backbone, width = CASES[case]
   c = config_lib.named_config(method, preset)
   c.model.backbone = backbone or c.model.backbone
   c.model.width = width or c.model.width
+  return c
+
+
+def case_spec(method: str, case: str, batch_size: int) -> dict:
+  """What the PyTorch half needs to build ``method``'s step at ``case``, read from gsg_jax's config."""
+  from gsg_jax import methods
+  from gsg_jax.training.optim import peak_learning_rate
+
+  c = case_config(method, case)
   c.batch_size = batch_size
   if (c.method.target, c.method.predictor) != ('online', 'mlp') or c.method.loss not in ('negcos', 'gsg'):
     raise ValueError(f'{method}: the PyTorch peer has SimSiam and SimSiam+GSG only (online target, MLP predictor).')
