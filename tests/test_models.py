@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from gsg_jax import models
+from gsg_jax.models import resnet
 from gsg_jax.models.heads import Predictor, Projector
 from gsg_jax.models.normalization import ViewBatchNorm, standardize
 
@@ -111,6 +112,23 @@ def test_standardize_gradient_keeps_float32_accuracy_off_centre(offset):
   autodiff_error = float(jnp.max(jnp.abs(autodiff - want))) / scale
   error = float(jnp.max(jnp.abs(got - want))) / scale
   assert error < max(4 * autodiff_error, 1e-6), (error, autodiff_error)
+
+
+def test_relu_add_is_relu_of_the_sum_bit_for_bit():
+  """Block outputs: relu_add's value and derivative equal relu(residual + y)'s, at ties and zeros too."""
+  key_r, key_y, key_w = jax.random.split(jax.random.key(0), 3)
+  r = jax.nn.relu(jax.random.normal(key_r, (4096,)))  # A residual stream after ReLU: a third of it exactly 0.
+  y = jax.random.normal(key_y, (4096,)) * 1e3
+  y = y.at[:512].set(-r[:512]).at[512:1024].set(0.0).at[1024:1100].set(-0.0)  # r = −y, y = 0, y = −0.
+  w = jax.random.normal(key_w, (4096,))
+  np.testing.assert_array_equal(resnet.relu_add(r, y), jax.nn.relu(r + y))
+
+  def grads(fn):
+    return jax.grad(lambda r, y: jnp.sum(fn(r, y) * w), argnums=(0, 1))(r, y)
+
+  for got, want in zip(grads(resnet.relu_add), grads(lambda r, y: jax.nn.relu(r + y))):
+    np.testing.assert_array_equal(got, want)
+  assert float(jnp.sum(grads(resnet.relu_add)[0] == 0)) > 1024  # The ties took relu's derivative at 0, not ½.
 
 
 def test_view_order_does_not_matter_within_a_batch():
