@@ -307,7 +307,9 @@ def main(argv=None) -> int:
   parser.add_argument('--torch-python', default='', help=f'$GSG_TORCH_PYTHON, else {peer_pytorch.DEFAULT_TORCH_PYTHON}')
   parser.add_argument('--out', default='', help='write the results-schema table here')
   parser.add_argument('--raw', default='', help="also write both sides' ms per layer and op here")
-  parser.add_argument('--machine', default='', help="the record's machine (default: the CPU)")
+  parser.add_argument(
+    '--conditions', default='shared', help="how the machine was used, after its CPU in the record's machine"
+  )
   args = parser.parse_args(argv)
   cases = [c for c in args.cases.split(',') if c]
   unknown = [c for c in cases if c not in peer_pytorch.CASES]
@@ -325,8 +327,8 @@ def main(argv=None) -> int:
     ratios = ' '.join(f'{op} {row[f"{op}_ratio"]:.2f}' for op in OPS if row.get(f'{op}_ratio') is not None)
     print(f'{row["network"]:>20} {row["layer"]:>36}  {ratios}  {row["jax_ms"]:8.2f} / {row["torch_ms"]:8.2f} ms')
   if args.out:
-    command = ' '.join(['python', 'benchmarks/layer_peer.py', *(sys.argv[1:] if argv is None else argv)])
-    machine = args.machine or records.machine()
+    command = records.command(__file__, argv)
+    machine = records.machine(args.conditions)
     records.write(
       layer_record(rows, command, args.batch_size, torch_out['torch'], torch_out['threads'], machine, args.raw),
       args.out,

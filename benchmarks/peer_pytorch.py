@@ -294,7 +294,9 @@ def main(argv=None) -> int:
   )
   parser.add_argument('--torch-python', default='', help=f'$GSG_TORCH_PYTHON, else {DEFAULT_TORCH_PYTHON}')
   parser.add_argument('--out', default='', help='write the results-schema table here')
-  parser.add_argument('--machine', default='', help="the record's machine (default: the CPU, and 'shared')")
+  parser.add_argument(
+    '--conditions', default='shared', help="how the machine was used, after its CPU in the record's machine"
+  )
   parser.add_argument('--torch-child', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.torch_child:
@@ -334,9 +336,7 @@ def main(argv=None) -> int:
 
     from gsg_jax import compiler
 
-    command = ' '.join(
-      ['python', os.path.relpath(os.path.abspath(__file__)), *(sys.argv[1:] if argv is None else argv)]
-    )
+    command = records.command(__file__, argv)
     notes = [
       f'gsg_jax: JAX {jax.__version__}, {jax.device_count()} CPU device(s), '
       f'{f"{args.views_per_pass} view(s)" if args.views_per_pass else "all views"} per pass, float32, '
@@ -351,7 +351,7 @@ def main(argv=None) -> int:
       rows,
       command,
       records.git_commit(),
-      args.machine or records.machine('shared'),
+      records.machine(args.conditions),
       notes,
       torch_result['threads'],
       len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else None,

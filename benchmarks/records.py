@@ -8,7 +8,9 @@ for all of them.
 import datetime
 import json
 import os
+import shlex
 import subprocess
+import sys
 
 SCHEMA = 'gsg_jax.results/1'
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,17 +30,39 @@ def git_commit(cwd: str = REPO) -> str | None:
   return commit + ('+dirty' if dirty else '')
 
 
+def command(script: str, argv: list[str] | None = None) -> str:
+  """The shell line that ran ``script`` (a path) with ``argv`` (default: this process's), quoted so that it can be
+  pasted back into a shell, the script named from the repository's root."""
+  args = sys.argv[1:] if argv is None else argv
+  return shlex.join(['python', os.path.relpath(os.path.abspath(script), REPO), *args])
+
+
 def cpu_model() -> str | None:
-  """The CPU's model name from ``/proc/cpuinfo``; None where there is none."""
+  """The CPU's model name from ``/proc/cpuinfo`` and, in brackets, its widest vector instructions (``vector_isa``);
+  None where there is no model name. Machines named alike differ here: XLA's and PyTorch's kernels do not gain alike
+  from AVX-512, so a ratio between them is read with it."""
   try:
     with open('/proc/cpuinfo') as f:
-      return next((line.split(':', 1)[1].strip() for line in f if line.startswith('model name')), None)
+      lines = f.read().splitlines()
   except OSError:
     return None
+  model = next((line.split(':', 1)[1].strip() for line in lines if line.startswith('model name')), None)
+  flags = next((line.split(':', 1)[1].split() for line in lines if line.startswith('flags')), [])
+  isa = vector_isa(flags)
+  return f'{model} ({isa})' if model and isa else model
+
+
+def vector_isa(flags) -> str | None:
+  """'AVX-512' (with 'BF16' and 'AMX' where present), 'AVX2' or None, from a CPU's ``/proc/cpuinfo`` flags."""
+  flags = set(flags)
+  if 'avx512f' in flags:
+    extras = [name for flag, name in (('avx512_bf16', 'BF16'), ('amx_tile', 'AMX')) if flag in flags]
+    return ' '.join(['AVX-512'] + extras)
+  return 'AVX2' if 'avx2' in flags else None
 
 
 def machine(detail: str = '') -> str:
-  """``'<CPU model>, <n> CPUs'``, then ``detail`` (e.g. how the machine was shared) after a comma."""
+  """``'<CPU model> (<vector ISA>), <n> CPUs'``, then ``detail`` (e.g. how the machine was shared) after a comma."""
   text = f'{cpu_model() or "unknown CPU"}, {os.cpu_count()} CPUs'
   return f'{text}, {detail}' if detail else text
 

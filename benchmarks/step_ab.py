@@ -19,7 +19,6 @@ both relative differences. The record is a results-schema table
 
 import argparse
 import os
-import shlex
 import statistics
 import subprocess
 import sys
@@ -162,9 +161,7 @@ def main(argv=None):
   parser.add_argument('--out', required=True)
   args = parser.parse_args(argv)
 
-  command = shlex.join(
-    ['python', os.path.relpath(os.path.abspath(__file__)), *(sys.argv[1:] if argv is None else argv)]
-  )
+  command = records.command(__file__, argv)
   base = resolve(args.base)
   change = records.git_commit()
   with tempfile.TemporaryDirectory(prefix='step_ab_') as tmp:

@@ -30,7 +30,6 @@ import argparse
 import datetime
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -295,7 +294,7 @@ def main(argv=None):
   if DEFAULT not in flag_sets:
     flag_sets.insert(0, DEFAULT)
   argv = sys.argv[1:] if argv is None else argv
-  command = shlex.join(['python', os.path.relpath(os.path.abspath(__file__)), *argv])  # ';' quoted: a shell line.
+  command = records.command(__file__, argv)
   before, commands = [], []
   if args.resume:
     with open(args.raw) as f:

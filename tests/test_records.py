@@ -53,6 +53,29 @@ def test_table_takes_a_commit_machine_wording_and_further_fields():
   assert records.machine('shared') == f'{records.machine()}, shared'
 
 
+@pytest.mark.parametrize(
+  'flags,isa',
+  [
+    ('fpu sse2 avx avx2 fma', 'AVX2'),
+    ('avx2 avx512f avx512bw', 'AVX-512'),
+    ('avx2 avx512f avx512_bf16', 'AVX-512 BF16'),
+    ('avx512f avx512_bf16 amx_tile amx_bf16', 'AVX-512 BF16 AMX'),
+    ('fpu sse2 avx', None),
+  ],
+)
+def test_vector_isa_names_the_widest_vector_instructions(flags, isa):
+  assert records.vector_isa(flags.split()) == isa
+
+
+def test_command_is_a_shell_line_that_gives_the_arguments_back():
+  import shlex
+
+  argv = ['--conditions', 'AMD EPYC, nothing else running', '--flag-sets=default;--x=1']
+  line = records.command(os.path.join(REPO, 'benchmarks', 'peer_pytorch.py'), argv)
+  assert line.startswith('python benchmarks/peer_pytorch.py ')
+  assert shlex.split(line)[2:] == argv
+
+
 def test_git_commit_is_this_checkouts_short_hash():
   try:
     short = git(REPO, 'rev-parse', '--short', 'HEAD')
