@@ -354,8 +354,11 @@ def test_rank_report_keys():
 
 # The kNN top-1 gain over the run's own random-init encoder after the whole quick run (6 epochs, 192 steps) that
 # each loss must reach: 4-11 points below the worst seed measured (another processor behaves like another seed;
-# benchmarks/results/quick/contrastive_learning_margins.json), and above a run that learns nothing (KCL, lr 0.1).
-LEARNING_MARGINS = {'simclr': 6.0, 'dcl': 6.0, 'dhel': 4.0, 'kcl': 3.0}
+# benchmarks/results/quick/contrastive_learning_margins.json), and above a run that learns nothing (KCL, lr 0.1:
+# +0.5). KCL is the exception: on an AVX-512 CPU its seed 0, this test's, gained +2.8 where seeds 1 and 2 gained
+# +10.5 and +9.7 (quick/kcl_margins_avx512.json; +7.3 to +11.3 on an AVX2 CPU), so its margin sits between that
+# worst run and one that learns nothing.
+LEARNING_MARGINS = {'simclr': 6.0, 'dcl': 6.0, 'dhel': 4.0, 'kcl': 1.5}
 
 
 @pytest.mark.slow

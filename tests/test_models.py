@@ -1,6 +1,7 @@
 """Backbones, heads and per-view BatchNorm."""
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -129,6 +130,36 @@ def test_relu_add_is_relu_of_the_sum_bit_for_bit():
   for got, want in zip(grads(resnet.relu_add), grads(lambda r, y: jax.nn.relu(r + y))):
     np.testing.assert_array_equal(got, want)
   assert float(jnp.sum(grads(resnet.relu_add)[0] == 0)) > 1024  # The ties took relu's derivative at 0, not ½.
+
+
+def test_resnet_weight_gradient_copies_read_one_stored_activation():
+  """relu_add's purpose, checked on XLA:CPU's compiled program: every [C, H, W, B] copy (the operand layout of a
+  convolution's weight gradient) reads at most one activation-sized array. With relu(residual + y) as the block
+  output, XLA recomputed the residual chain inside those copies, reading up to three such arrays at a stride."""
+  if jax.default_backend() != 'cpu':
+    pytest.skip('a property of the CPU compiler')
+  from gsg_jax import compiler
+
+  batch = 24  # Unlike every channel count (8-64), so that a batch-minor output shape is recognisable.
+  net = models.build_backbone(model_config(width=8))
+  x = jnp.ones((batch, 16, 16, 3))
+  variables = net.init(jax.random.key(0), x, train=True)
+
+  def loss(params):
+    out, _ = net.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'])
+    return jnp.sum(out**2)
+
+  hlo = compiler.jit(jax.grad(loss)).lower(variables['params']).compile().as_text()
+  bodies = dict(re.findall(r'\n(%[\w.-]+) .*?\{\n(.*?)\n\}', hlo, re.S))
+  reads = []
+  for shape, called in re.findall(r'= f32\[([\d,]+)\]\{[\d,]*\} fusion\(.*?\), kind=\w+, calls=(%[\w.-]+)', hlo):
+    dims = [int(d) for d in shape.split(',')]
+    body = bodies[called]
+    if len(dims) == 4 and dims[-1] == batch and ' transpose(' in body:
+      parameters = re.findall(r'= \w+\[([\d,]*)\]\{[\d,]*\} parameter\(', body)
+      reads.append(sum(1 for p in parameters if p.count(',') == 3))
+  assert len(reads) >= 8, reads  # The copies were found (one per weight gradient of the later stages at least).
+  assert max(reads) == 1, reads
 
 
 def test_view_order_does_not_matter_within_a_batch():

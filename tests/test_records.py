@@ -76,6 +76,15 @@ def test_command_is_a_shell_line_that_gives_the_arguments_back():
   assert shlex.split(line)[2:] == argv
 
 
+def test_learning_margins_record_is_accepted_by_the_generator():
+  import learning_margins
+
+  rows = [{'run': 'kcl', 'seed': 0, 'knn_init': 24.1, 'gain': 2.8}]
+  record = learning_margins.margins_record('kcl', rows, 'python benchmarks/learning_margins.py kcl --seeds=0')
+  assert record['rows'] == rows and record['study'] == 'quick'
+  generate_results.check_record(record, os.path.join(REPO, 'benchmarks', 'results', 'quick', 'a.json'))
+
+
 def test_git_commit_is_this_checkouts_short_hash():
   try:
     short = git(REPO, 'rev-parse', '--short', 'HEAD')
