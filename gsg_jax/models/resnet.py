@@ -47,7 +47,7 @@ def relu_add(residual, y):
   block's output into each of its consumers unless the last op reads more than one full-size array. With relu
   last, XLA:CPU recomputed each block output, and the residual chain behind it (up to three convolution outputs
   with their BatchNorms), inside the transposed copy that feeds the next weight gradient, reading three arrays with
-  a 64 KiB stride: 5–15 times slower than transposing the one stored array. With the add last the output is
+  a 64 KiB stride: 3–16 times slower than a copy that reads one stored array. With the add last the output is
   stored once and every consumer reads it.
   """
   return jnp.maximum(residual, -y) + y
